@@ -1,0 +1,3 @@
+module drconsole
+
+go 1.26.8
