@@ -1,0 +1,226 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// CheckStatus is how a check came out.
+type CheckStatus string
+
+const (
+	CheckPass CheckStatus = "pass"
+	CheckFail CheckStatus = "fail"
+	CheckWarn CheckStatus = "warn" // worth a look; never blocks the swap
+	CheckInfo CheckStatus = "info" // a figure for the record
+	CheckSkip CheckStatus = "skip" // not applicable here (e.g. the table does not exist)
+)
+
+// Check is one integrity check, as data. Value queries return one value; Rows queries
+// are listed. Counts are compared with the live database when one is reachable.
+type Check struct {
+	Name     string
+	SQL      string
+	Table    string // the check is skipped when this table does not exist
+	Rows     bool   // list the rows instead of reading one value
+	Compare  bool   // compare with the same query on the live database
+	Database bool   // the query takes the database name as $1
+}
+
+// RunbookChecks are the runbook's integrity checks (Scenario 1, step 5, and the appendix).
+var RunbookChecks = []Check{
+	{Name: `users ("User" rows)`, SQL: `SELECT count(*) FROM "User"`, Table: "User", Compare: true},
+	{Name: `guilds ("Guild" rows)`, SQL: `SELECT count(*) FROM "Guild"`, Table: "Guild", Compare: true},
+	{Name: `API keys ("ApiKey" rows)`, SQL: `SELECT count(*) FROM "ApiKey"`, Table: "ApiKey", Compare: true},
+	{Name: "admin users", SQL: `SELECT count(*) FROM "User" WHERE role = 'ADMIN'`, Table: "User", Compare: true},
+	{Name: "admin users (first 5)", SQL: `SELECT * FROM "User" WHERE role = 'ADMIN' LIMIT 5`, Table: "User", Rows: true},
+	{Name: `"Session" table exists`, SQL: `SELECT to_regclass('"Session"') IS NOT NULL`},
+	{Name: "database size", SQL: `SELECT pg_size_pretty(pg_database_size($1))`, Database: true, Compare: true},
+	{Name: "pg_stat_database", SQL: `SELECT format('backends=%s commits=%s rollbacks=%s conflicts=%s deadlocks=%s', numbackends, xact_commit, xact_rollback, conflicts, deadlocks) FROM pg_stat_database WHERE datname = $1`, Database: true},
+}
+
+// CheckResult is one check's outcome. Blocking results are the only ones that can stop a swap.
+type CheckResult struct {
+	Name     string      `json:"name"`
+	Status   CheckStatus `json:"status"`
+	Expected string      `json:"expected,omitempty"` // the live database's value, when compared
+	Actual   string      `json:"actual,omitempty"`
+	Detail   string      `json:"detail,omitempty"`
+	Blocking bool        `json:"blocking,omitempty"`
+}
+
+// Failed returns the blocking checks that failed.
+func Failed(results []CheckResult) []CheckResult {
+	var out []CheckResult
+	for _, r := range results {
+		if r.Blocking && r.Status == CheckFail {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// RunChecks runs the runbook's checks in database, comparing counts with compareWith
+// (the live database) when it is not empty and reachable. It never fails: an error
+// becomes a result.
+func RunChecks(ctx context.Context, c *Conn, database, compareWith string) []CheckResult {
+	conn, err := c.Connect(ctx, database)
+	if err != nil {
+		return []CheckResult{{Name: "database reachable", Status: CheckFail, Blocking: true, Detail: err.Error()}}
+	}
+	defer conn.Close(context.Background())
+	var live *pgx.Conn
+	if compareWith != "" && compareWith != database {
+		if live, err = c.Connect(ctx, compareWith); err != nil {
+			live = nil
+		} else {
+			defer live.Close(context.Background())
+		}
+	}
+	var out []CheckResult
+	for _, chk := range RunbookChecks {
+		out = append(out, runCheck(ctx, conn, live, database, compareWith, chk))
+	}
+	return out
+}
+
+func runCheck(ctx context.Context, conn, live *pgx.Conn, database, compareWith string, chk Check) CheckResult {
+	r := CheckResult{Name: chk.Name}
+	if chk.Table != "" {
+		var exists bool
+		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, `"`+chk.Table+`"`).Scan(&exists); err != nil || !exists {
+			r.Status, r.Detail = CheckSkip, fmt.Sprintf("no %q table in this database", chk.Table)
+			return r
+		}
+	}
+	if chk.Rows {
+		rows, err := listRows(ctx, conn, chk.SQL)
+		if err != nil {
+			r.Status, r.Detail = CheckWarn, err.Error()
+			return r
+		}
+		r.Status, r.Actual = CheckInfo, fmt.Sprintf("%d rows", len(rows))
+		r.Detail = strings.Join(rows, "\n")
+		return r
+	}
+	actual, err := value(ctx, conn, chk, database)
+	if err != nil {
+		r.Status, r.Detail = CheckWarn, err.Error()
+		return r
+	}
+	r.Actual, r.Status = actual, CheckInfo
+	if chk.Name == `"Session" table exists` {
+		r.Status = CheckPass
+		if actual != "true" {
+			r.Status, r.Detail = CheckWarn, `the "Session" table is missing`
+		}
+	}
+	if chk.Compare && live != nil {
+		expected, err := value(ctx, live, chk, compareWith)
+		if err == nil {
+			r.Expected = expected
+			if chk.Database {
+				r.Detail = "live database " + compareWith + ": " + expected
+			} else if expected == actual {
+				r.Status = CheckPass
+			} else {
+				r.Status, r.Detail = CheckWarn, fmt.Sprintf("live database %s has %s; the backup has %s (expected when the live data is the damaged copy)", compareWith, expected, actual)
+			}
+		}
+	}
+	return r
+}
+
+func value(ctx context.Context, conn *pgx.Conn, chk Check, database string) (string, error) {
+	var args []any
+	if chk.Database {
+		args = append(args, database)
+	}
+	var v any
+	if err := conn.QueryRow(ctx, chk.SQL, args...).Scan(&v); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", nil
+		}
+		return "", err
+	}
+	return fmt.Sprint(v), nil
+}
+
+func listRows(ctx context.Context, conn *pgx.Conn, sql string) ([]string, error) {
+	rows, err := conn.Query(ctx, sql)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	fields := rows.FieldDescriptions()
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, err
+		}
+		parts := make([]string, len(vals))
+		for i, v := range vals {
+			s := fmt.Sprint(v)
+			if len(s) > 40 {
+				s = s[:40] + "…"
+			}
+			parts[i] = fields[i].Name + "=" + s
+		}
+		out = append(out, strings.Join(parts, " "))
+	}
+	return out, rows.Err()
+}
+
+// restoreChecks are the checks that prove the restore itself went wrong, and so block
+// the swap: the scratch database is unreachable or holds none of the archive's tables.
+func restoreChecks(ctx context.Context, c *Conn, database string, arch *Archive) []CheckResult {
+	conn, err := c.Connect(ctx, database)
+	if err != nil {
+		return []CheckResult{{Name: "restored database reachable", Status: CheckFail, Blocking: true, Detail: err.Error()}}
+	}
+	defer conn.Close(context.Background())
+	out := []CheckResult{{Name: "restored database reachable", Status: CheckPass, Blocking: true}}
+	var tables int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg_toast%'`).Scan(&tables); err != nil {
+		return append(out, CheckResult{Name: "tables restored", Status: CheckFail, Blocking: true, Detail: err.Error()})
+	}
+	r := CheckResult{Name: "tables restored", Blocking: true, Actual: fmt.Sprint(tables)}
+	if arch == nil {
+		r.Status = CheckPass
+		if tables == 0 {
+			r.Status, r.Detail = CheckFail, "the restored database has no tables"
+		}
+		return append(out, r)
+	}
+	r.Expected = fmt.Sprintf("%d with data", len(arch.Tables))
+	missing := 0
+	var names []string
+	for _, t := range arch.Tables {
+		var ok bool
+		q := pgx.Identifier{t.Schema, t.Name}.Sanitize()
+		if t.Schema == "" {
+			q = pgx.Identifier{t.Name}.Sanitize()
+		}
+		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, q).Scan(&ok); err != nil || !ok {
+			missing++
+			if len(names) < 5 {
+				names = append(names, t.QualifiedName())
+			}
+		}
+	}
+	switch {
+	case len(arch.Tables) > 0 && missing == len(arch.Tables):
+		r.Status, r.Detail = CheckFail, "none of the archive's tables exist in the restored database"
+	case missing > 0:
+		r.Status, r.Detail = CheckWarn, fmt.Sprintf("%d of the archive's tables are missing: %s", missing, strings.Join(names, ", "))
+	default:
+		r.Status = CheckPass
+	}
+	return append(out, r)
+}

@@ -1,0 +1,194 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Conn is how to reach the target server, resolved from the settings operators already
+// have. Database is the database to restore; empty means "the archive's own".
+type Conn struct {
+	Host     string
+	Port     uint16
+	User     string
+	Password string
+	Database string
+	SSLMode  string // passed to libpq tools as PGSSLMODE when set
+	Source   string // where the settings came from, e.g. "--db-url", "DB_* variables"
+
+	cfg *pgconn.Config
+}
+
+// ResolveConn reads the connection settings in order: dbURL (--db-url), then the
+// runbook's DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME, then DATABASE_URL, then libpq's
+// PG* variables and ~/.pgpass. The database is left empty unless one was named
+// somewhere: libpq's default (the user's name) is never a restore target.
+func ResolveConn(dbURL string, getenv func(string) string) (*Conn, error) {
+	var (
+		connString, source, dbName string
+	)
+	switch {
+	case dbURL != "":
+		connString, source = dbURL, "--db-url"
+		dbName = databaseIn(dbURL)
+	case getenv("DB_HOST") != "" || getenv("DB_NAME") != "" || getenv("DB_USER") != "" || getenv("DB_PORT") != "":
+		var kv []string
+		for _, p := range [][2]string{{"host", "DB_HOST"}, {"port", "DB_PORT"}, {"user", "DB_USER"}, {"password", "DB_PASSWORD"}, {"dbname", "DB_NAME"}} {
+			if v := getenv(p[1]); v != "" {
+				kv = append(kv, p[0]+"="+quoteConnValue(v))
+			}
+		}
+		connString, source, dbName = strings.Join(kv, " "), "DB_* variables", getenv("DB_NAME")
+	case getenv("DATABASE_URL") != "":
+		connString, source = getenv("DATABASE_URL"), "DATABASE_URL"
+		dbName = databaseIn(connString)
+	default:
+		source, dbName = "PG* variables", getenv("PGDATABASE")
+	}
+	cfg, err := pgconn.ParseConfig(connString)
+	if err != nil {
+		return nil, fmt.Errorf("connection settings from %s: %s", source, redactErr(err))
+	}
+	c := &Conn{Host: cfg.Host, Port: cfg.Port, User: cfg.User, Password: cfg.Password, Database: dbName, Source: source, cfg: cfg}
+	c.SSLMode = sslModeIn(connString)
+	if c.SSLMode == "" {
+		c.SSLMode = getenv("PGSSLMODE")
+	}
+	return c, nil
+}
+
+// databaseIn is the database a URL or keyword string names, or "".
+func databaseIn(s string) string {
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return ""
+		}
+		if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+			return db
+		}
+		return u.Query().Get("dbname")
+	}
+	for _, f := range strings.Fields(s) {
+		if v, ok := strings.CutPrefix(f, "dbname="); ok {
+			return strings.Trim(v, "'")
+		}
+	}
+	return ""
+}
+
+func sslModeIn(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		return u.Query().Get("sslmode")
+	}
+	for _, f := range strings.Fields(s) {
+		if v, ok := strings.CutPrefix(f, "sslmode="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func quoteConnValue(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+// Server is host:port (or the socket directory) for messages; never the password.
+func (c *Conn) Server() string {
+	if strings.HasPrefix(c.Host, "/") {
+		return fmt.Sprintf("%s (socket, port %d)", c.Host, c.Port)
+	}
+	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))
+}
+
+// With returns the settings for another database on the same server.
+func (c *Conn) With(database string) *Conn {
+	d := *c
+	d.Database = database
+	return &d
+}
+
+// Connect opens a connection to database on the server.
+func (c *Conn) Connect(ctx context.Context, database string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig("")
+	if err != nil {
+		return nil, err
+	}
+	cfg.Config = *c.cfg.Copy()
+	cfg.Database = database
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 15 * time.Second
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, connectErr(c, database, err)
+	}
+	return conn, nil
+}
+
+// connectErr says in one line why the server or database could not be reached.
+func connectErr(c *Conn, database string, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "3D000":
+			return fmt.Errorf("%w: database %q does not exist on %s", ErrDatabase, database, c.Server())
+		case "28P01", "28000":
+			return fmt.Errorf("%w: %s refused user %q: %s", ErrDatabase, c.Server(), c.User, pe.Message)
+		}
+		return fmt.Errorf("%w: %s: %s", ErrDatabase, c.Server(), pe.Message)
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: cannot connect to %s as %q: %s", ErrDatabase, c.Server(), c.User, redactErr(err))
+}
+
+// Env is the environment for libpq tools (pg_restore, psql, pg_dump) to reach database:
+// the password travels in the environment, never on a command line.
+func (c *Conn) Env(database string) []string {
+	env := []string{
+		"PGHOST=" + c.Host,
+		"PGPORT=" + strconv.Itoa(int(c.Port)),
+		"PGUSER=" + c.User,
+		"PGDATABASE=" + database,
+		"PGAPPNAME=drconsole",
+		"PGCONNECT_TIMEOUT=15",
+	}
+	if c.Password != "" {
+		env = append(env, "PGPASSWORD="+c.Password)
+	}
+	if c.SSLMode != "" {
+		env = append(env, "PGSSLMODE="+c.SSLMode)
+	}
+	return env
+}
+
+// redactErr strips anything that looks like a password from a library's error text.
+func redactErr(err error) string {
+	s := err.Error()
+	if i := strings.Index(s, "password="); i >= 0 {
+		end := strings.IndexAny(s[i:], " )")
+		if end < 0 {
+			end = len(s) - i
+		}
+		s = s[:i] + "password=xxxxx" + s[i+end:]
+	}
+	if u := strings.Index(s, "://"); u >= 0 {
+		if at := strings.Index(s[u:], "@"); at > 0 {
+			if colon := strings.Index(s[u+3:u+at], ":"); colon >= 0 {
+				s = s[:u+3+colon] + ":xxxxx" + s[u+at:]
+			}
+		}
+	}
+	return s
+}

@@ -1,0 +1,270 @@
+package recovery
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"drconsole/storage"
+)
+
+// Source is one backup in one location: what every restore, verify and inspect reads.
+type Source struct {
+	Location storage.Location
+	Backup   storage.Backup
+}
+
+func (s Source) String() string {
+	return fmt.Sprintf("%s (%s)", s.Backup.Name, s.Location.String())
+}
+
+func (s Source) open(ctx context.Context) (io.ReadCloser, error) {
+	rc, err := s.Location.Open(ctx, s.Backup)
+	if err != nil {
+		return nil, fmt.Errorf("open backup %q: %w", s.Backup.Name, err)
+	}
+	return rc, nil
+}
+
+// Contents is what a backup holds, as far as it has been read.
+type Contents struct {
+	Backup  storage.Backup
+	Layers  []storage.Layer // outermost first, e.g. openpgp, gzip, custom dump
+	Format  storage.Format
+	Archive *Archive // custom-format archives only
+
+	// Filled in by Verify, which reads the whole backup:
+	Read       int64 // bytes read from the location
+	Dump       int64 // bytes of dump after decryption and decompression
+	DataBlocks int   // custom format: data blocks walked and decompressed
+	Complete   bool  // the stream was read to its end and every integrity check passed
+	Duration   time.Duration
+}
+
+// Encrypted reports whether the backup had an OpenPGP layer.
+func (c *Contents) Encrypted() bool {
+	for _, l := range c.Layers {
+		if l == storage.LayerOpenPGP {
+			return true
+		}
+	}
+	return false
+}
+
+// Inspect reads just enough of a backup to prove the key works and the dump's header and
+// table of contents parse. Nothing touches a database.
+func Inspect(ctx context.Context, src Source, keys *Keys) (*Contents, error) {
+	rc, err := src.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	st, err := Unwrap(rc, keys)
+	if err != nil {
+		return nil, inBackup(src, err)
+	}
+	defer st.Close()
+	c := &Contents{Backup: src.Backup, Layers: st.Layers, Format: st.Format}
+	if st.Format == storage.FormatCustom {
+		if c.Archive, err = ReadArchive(st.Reader); err != nil {
+			return nil, inBackup(src, err)
+		}
+	} else if err := scanSQLHead(st.Reader); err != nil {
+		return nil, inBackup(src, err)
+	}
+	return c, nil
+}
+
+// Verify reads the whole backup to its end: decryption with its integrity check,
+// decompression with its CRC, and for custom archives every data block, so a truncated
+// or damaged backup is found before it is needed.
+func Verify(ctx context.Context, src Source, keys *Keys, rep Reporter) (*Contents, error) {
+	rep = orDiscard(rep)
+	start := time.Now()
+	c, err := verify(ctx, src, keys, rep)
+	if c != nil {
+		c.Duration = time.Since(start)
+	}
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w: verify of %q stopped", ErrCancelled, src.Backup.Name)
+	}
+	rep.Report(Event{Time: time.Now(), Stage: StageDone, Final: true, Err: err})
+	return c, err
+}
+
+func verify(ctx context.Context, src Source, keys *Keys, rep Reporter) (*Contents, error) {
+	rc, err := src.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	read := NewMeter(contextReader{ctx, rc})
+	st, err := Unwrap(read, keys)
+	if err != nil {
+		return nil, inBackup(src, err)
+	}
+	defer st.Close()
+	dump := NewMeter(st.Reader)
+	br := bufio.NewReaderSize(dump, stageBuffer)
+	c := &Contents{Backup: src.Backup, Layers: st.Layers, Format: st.Format}
+	stop := sampleProgress(ctx, rep, StageStream, src.Backup.Size, read, dump, nil)
+	defer stop()
+	if st.Format == storage.FormatCustom {
+		a := &archiveReader{r: br}
+		arch, err := a.readHead()
+		if err == nil {
+			err = a.readTOC(arch)
+		}
+		if err != nil {
+			return nil, inBackup(src, archiveErr(err))
+		}
+		c.Archive = arch
+		rep.Report(Event{Time: time.Now(), Stage: StageStream, TablesTotal: len(arch.Tables),
+			Message: fmt.Sprintf("archive %s from pg_dump %s of database %q: %d tables with data", arch.Version, arch.DumpVersion, arch.Database, len(arch.Tables))})
+		c.DataBlocks, err = a.readData(arch)
+		if err != nil {
+			if isEOF(err) {
+				err = fmt.Errorf("%w: archive ends inside a data block", ErrTruncated)
+			}
+			return nil, inBackup(src, err)
+		}
+	} else {
+		if _, err := io.Copy(io.Discard, br); err != nil {
+			return nil, inBackup(src, err)
+		}
+	}
+	// Drain what is left of every layer so end-of-stream checks (MDC, CRC) run even if
+	// the dump ended before its wrapping did.
+	if _, err := io.Copy(io.Discard, st.Reader); err != nil {
+		return nil, inBackup(src, err)
+	}
+	c.Read, c.Dump, c.Complete = read.Count(), dump.Count(), true
+	return c, nil
+}
+
+// inBackup names the backup in an error: `backup "NAME": wrong decryption key …`.
+func inBackup(src Source, err error) error {
+	return fmt.Errorf("backup %q: %w", src.Backup.Name, err)
+}
+
+// scanSQLHead refuses plain dumps that would leave the scratch database: pg_dump -C
+// writes CREATE DATABASE and \connect near the top.
+func scanSQLHead(r *bufio.Reader) error {
+	head, _ := r.Peek(1 << 20)
+	if i := sqlSwitchesDatabase(head); i >= 0 {
+		return fmt.Errorf("%w: this plain SQL dump connects to another database (%s); it was made with pg_dump -C or pg_dumpall, which drconsole does not replay into a scratch database", ErrPreflight, bytes.TrimSpace(lineAt(head, i)))
+	}
+	return nil
+}
+
+// sqlSwitchesDatabase returns the offset of the first \connect / \c meta-command or
+// CREATE/DROP DATABASE at the start of a line, or -1.
+func sqlSwitchesDatabase(b []byte) int {
+	for off := 0; off < len(b); {
+		line := b[off:]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i]
+		}
+		t := bytes.TrimLeft(line, " \t")
+		if bytes.HasPrefix(t, []byte(`\connect`)) || bytes.HasPrefix(t, []byte(`\c `)) ||
+			hasPrefixFold(t, "CREATE DATABASE") || hasPrefixFold(t, "DROP DATABASE") {
+			return off
+		}
+		off += len(line) + 1
+	}
+	return -1
+}
+
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && bytes.EqualFold(b[:len(prefix)], []byte(prefix))
+}
+
+func lineAt(b []byte, off int) []byte {
+	line := b[off:]
+	if i := bytes.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i]
+	}
+	if len(line) > 80 {
+		line = line[:80]
+	}
+	return line
+}
+
+// contextReader stops a stream when its context ends.
+type contextReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c contextReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func orDiscard(r Reporter) Reporter {
+	if r == nil {
+		return Discard
+	}
+	return r
+}
+
+// ProgressInterval is how often figures are sampled and reported during a stream.
+var ProgressInterval = 100 * time.Millisecond
+
+// sampleProgress reports the meters every ProgressInterval until stop is called.
+// Sampling on a timer keeps the per-byte cost of progress at zero.
+func sampleProgress(ctx context.Context, rep Reporter, stage Stage, size int64, read, dump *Meter, tables func() (done, total int, current string)) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(ProgressInterval)
+		defer t.Stop()
+		start := time.Now()
+		var rate float64
+		lastN, lastT := int64(0), start
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				n := read.Count()
+				if dt := now.Sub(lastT).Seconds(); dt > 0 {
+					inst := float64(n-lastN) / dt
+					if rate == 0 {
+						rate = inst
+					} else {
+						rate = 0.7*rate + 0.3*inst
+					}
+				}
+				lastN, lastT = n, now
+				e := Event{Time: now, Stage: stage, Read: n, Size: size, Rate: rate, ETA: -1}
+				if dump != nil {
+					e.Decompressed = dump.Count()
+				}
+				if size > 0 && rate > 0 && n <= size {
+					e.ETA = time.Duration(float64(size-n) / rate * float64(time.Second))
+				}
+				if tables != nil {
+					e.TablesDone, e.TablesTotal, e.Table = tables()
+				}
+				rep.Report(e)
+			}
+		}
+	}()
+	return func() {
+		select {
+		case <-done:
+		default:
+			close(done)
+		}
+		<-finished
+	}
+}

@@ -1,0 +1,119 @@
+package recovery
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	pgperrors "github.com/ProtonMail/go-crypto/openpgp/errors"
+)
+
+// Keys is what decrypts a backup: secret keys (for `gpg --encrypt --recipient`
+// backups) and a passphrase, which unlocks protected secret keys or, for `gpg
+// --symmetric` backups, is the key itself.
+type Keys struct {
+	Entities   openpgp.EntityList
+	Passphrase []byte
+	// Ask, when set, is called once for a passphrase that is needed but was not given
+	// (a no-echo prompt on the command line, a form in the console).
+	Ask func(prompt string) ([]byte, error)
+}
+
+// ReadKeyFile reads an exported secret key file, armored or binary.
+func ReadKeyFile(path string) (openpgp.EntityList, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read key file %s: %w", path, unwrapPath(err))
+	}
+	var list openpgp.EntityList
+	if bytes.Contains(data[:min(len(data), 100)], []byte("-----BEGIN PGP")) {
+		list, err = openpgp.ReadArmoredKeyRing(bytes.NewReader(data))
+	} else {
+		list, err = openpgp.ReadKeyRing(bytes.NewReader(data))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("key file %s is not an OpenPGP key: %v", path, err)
+	}
+	secret := false
+	for _, e := range list {
+		if e.PrivateKey != nil {
+			secret = true
+		}
+	}
+	if !secret {
+		return nil, fmt.Errorf("key file %s holds only public keys; restore needs the secret key (gpg --export-secret-keys)", path)
+	}
+	return list, nil
+}
+
+// passphrase returns the given passphrase or asks for one once.
+func (k *Keys) passphrase(prompt string) ([]byte, error) {
+	if k.Passphrase != nil {
+		return k.Passphrase, nil
+	}
+	if k.Ask == nil {
+		return nil, fmt.Errorf("%w (%s)", ErrNoKey, prompt)
+	}
+	p, err := k.Ask(prompt)
+	if err != nil {
+		return nil, err
+	}
+	k.Passphrase = p
+	return p, nil
+}
+
+// prompt is go-crypto's callback. It is called again after every failed attempt, so it
+// gives each key one try and then reports the wrong key instead of looping.
+func (k *Keys) prompt() openpgp.PromptFunction {
+	tries := 0
+	return func(locked []openpgp.Key, symmetric bool) ([]byte, error) {
+		tries++
+		if tries > 1 {
+			return nil, ErrWrongKey
+		}
+		if symmetric {
+			return k.passphrase("passphrase for the backup")
+		}
+		pass, err := k.passphrase("passphrase for the secret key")
+		if err != nil {
+			return nil, err
+		}
+		unlocked := false
+		for _, key := range locked {
+			if key.PrivateKey != nil && key.PrivateKey.Encrypted {
+				if key.PrivateKey.Decrypt(pass) == nil {
+					unlocked = true
+				}
+			}
+		}
+		if !unlocked {
+			return nil, ErrWrongKey
+		}
+		return nil, nil
+	}
+}
+
+// decryptErr names what went wrong in an OpenPGP failure.
+func decryptErr(err error) error {
+	var se pgperrors.StructuralError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrWrongKey), errors.Is(err, ErrNoKey), errors.Is(err, ErrCancelled):
+		return err
+	case errors.Is(err, pgperrors.ErrKeyIncorrect):
+		return fmt.Errorf("%w: the backup is encrypted to a key that was not given", ErrWrongKey)
+	case errors.Is(err, pgperrors.ErrMDCHashMismatch), errors.Is(err, pgperrors.ErrMDCMissing):
+		return fmt.Errorf("%w: encrypted data failed its integrity check (MDC)", ErrCorrupt)
+	case isEOF(err):
+		return fmt.Errorf("%w: encrypted data ends early", ErrTruncated)
+	case errors.As(err, &se):
+		return fmt.Errorf("%w: encrypted data: %s", ErrCorrupt, se.Error())
+	}
+	if _, ok := err.(pgperrors.UnsupportedError); ok {
+		return fmt.Errorf("%w: encrypted data: %v", ErrCorrupt, err)
+	}
+	return fmt.Errorf("%w: decrypting: %v", ErrCorrupt, err)
+}

@@ -1,0 +1,629 @@
+package recovery
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"drconsole/storage"
+)
+
+// feedSize is the size of each write into pg_restore's stdin: large writes starve it,
+// 64 KiB keeps it fed (measured; see bench/).
+const feedSize = 64 << 10
+
+// Restore streams the backup into the scratch database, runs the checks there and,
+// in ModeSwap, carries the live database's owner, grants and settings over to it. On any
+// failure or cancel the scratch database is dropped and the live one is untouched. The
+// last event reported is Final. The result is returned on failure too, for its checks.
+func (p *Plan) Restore(ctx context.Context, rep Reporter) (*Restored, error) {
+	interval := p.opts.Interval
+	if interval == 0 {
+		interval = ProgressInterval
+	}
+	rep = Throttle(orDiscard(rep), interval)
+	start := time.Now()
+	r := &Restored{Plan: p, Database: p.Scratch}
+	created, err := p.restore(ctx, rep, r)
+	if err != nil && created {
+		rep.Report(Event{Time: time.Now(), Stage: StageCleanup, Message: fmt.Sprintf("dropping scratch database %s", p.Scratch)})
+		if derr := dropDatabase(p.opts.Conn, p.Scratch); derr != nil {
+			err = fmt.Errorf("%w; and the scratch database %s could not be dropped: %v", err, p.Scratch, derr)
+		} else {
+			rep.Report(Event{Time: time.Now(), Stage: StageCleanup, Message: fmt.Sprintf("dropped scratch database %s; %s is untouched", p.Scratch, p.Target)})
+		}
+	}
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrCancelled) {
+		err = fmt.Errorf("%w: restore of %q stopped; %s is untouched", ErrCancelled, p.Source.Backup.Name, p.Target)
+	}
+	r.finished = err != nil
+	r.Duration = time.Since(start)
+	rep.Report(Event{Time: time.Now(), Stage: StageDone, Final: true, Err: err, Read: r.Read, Size: p.Source.Backup.Size, Decompressed: r.Dump, TablesDone: r.Tables, TablesTotal: p.tablesTotal()})
+	return r, err
+}
+
+func (p *Plan) tablesTotal() int {
+	if p.Contents.Archive != nil {
+		return len(p.Contents.Archive.Tables)
+	}
+	return 0
+}
+
+func (p *Plan) restore(ctx context.Context, rep Reporter, r *Restored) (created bool, err error) {
+	rep.Report(Event{Time: time.Now(), Stage: StageCreate, Message: fmt.Sprintf("creating scratch database %s", p.Scratch)})
+	if err := p.createScratch(ctx); err != nil {
+		return false, err
+	}
+	rep.Report(Event{Time: time.Now(), Stage: StageCreate, Message: fmt.Sprintf("created scratch database %s", p.Scratch)})
+
+	rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: fmt.Sprintf("streaming %s into %s", p.Source.Backup.Name, p.Scratch)})
+	if err := p.load(ctx, rep, r); err != nil {
+		return true, err
+	}
+	rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: fmt.Sprintf("loaded %d tables (%s of dump) into %s", r.Tables, formatBytes(r.Dump), p.Scratch)})
+
+	rep.Report(Event{Time: time.Now(), Stage: StageChecks, Message: fmt.Sprintf("running checks in %s", p.Scratch)})
+	r.Checks = restoreChecks(ctx, p.opts.Conn, p.Scratch, p.Contents.Archive)
+	compare := ""
+	if p.Mode == ModeSwap {
+		compare = p.Target
+	}
+	r.Checks = append(r.Checks, RunChecks(ctx, p.opts.Conn, p.Scratch, compare)...)
+	if ctx.Err() != nil {
+		return true, ctx.Err()
+	}
+	for _, c := range r.Checks {
+		rep.Report(Event{Time: time.Now(), Stage: StageChecks, Message: fmt.Sprintf("check %s: %s %s", c.Name, c.Status, c.Actual)})
+	}
+	if failed := Failed(r.Checks); len(failed) > 0 {
+		return true, fmt.Errorf("%w in %s: %s: %s", ErrChecksFailed, p.Scratch, failed[0].Name, failed[0].Detail)
+	}
+	if p.Mode == ModeSwap {
+		rep.Report(Event{Time: time.Now(), Stage: StageChecks, Message: fmt.Sprintf("copying owner, grants and settings of %s to %s", p.Target, p.Scratch)})
+		if err := p.carryProperties(ctx); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+func (p *Plan) createScratch(ctx context.Context) error {
+	admin, err := connectAdmin(ctx, p.opts.Conn)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(context.Background())
+	stmt := "CREATE DATABASE " + pgx.Identifier{p.Scratch}.Sanitize() + " TEMPLATE template0"
+	if p.Mode == ModeSwap {
+		var enc, collate, ctype string
+		if err := admin.QueryRow(ctx, `SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = $1`, p.Target).Scan(&enc, &collate, &ctype); err != nil {
+			return fmt.Errorf("%w: reading %s's encoding: %v", ErrDatabase, p.Target, err)
+		}
+		stmt += fmt.Sprintf(" ENCODING %s LC_COLLATE %s LC_CTYPE %s", quoteLiteral(enc), quoteLiteral(collate), quoteLiteral(ctype))
+	} else if a := p.Contents.Archive; a != nil && a.Encoding != "" {
+		stmt += " ENCODING " + quoteLiteral(a.Encoding)
+	}
+	if _, err := admin.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("%w: creating scratch database %s: %v", ErrDatabase, p.Scratch, pgMessage(err))
+	}
+	return nil
+}
+
+// carryProperties gives the scratch database what pg_restore does not restore: the
+// live database's owner, connection limit, grants and ALTER DATABASE … SET settings.
+func (p *Plan) carryProperties(ctx context.Context) error {
+	admin, err := connectAdmin(ctx, p.opts.Conn)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(context.Background())
+	scratch := pgx.Identifier{p.Scratch}.Sanitize()
+	var owner string
+	var connLimit int
+	var acl []string
+	var oid uint32
+	if err := admin.QueryRow(ctx, `SELECT pg_get_userbyid(datdba), datconnlimit, coalesce(datacl::text[], '{}'), oid FROM pg_database WHERE datname = $1`, p.Target).Scan(&owner, &connLimit, &acl, &oid); err != nil {
+		return fmt.Errorf("%w: reading %s's properties: %v", ErrDatabase, p.Target, err)
+	}
+	stmts := []string{
+		"ALTER DATABASE " + scratch + " OWNER TO " + pgx.Identifier{owner}.Sanitize(),
+		fmt.Sprintf("ALTER DATABASE %s CONNECTION LIMIT %d", scratch, connLimit),
+	}
+	if len(acl) > 0 {
+		stmts = append(stmts, "REVOKE ALL ON DATABASE "+scratch+" FROM PUBLIC")
+		for _, item := range acl {
+			g, err := grantFromACL(item, scratch)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrDatabase, err)
+			}
+			stmts = append(stmts, g...)
+		}
+	}
+	rows, err := admin.Query(ctx, `SELECT coalesce(pg_get_userbyid(NULLIF(setrole, 0)), ''), setconfig FROM pg_db_role_setting WHERE setdatabase = $1`, oid)
+	if err != nil {
+		return fmt.Errorf("%w: reading %s's settings: %v", ErrDatabase, p.Target, err)
+	}
+	type setting struct {
+		role   string
+		config []string
+	}
+	settings, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (setting, error) {
+		var s setting
+		return s, r.Scan(&s.role, &s.config)
+	})
+	if err != nil {
+		return fmt.Errorf("%w: reading %s's settings: %v", ErrDatabase, p.Target, err)
+	}
+	for _, s := range settings {
+		for _, kv := range s.config {
+			k, v, _ := strings.Cut(kv, "=")
+			set := fmt.Sprintf("SET %s TO %s", pgx.Identifier{k}.Sanitize(), quoteLiteral(v))
+			if s.role == "" {
+				stmts = append(stmts, "ALTER DATABASE "+scratch+" "+set)
+			} else {
+				stmts = append(stmts, "ALTER ROLE "+pgx.Identifier{s.role}.Sanitize()+" IN DATABASE "+scratch+" "+set)
+			}
+		}
+	}
+	for _, s := range stmts {
+		if _, err := admin.Exec(ctx, s); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrDatabase, s, pgMessage(err))
+		}
+	}
+	return nil
+}
+
+// grantFromACL turns one aclitem ("grantee=CTc/grantor", grantee empty for PUBLIC,
+// '*' after a letter for WITH GRANT OPTION) into GRANT statements on database db.
+func grantFromACL(item, db string) ([]string, error) {
+	grantee, rest, ok := cutACLName(item)
+	if !ok || !strings.HasPrefix(rest, "=") {
+		return nil, fmt.Errorf("cannot read database privilege %q", item)
+	}
+	privs, _, _ := strings.Cut(rest[1:], "/")
+	to := "PUBLIC"
+	if grantee != "" {
+		to = pgx.Identifier{grantee}.Sanitize()
+	}
+	names := map[byte]string{'C': "CREATE", 'T': "TEMPORARY", 'c': "CONNECT"}
+	var plain, withGrant []string
+	for i := 0; i < len(privs); i++ {
+		name, ok := names[privs[i]]
+		if !ok {
+			continue
+		}
+		if i+1 < len(privs) && privs[i+1] == '*' {
+			withGrant = append(withGrant, name)
+			i++
+		} else {
+			plain = append(plain, name)
+		}
+	}
+	var out []string
+	if len(plain) > 0 {
+		out = append(out, fmt.Sprintf("GRANT %s ON DATABASE %s TO %s", strings.Join(plain, ", "), db, to))
+	}
+	if len(withGrant) > 0 {
+		out = append(out, fmt.Sprintf("GRANT %s ON DATABASE %s TO %s WITH GRANT OPTION", strings.Join(withGrant, ", "), db, to))
+	}
+	return out, nil
+}
+
+// cutACLName reads the grantee at the start of an aclitem, double-quoted or not.
+func cutACLName(item string) (name, rest string, ok bool) {
+	if !strings.HasPrefix(item, `"`) {
+		i := strings.IndexByte(item, '=')
+		if i < 0 {
+			return "", "", false
+		}
+		return item[:i], item[i:], true
+	}
+	var b strings.Builder
+	for i := 1; i < len(item); i++ {
+		if item[i] == '"' {
+			if i+1 < len(item) && item[i+1] == '"' {
+				b.WriteByte('"')
+				i++
+				continue
+			}
+			return b.String(), item[i+1:], true
+		}
+		b.WriteByte(item[i])
+	}
+	return "", "", false
+}
+
+// load streams the backup through the pipeline into pg_restore (custom) or psql (plain).
+func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored) error {
+	rc, err := p.Source.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	read := NewMeter(contextReader{ctx, rc})
+	st, err := Unwrap(read, p.opts.Keys)
+	if err != nil {
+		return inBackup(p.Source, err)
+	}
+	defer st.Close()
+	var src io.Reader = st.Reader
+	if st.Format == storage.FormatPlain {
+		src = &sqlGuard{r: src}
+	}
+	dump := NewMeter(src)
+
+	child := &restoreChild{rep: rep, total: p.tablesTotal()}
+	var cmd *exec.Cmd
+	if st.Format == storage.FormatCustom {
+		args := []string{"--verbose", "--exit-on-error", "--no-password", "--dbname", p.Scratch}
+		if p.opts.NoOwner {
+			args = append(args, "--no-owner")
+		}
+		cmd = exec.Command(p.tools.Restore, args...)
+	} else {
+		cmd = exec.Command(p.tools.Psql, "--no-psqlrc", "--no-password", "--set", "ON_ERROR_STOP=1", "--single-transaction", "--file", "-", "--dbname", p.Scratch)
+		child.countCopy = true
+	}
+	cmd.Env = append(libpqFreeEnviron(), p.opts.Conn.Env(p.Scratch)...)
+	// Its own process group: a Ctrl-C on the terminal reaches drconsole only, which then
+	// stops the child and cleans up in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%w: starting %s: %v", ErrRestoreTool, cmd.Path, err)
+	}
+	var outputs sync.WaitGroup
+	outputs.Add(2)
+	go func() { defer outputs.Done(); child.readStderr(stderr) }()
+	go func() { defer outputs.Done(); child.readStdout(stdout) }()
+
+	stop := sampleProgress(ctx, rep, StageStream, p.Source.Backup.Size, read, dump, child.tables)
+	streamErr, writeErr := feed(stdin, dump)
+	stop()
+	if streamErr != nil {
+		// The backup is damaged or the run was cancelled: pg_restore must not finish on a
+		// stream that failed its integrity check, so stop it before it sees EOF.
+		killGroup(cmd)
+	}
+	stdin.Close()
+	outputs.Wait()
+	waitErr := cmd.Wait()
+	r.Read, r.Dump, r.Tables = read.Count(), dump.Count(), int(child.done.Load())
+	r.Warnings = child.warnings()
+
+	switch {
+	case streamErr != nil && ctx.Err() != nil:
+		return ctx.Err()
+	case streamErr != nil:
+		return inBackup(p.Source, streamErr)
+	case waitErr != nil:
+		tool := "pg_restore"
+		if child.countCopy {
+			tool = "psql"
+		}
+		msg := child.lastError()
+		if msg == "" {
+			msg = waitErr.Error()
+		}
+		if writeErr != nil {
+			msg += " (it stopped reading the backup)"
+		}
+		return fmt.Errorf("%w: %s into %s: %s", ErrRestoreTool, tool, p.Scratch, msg)
+	}
+	return nil
+}
+
+// feed copies the dump into the child's stdin in feedSize writes. When the child stops
+// reading, the rest of the stream is still read to its end, so the integrity checks at
+// the end of every layer run and a damaged backup is reported as such.
+func feed(w io.Writer, r io.Reader) (streamErr, writeErr error) {
+	buf := make([]byte, feedSize)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 && writeErr == nil {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				writeErr = werr
+			}
+		}
+		if err == io.EOF {
+			return nil, writeErr
+		}
+		if err != nil {
+			return err, writeErr
+		}
+	}
+}
+
+func killGroup(cmd *exec.Cmd) {
+	if cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	go func(pid int) {
+		time.Sleep(5 * time.Second)
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}(cmd.Process.Pid)
+}
+
+// libpqFreeEnviron is our environment without the libpq variables we set ourselves, so
+// a stray PGDATABASE or PGSERVICE can never point a child at the live database.
+func libpqFreeEnviron() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSERVICE", "PGSERVICEFILE", "PGAPPNAME", "PGSSLMODE", "PGCONNECT_TIMEOUT":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// restoreChild follows pg_restore --verbose / psql output: tables done, the current
+// table, warnings and the last error.
+type restoreChild struct {
+	rep       Reporter
+	total     int
+	countCopy bool
+
+	done    atomic.Int64
+	mu      sync.Mutex
+	current string
+	errs    []string
+	warns   []string
+}
+
+func (c *restoreChild) tables() (int, int, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int(c.done.Load()), c.total, c.current
+}
+
+func (c *restoreChild) readStderr(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		c.mu.Lock()
+		if name, ok := strings.CutPrefix(line, `pg_restore: processing data for table "`); ok {
+			c.current = strings.TrimSuffix(name, `"`)
+			c.done.Add(1)
+		}
+		lower := strings.ToLower(line)
+		switch {
+		case strings.Contains(lower, "error:") || strings.HasPrefix(lower, "psql:") && strings.Contains(lower, "error"):
+			c.errs = append(c.errs, strings.TrimSpace(line))
+		case strings.Contains(lower, "warning:"):
+			if len(c.warns) < 50 {
+				c.warns = append(c.warns, strings.TrimSpace(line))
+			}
+		}
+		done, total, current := int(c.done.Load()), c.total, c.current
+		c.mu.Unlock()
+		c.rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: line, TablesDone: done, TablesTotal: total, Table: current})
+	}
+}
+
+func (c *restoreChild) readStdout(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if c.countCopy && strings.HasPrefix(sc.Text(), "COPY ") {
+			c.done.Add(1)
+		}
+	}
+}
+
+func (c *restoreChild) lastError() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.errs) == 0 {
+		return ""
+	}
+	first := c.errs[0]
+	if len(c.errs) > 1 {
+		first += fmt.Sprintf(" (and %d more lines)", len(c.errs)-1)
+	}
+	return first
+}
+
+func (c *restoreChild) warnings() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.warns...)
+}
+
+// sqlGuard stops a plain SQL stream that would connect to another database or create
+// or drop one: such a dump must never be replayed beside a live database.
+type sqlGuard struct {
+	r    io.Reader
+	tail []byte
+}
+
+var sqlDanger = [][]byte{[]byte("\n\\connect"), []byte("\n\\c "), []byte("\nCREATE DATABASE "), []byte("\nDROP DATABASE ")}
+
+func (g *sqlGuard) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	if n > 0 {
+		window := append(g.tail, p[:n]...)
+		for _, d := range sqlDanger {
+			if i := bytes.Index(window, d); i >= 0 {
+				return 0, fmt.Errorf("%w: the SQL dump switches or creates databases (%s); refusing to replay it", ErrPreflight, bytes.TrimSpace(lineAt(window, i+1)))
+			}
+		}
+		keep := min(len(window), 20)
+		g.tail = append(g.tail[:0], window[len(window)-keep:]...)
+	}
+	return n, err
+}
+
+// Swap puts the restored database in place. ModeSwap: new connections to the live
+// database are stopped, its sessions ended, and both renames done in one transaction,
+// so the application never sees a moment with no database or the old one under the
+// new name. The old database is kept as Plan.Kept. The caller must have had the
+// operator confirm by typing the target's name.
+func (r *Restored) Swap(ctx context.Context, rep Reporter) (*Swapped, error) {
+	rep = orDiscard(rep)
+	p := r.Plan
+	if p.Mode == ModeTest {
+		return nil, fmt.Errorf("a test restore into %s is not swapped", p.Target)
+	}
+	if r.finished {
+		return nil, fmt.Errorf("the restore into %s did not succeed; nothing to swap", p.Scratch)
+	}
+	admin, err := connectAdmin(ctx, p.opts.Conn)
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close(context.Background())
+	say := func(format string, args ...any) {
+		rep.Report(Event{Time: time.Now(), Stage: StageSwap, Message: fmt.Sprintf(format, args...)})
+	}
+	live, scratch := pgx.Identifier{p.Target}.Sanitize(), pgx.Identifier{p.Scratch}.Sanitize()
+	if err := endSessions(ctx, admin, p.Scratch); err != nil {
+		return nil, err
+	}
+	if p.Mode == ModeCreate {
+		say("renaming %s to %s", p.Scratch, p.Target)
+		if _, err := admin.Exec(ctx, "ALTER DATABASE "+scratch+" RENAME TO "+live); err != nil {
+			return nil, fmt.Errorf("%w: renaming %s to %s: %v", ErrDatabase, p.Scratch, p.Target, pgMessage(err))
+		}
+		r.finished = true
+		say("renamed %s to %s", p.Scratch, p.Target)
+		return &Swapped{Live: p.Target}, nil
+	}
+	say("stopping new connections to %s", p.Target)
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+live+" ALLOW_CONNECTIONS false"); err != nil {
+		return nil, fmt.Errorf("%w: stopping new connections to %s: %v", ErrDatabase, p.Target, pgMessage(err))
+	}
+	reopen := func() {
+		_, _ = admin.Exec(context.Background(), "ALTER DATABASE "+live+" ALLOW_CONNECTIONS true")
+	}
+	say("ending sessions connected to %s", p.Target)
+	if err := endSessions(ctx, admin, p.Target); err != nil {
+		reopen()
+		return nil, err
+	}
+	say("renaming %s to %s and %s to %s in one transaction", p.Target, p.Kept, p.Scratch, p.Target)
+	kept := pgx.Identifier{p.Kept}.Sanitize()
+	err = pgx.BeginFunc(ctx, admin, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "ALTER DATABASE "+live+" RENAME TO "+kept); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "ALTER DATABASE "+scratch+" RENAME TO "+live)
+		return err
+	})
+	if err != nil {
+		reopen()
+		return nil, fmt.Errorf("%w: swapping %s and %s: %v; %s is unchanged", ErrDatabase, p.Target, p.Scratch, pgMessage(err), p.Target)
+	}
+	r.finished = true
+	// The kept copy is for rollback and forensics: let people connect to it again.
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+kept+" ALLOW_CONNECTIONS true"); err != nil {
+		say("warning: %s still refuses connections: %v", p.Kept, pgMessage(err))
+	}
+	say("swapped: %s is the restored database; the previous one is kept as %s", p.Target, p.Kept)
+	return &Swapped{Live: p.Target, Kept: p.Kept}, nil
+}
+
+// Abandon drops the scratch database (not in ModeTest, where the operator asked for it).
+func (r *Restored) Abandon(ctx context.Context) error {
+	if r.finished || r.Plan.Mode == ModeTest {
+		return nil
+	}
+	r.finished = true
+	return dropDatabase(r.Plan.opts.Conn, r.Plan.Scratch)
+}
+
+// Drop removes the restored database whatever the mode (verify --restore-test).
+func (r *Restored) Drop(ctx context.Context) error {
+	r.finished = true
+	return dropDatabase(r.Plan.opts.Conn, r.Database)
+}
+
+// endSessions ends every other session on database and waits until none is left.
+func endSessions(ctx context.Context, admin *pgx.Conn, database string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var left int
+		if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, database).Scan(&left); err != nil {
+			return fmt.Errorf("%w: ending sessions on %s: %v", ErrDatabase, database, pgMessage(err))
+		}
+		if left == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %d sessions on %s would not end", ErrDatabase, left, database)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// dropDatabase drops a scratch database even when the restore was cancelled: it uses
+// its own short deadline rather than the caller's context.
+func dropDatabase(c *Conn, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	admin, err := connectAdmin(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(context.Background())
+	_, err = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	if err != nil {
+		return fmt.Errorf("dropping %s: %v", name, pgMessage(err))
+	}
+	return nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// pgMessage is the server's message without pgx's decoration.
+func pgMessage(err error) string {
+	var pe interface{ Error() string }
+	if errors.As(err, &pe) {
+		return strings.TrimPrefix(pe.Error(), "ERROR: ")
+	}
+	return err.Error()
+}
+
+func formatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,282 @@
+package recovery
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sync/atomic"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	pgperrors "github.com/ProtonMail/go-crypto/openpgp/errors"
+	"github.com/klauspost/compress/flate"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/readahead"
+
+	"drconsole/storage"
+)
+
+// The pipeline is a chain of io.Readers, one stage each:
+//
+//	location → Meter (bytes read) → Decrypt → Decompress → Meter (bytes of dump) → sink
+//
+// Unwrap builds the chain from what the bytes are (storage.Sniff), not from the name.
+// Each stage runs ahead of the next in its own goroutine (readahead), so decryption and
+// decompression use separate cores while pg_restore loads rows.
+
+const (
+	stageBuffer  = 256 << 10 // bytes per read-ahead buffer between stages
+	stageBuffers = 4         // read-ahead buffers per stage
+	maxLayers    = 4         // e.g. openpgp → gzip → dump; more is not a backup
+)
+
+// Meter counts the bytes that pass through it; safe to read from another goroutine.
+type Meter struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+// NewMeter wraps r.
+func NewMeter(r io.Reader) *Meter { return &Meter{r: r} }
+
+func (m *Meter) Read(p []byte) (int, error) {
+	n, err := m.r.Read(p)
+	m.n.Add(int64(n))
+	return n, err
+}
+
+// Count is the number of bytes read so far.
+func (m *Meter) Count() int64 { return m.n.Load() }
+
+// Stream is a backup with its wrappings peeled off: Reader yields the dump itself.
+type Stream struct {
+	Layers  []storage.Layer // what was peeled, outermost first, ending with the dump's own kind
+	Format  storage.Format  // custom or plain
+	Reader  *bufio.Reader   // the dump
+	closers []io.Closer
+}
+
+// Close stops the read-ahead goroutines.
+func (s *Stream) Close() error {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i].Close()
+	}
+	s.closers = nil
+	return nil
+}
+
+// Encrypted reports whether an OpenPGP layer was peeled.
+func (s *Stream) Encrypted() bool {
+	for _, l := range s.Layers {
+		if l == storage.LayerOpenPGP {
+			return true
+		}
+	}
+	return false
+}
+
+// Unwrap peels encryption and compression off r until it reaches a dump (pg_dump custom
+// format or SQL text). It fails early and in one line for a wrong key, an empty file or
+// something that is not a backup.
+func Unwrap(r io.Reader, keys *Keys) (*Stream, error) {
+	s := &Stream{}
+	br := bufio.NewReaderSize(r, stageBuffer)
+	for depth := 0; ; depth++ {
+		head, err := br.Peek(storage.SniffLen)
+		if err != nil && !isEOF(err) {
+			s.Close()
+			return nil, layerErr(s.Layers, err)
+		}
+		layer := storage.Sniff(head)
+		s.Layers = append(s.Layers, layer)
+		if depth >= maxLayers && layer != storage.LayerCustom && layer != storage.LayerSQL {
+			s.Close()
+			return nil, fmt.Errorf("%w: more than %d layers of encryption and compression", ErrNotBackup, maxLayers)
+		}
+		var next io.Reader
+		switch layer {
+		case storage.LayerCustom:
+			s.Format, s.Reader = storage.FormatCustom, br
+			return s, nil
+		case storage.LayerSQL:
+			s.Format, s.Reader = storage.FormatPlain, br
+			return s, nil
+		case storage.LayerEmpty:
+			s.Close()
+			if depth == 0 {
+				return nil, fmt.Errorf("%w: the file is empty", ErrNotBackup)
+			}
+			return nil, fmt.Errorf("%w: nothing inside the %s layer", ErrCorrupt, s.Layers[depth-1])
+		case storage.LayerUnknown:
+			s.Close()
+			if depth == 0 {
+				return nil, fmt.Errorf("%w: content is neither OpenPGP, gzip, zstd, a pg_dump archive nor SQL", ErrNotBackup)
+			}
+			return nil, fmt.Errorf("%w: what the %s layer holds is neither a pg_dump archive nor SQL", ErrNotBackup, s.Layers[depth-1])
+		case storage.LayerOpenPGP:
+			if keys == nil {
+				keys = &Keys{}
+			}
+			next, err = Decrypt(br, keys)
+		case storage.LayerGzip, storage.LayerZstd:
+			next, err = Decompress(br, layer)
+		}
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		if c, ok := next.(io.Closer); ok {
+			s.closers = append(s.closers, c)
+		}
+		ra, err := readahead.NewReaderSize(next, stageBuffers, stageBuffer)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.closers = append(s.closers, ra)
+		br = bufio.NewReaderSize(ra, stageBuffer)
+	}
+}
+
+// Decrypt is the OpenPGP stage: public-key (gpg --encrypt) or symmetric (gpg --symmetric),
+// binary or armored. A wrong key fails here, before any plaintext; integrity (MDC/AEAD)
+// failures surface as read errors at the end of the stream.
+func Decrypt(r io.Reader, keys *Keys) (io.Reader, error) {
+	br := bufio.NewReader(r)
+	if head, _ := br.Peek(27); string(head) == "-----BEGIN PGP MESSAGE-----" {
+		block, err := armor.Decode(br)
+		if err != nil {
+			return nil, fmt.Errorf("%w: armored message: %v", ErrCorrupt, err)
+		}
+		r = block.Body
+	} else {
+		r = br
+	}
+	frame := newFraming(r)
+	mapErr := func(err error) error {
+		if err != nil && !errors.Is(err, ErrWrongKey) && !errors.Is(err, ErrNoKey) && !isStorageErr(err) &&
+			!errors.Is(err, pgperrors.ErrMDCHashMismatch) && frame.truncated() {
+			return fmt.Errorf("%w: encrypted data ends in the middle of a packet", ErrTruncated)
+		}
+		return decryptErr(err)
+	}
+	md, err := openpgp.ReadMessage(frame, keys.Entities, keys.prompt(), nil)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return &errMapper{r: md.UnverifiedBody, mapErr: mapErr, md: md}, nil
+}
+
+// Decompress is the gzip or zstd stage. Corruption and truncation surface as read errors
+// (a gzip CRC or size mismatch at the end of the stream included).
+func Decompress(r io.Reader, layer storage.Layer) (io.Reader, error) {
+	switch layer {
+	case storage.LayerGzip:
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, gzipErr(err)
+		}
+		return &errMapper{r: zr, mapErr: gzipErr}, nil
+	case storage.LayerZstd:
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, zstdErr(err)
+		}
+		return &zstdReader{errMapper{r: zr, mapErr: zstdErr}, zr}, nil
+	}
+	return r, nil
+}
+
+type zstdReader struct {
+	errMapper
+	d *zstd.Decoder
+}
+
+func (z *zstdReader) Close() error { z.d.Close(); return nil }
+
+// errMapper turns a stage's library errors into ours; for OpenPGP it also checks the
+// signature state go-crypto leaves at EOF.
+type errMapper struct {
+	r      io.Reader
+	mapErr func(error) error
+	md     *openpgp.MessageDetails
+}
+
+func (e *errMapper) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		if e.md != nil && e.md.IsSigned && e.md.SignatureError != nil && e.md.SignedBy != nil {
+			return n, fmt.Errorf("%w: signature check failed: %v", ErrCorrupt, e.md.SignatureError)
+		}
+		return n, io.EOF
+	}
+	if err != nil {
+		return n, e.mapErr(err)
+	}
+	return n, nil
+}
+
+func gzipErr(err error) error {
+	var ce flate.CorruptInputError
+	switch {
+	case err == nil || err == io.EOF:
+		return err
+	case errors.Is(err, ErrTruncated), errors.Is(err, ErrCorrupt), errors.Is(err, ErrWrongKey), errors.Is(err, ErrCancelled):
+		return err
+	case isEOF(err):
+		return fmt.Errorf("%w: gzip data ends early", ErrTruncated)
+	case errors.Is(err, gzip.ErrChecksum):
+		return fmt.Errorf("%w: gzip checksum (CRC) does not match", ErrCorrupt)
+	case errors.Is(err, gzip.ErrHeader):
+		return fmt.Errorf("%w: gzip header is invalid", ErrCorrupt)
+	case errors.As(err, &ce):
+		return fmt.Errorf("%w: gzip data is damaged (%v)", ErrCorrupt, err)
+	}
+	if isStorageErr(err) {
+		return err
+	}
+	return fmt.Errorf("%w: gzip: %v", ErrCorrupt, err)
+}
+
+func zstdErr(err error) error {
+	switch {
+	case err == nil || err == io.EOF:
+		return err
+	case errors.Is(err, ErrTruncated), errors.Is(err, ErrCorrupt), errors.Is(err, ErrWrongKey), errors.Is(err, ErrCancelled):
+		return err
+	case isEOF(err):
+		return fmt.Errorf("%w: zstd data ends early", ErrTruncated)
+	}
+	if isStorageErr(err) {
+		return err
+	}
+	return fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
+}
+
+func isStorageErr(err error) bool {
+	return errors.Is(err, storage.ErrChanged) || errors.Is(err, storage.ErrUnreachable) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+func layerErr(layers []storage.Layer, err error) error {
+	if isStorageErr(err) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTruncated) || errors.Is(err, ErrWrongKey) {
+		return err
+	}
+	return fmt.Errorf("%w: reading the backup: %v", ErrCorrupt, err)
+}
+
+func isEOF(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,348 @@
+package recovery
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Mode is what a restore will do with the database it targets.
+type Mode string
+
+const (
+	// ModeSwap replaces a live database: restore into scratch, check, then (confirmed)
+	// rename live → kept and scratch → live.
+	ModeSwap Mode = "swap"
+	// ModeCreate is a fresh host: the target does not exist; the scratch database takes its name.
+	ModeCreate Mode = "create"
+	// ModeTest restores into a new database of the operator's naming and stops there:
+	// the monthly "restore to a test database". Nothing is swapped.
+	ModeTest Mode = "test"
+)
+
+// Options are what a restore needs besides the backup.
+type Options struct {
+	Conn     *Conn  // the target server; Conn.Database is the target ("" = the archive's own)
+	Keys     *Keys  // decryption keys; nil when the backup is not encrypted
+	Tools    *Tools // nil: FindTools
+	TestDB   string // ModeTest: restore into this new database, check, and stop
+	NoOwner  bool   // pg_restore --no-owner: objects belong to the connecting role
+	Now      func() time.Time
+	Interval time.Duration // progress throttle; 0 = ProgressInterval
+}
+
+// Plan is a restore that has passed every check that can be made without touching a
+// database: the operator reads it, confirms by typing Target, then calls Restore.
+type Plan struct {
+	Source        Source
+	Contents      *Contents // layers, format, archive header and table list
+	Mode          Mode
+	Target        string // the database the operator confirms by typing its name
+	Scratch       string // where the backup is restored first
+	Kept          string // ModeSwap: what the old live database is renamed to and kept as
+	Server        string // host:port
+	ServerVersion string
+	Passed        []string // preflight checks that passed, in words
+	Warnings      []string
+
+	opts  Options
+	tools *Tools
+	now   time.Time
+}
+
+// Prepare reads the backup far enough to prove the key works and the archive parses,
+// checks the tools, the server, the connecting role's powers and the roles the archive
+// needs, and chooses the scratch and kept names. Nothing is changed anywhere.
+func Prepare(ctx context.Context, src Source, opts Options) (*Plan, error) {
+	if opts.Conn == nil {
+		return nil, fmt.Errorf("%w: no connection settings", ErrPreflight)
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	p := &Plan{Source: src, opts: opts, now: now().UTC(), Server: opts.Conn.Server()}
+	tools := opts.Tools
+	if tools == nil {
+		var err error
+		if tools, err = FindTools(ctx, ""); err != nil {
+			return nil, err
+		}
+	}
+	p.tools = tools
+
+	contents, err := Inspect(ctx, src, opts.Keys)
+	if err != nil {
+		return nil, err
+	}
+	p.Contents = contents
+	if contents.Encrypted() {
+		p.Passed = append(p.Passed, "key decrypts the backup")
+	}
+	if a := contents.Archive; a != nil {
+		p.Passed = append(p.Passed, fmt.Sprintf("archive parses: version %s, pg_dump %s, database %q, %d tables with data", a.Version, a.DumpVersion, a.Database, len(a.Tables)))
+		if err := tools.CheckArchive(a); err != nil {
+			return nil, err
+		}
+		p.Passed = append(p.Passed, fmt.Sprintf("%s reads archive version %s", tools.Version, a.Version))
+	} else {
+		p.Passed = append(p.Passed, "plain SQL dump; restored with psql")
+		if tools.Psql == "" {
+			return nil, fmt.Errorf("%w: psql not found beside %s", ErrPreflight, tools.Restore)
+		}
+	}
+
+	switch {
+	case opts.TestDB != "":
+		p.Target, p.Mode = opts.TestDB, ModeTest
+	case opts.Conn.Database != "":
+		p.Target = opts.Conn.Database
+	case contents.Archive != nil && contents.Archive.Database != "":
+		p.Target = contents.Archive.Database
+	default:
+		return nil, fmt.Errorf("%w: a plain SQL dump does not name its database; name the target (DB_NAME, --db-url or PGDATABASE)", ErrPreflight)
+	}
+	if err := validName(p.Target); err != nil {
+		return nil, err
+	}
+
+	admin, err := connectAdmin(ctx, opts.Conn)
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close(context.Background())
+	_ = admin.QueryRow(ctx, "SHOW server_version").Scan(&p.ServerVersion)
+	p.Passed = append(p.Passed, fmt.Sprintf("server %s reachable (PostgreSQL %s)", p.Server, p.ServerVersion))
+
+	if err := p.checkServer(ctx, admin); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// connectAdmin connects to a maintenance database, never the target.
+func connectAdmin(ctx context.Context, c *Conn) (*pgx.Conn, error) {
+	conn, err := c.Connect(ctx, "postgres")
+	if err != nil && errors.Is(err, ErrDatabase) && strings.Contains(err.Error(), "does not exist") {
+		conn, err = c.Connect(ctx, "template1")
+	}
+	return conn, err
+}
+
+func (p *Plan) checkServer(ctx context.Context, admin *pgx.Conn) error {
+	var super, createdb, signal bool
+	var me string
+	if err := admin.QueryRow(ctx, `SELECT current_user, rolsuper, rolcreatedb, pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')
+		FROM pg_roles WHERE rolname = current_user`).Scan(&me, &super, &createdb, &signal); err != nil {
+		return fmt.Errorf("%w: reading the connecting role's privileges: %v", ErrDatabase, err)
+	}
+	if !super && !createdb {
+		return fmt.Errorf("%w: role %q cannot create databases (needs CREATEDB) for the scratch database", ErrPreflight, me)
+	}
+	p.Passed = append(p.Passed, fmt.Sprintf("role %q can create databases", me))
+
+	existing, err := databaseNames(ctx, admin)
+	if err != nil {
+		return err
+	}
+	var exists, owns bool
+	var otherBackends int
+	if existing[p.Target] {
+		exists = true
+		if err := admin.QueryRow(ctx, `SELECT pg_has_role(current_user, datdba, 'MEMBER') FROM pg_database WHERE datname = $1`, p.Target).Scan(&owns); err != nil {
+			return fmt.Errorf("%w: %v", ErrDatabase, err)
+		}
+		_ = admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND usename <> current_user`, p.Target).Scan(&otherBackends)
+	}
+	switch {
+	case p.Mode == ModeTest && exists:
+		return fmt.Errorf("%w: database %q already exists; a test restore needs a new database name", ErrPreflight, p.Target)
+	case p.Mode == ModeTest:
+	case exists:
+		p.Mode = ModeSwap
+		if !super && !owns {
+			return fmt.Errorf("%w: role %q neither owns database %q nor is a superuser, so it cannot rename it", ErrPreflight, me, p.Target)
+		}
+		p.Passed = append(p.Passed, fmt.Sprintf("role %q may rename database %q", me, p.Target))
+		if otherBackends > 0 && !super && !signal {
+			return fmt.Errorf("%w: %d sessions of other roles are connected to %q and role %q cannot end them (needs pg_signal_backend)", ErrPreflight, otherBackends, p.Target, me)
+		}
+		p.Passed = append(p.Passed, fmt.Sprintf("role %q can end the sessions connected to %q", me, p.Target))
+	default:
+		if near := nearName(p.Target, existing); near != "" {
+			return fmt.Errorf("%w: database %q does not exist on %s; did you mean %q?", ErrDatabase, p.Target, p.Server, near)
+		}
+		p.Mode = ModeCreate
+		p.Warnings = append(p.Warnings, fmt.Sprintf("database %q does not exist on %s; it will be created from the backup", p.Target, p.Server))
+	}
+
+	if a := p.Contents.Archive; a != nil && !p.opts.NoOwner && len(a.Owners) > 0 {
+		rows, err := admin.Query(ctx, `SELECT rolname FROM pg_roles WHERE rolname = ANY($1)`, a.Owners)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrDatabase, err)
+		}
+		found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrDatabase, err)
+		}
+		have := map[string]bool{}
+		for _, r := range found {
+			have[r] = true
+		}
+		var missing []string
+		for _, o := range a.Owners {
+			if !have[o] {
+				missing = append(missing, o)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("%w: roles the archive's objects belong to do not exist on %s: %s (create them, or restore with --no-owner)", ErrPreflight, p.Server, strings.Join(missing, ", "))
+		}
+		if !super {
+			for _, o := range a.Owners {
+				var member bool
+				if err := admin.QueryRow(ctx, `SELECT pg_has_role(current_user, $1, 'MEMBER')`, o).Scan(&member); err == nil && !member {
+					return fmt.Errorf("%w: role %q cannot give objects to role %q (needs superuser or membership; or restore with --no-owner)", ErrPreflight, me, o)
+				}
+			}
+		}
+		p.Passed = append(p.Passed, fmt.Sprintf("roles the archive needs exist: %s", strings.Join(a.Owners, ", ")))
+	}
+
+	stamp := p.now.Format("20060102_150405")
+	if p.Mode == ModeTest {
+		p.Scratch = p.Target
+	} else {
+		p.Scratch = freeName(p.Target, "_restore_"+stamp, existing)
+		existing[p.Scratch] = true
+	}
+	if p.Mode == ModeSwap {
+		p.Kept = freeName(p.Target, "_pre_restore_"+stamp, existing)
+	}
+	return nil
+}
+
+func databaseNames(ctx context.Context, admin *pgx.Conn) (map[string]bool, error) {
+	rows, err := admin.Query(ctx, `SELECT datname FROM pg_database`)
+	if err != nil {
+		return nil, fmt.Errorf("%w: listing databases: %v", ErrDatabase, err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("%w: listing databases: %v", ErrDatabase, err)
+	}
+	out := map[string]bool{}
+	for _, n := range names {
+		out[n] = true
+	}
+	return out, nil
+}
+
+const maxIdentifier = 63 // PostgreSQL silently truncates longer names (NAMEDATALEN-1)
+
+func validName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: empty database name", ErrPreflight)
+	case len(name) > maxIdentifier:
+		return fmt.Errorf("%w: database name %q is longer than %d bytes", ErrPreflight, name, maxIdentifier)
+	case strings.ContainsRune(name, 0):
+		return fmt.Errorf("%w: database name contains a NUL byte", ErrPreflight)
+	}
+	return nil
+}
+
+// freeName builds base+suffix within 63 bytes that no existing database has. When base
+// must be shortened, a hash of the whole base keeps two long names from colliding.
+func freeName(base, suffix string, existing map[string]bool) string {
+	name := base + suffix
+	if len(name) > maxIdentifier {
+		sum := sha256.Sum256([]byte(base))
+		tag := "_" + hex.EncodeToString(sum[:])[:6]
+		keep := maxIdentifier - len(suffix) - len(tag) - 3 // room for a _NN collision counter
+		b := base[:max(keep, 0)]
+		for !utf8.ValidString(b) {
+			b = b[:len(b)-1]
+		}
+		name = b + tag + suffix
+	}
+	for i := 2; existing[name]; i++ {
+		name = strings.TrimSuffix(name, fmt.Sprintf("_%d", i-1))
+		name = fmt.Sprintf("%s_%d", name, i)
+	}
+	return name
+}
+
+// nearName returns an existing database whose name is one or two edits from name: the
+// typo'd name that must not silently become a new database.
+func nearName(name string, existing map[string]bool) string {
+	best, bestD := "", 3
+	for e := range existing {
+		if e == "template0" || e == "template1" || e == "postgres" {
+			continue
+		}
+		if d := editDistance(strings.ToLower(name), strings.ToLower(e)); d < bestD {
+			best, bestD = e, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// Restored is a backup loaded into the scratch database and checked there. It is still
+// beside the live database: Swap puts it in place, Abandon drops it.
+type Restored struct {
+	Plan     *Plan
+	Database string // the scratch database (the target itself in ModeTest)
+	Checks   []CheckResult
+	Read     int64 // bytes read from the location
+	Dump     int64 // bytes of dump fed to pg_restore/psql
+	Tables   int   // tables whose data pg_restore loaded
+	Duration time.Duration
+	Warnings []string // what pg_restore/psql printed as warnings
+
+	finished bool
+}
+
+// Swapped is the result of a swap.
+type Swapped struct {
+	Live string // the restored database, under the live name
+	Kept string // the previous live database, kept for rollback and forensics
+}
+
+// Source names what is being restored, for messages.
+func (p *Plan) Describe() string {
+	switch p.Mode {
+	case ModeSwap:
+		return fmt.Sprintf("restore %s into %s on %s, check it, then swap it in for %s (kept as %s)", p.Source.Backup.Name, p.Scratch, p.Server, p.Target, p.Kept)
+	case ModeCreate:
+		return fmt.Sprintf("restore %s into %s on %s, check it, then rename it to %s (which does not exist yet)", p.Source.Backup.Name, p.Scratch, p.Server, p.Target)
+	}
+	return fmt.Sprintf("restore %s into the new database %s on %s and check it; nothing is swapped", p.Source.Backup.Name, p.Target, p.Server)
+}
