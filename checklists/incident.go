@@ -1,0 +1,290 @@
+package checklists
+
+import (
+	"fmt"
+	"time"
+)
+
+// Incident is a journal read back: what was planned and what happened, in order.
+type Incident struct {
+	ID           string
+	Path         string
+	Scenario     string
+	ScenarioName string
+	Drill        bool
+	Operator     string
+	Host         string
+	Plan         Plan
+	Started      time.Time
+	Ended        time.Time // zero while the incident is open
+	Closed       bool
+	Outcome      string
+
+	Steps     []StepRecord // one per planned step, in the plan's order
+	Commands  []CommandRecord
+	Backup    *BackupRecord
+	Restores  []RestoreRecord
+	Checks    []CheckRecord
+	Ticks     []TickRecord
+	Notes     []NoteRecord
+	Sessions  []NoteRecord
+	Events    []Event
+	LastEvent time.Time
+}
+
+// StepStatus is where a step stands.
+type StepStatus string
+
+const (
+	StepPending StepStatus = "pending"
+	StepRunning StepStatus = "running"
+	StepPaused  StepStatus = "paused"
+	StepDone    StepStatus = "done"
+	StepSkipped StepStatus = "skipped"
+)
+
+// StepRecord is a planned step and what happened to it. Paused is the time spent
+// paused before PausedAt (the current pause, if any, is not in it).
+type StepRecord struct {
+	Number   int
+	Title    string
+	Kind     StepKind
+	Budget   time.Duration
+	Status   StepStatus
+	Started  time.Time
+	Ended    time.Time
+	Paused   time.Duration
+	PausedAt time.Time
+	Note     string
+}
+
+// CommandRecord is a command shown, run, or (in a drill) recorded as what would have run.
+type CommandRecord struct {
+	Time            time.Time
+	Step            int
+	Command         string
+	Ran             bool // false: only shown
+	DryRun          bool
+	ExitCode        *int
+	Output          string
+	OutputTruncated bool
+	Duration        time.Duration
+	Error           string
+}
+
+// BackupRecord is the backup chosen for the restore.
+type BackupRecord struct {
+	ChosenAt time.Time
+	Name     string
+	Location string
+	Taken    *time.Time
+	Size     int64
+}
+
+// RestoreRecord is one restore attempt.
+type RestoreRecord struct {
+	Started    time.Time
+	Ended      time.Time
+	Backup     string
+	Database   string
+	ScratchDB  string
+	KeptDB     string
+	Milestones []NoteRecord
+	Result     string // "" while running
+	Error      string
+	Bytes      int64
+	Duration   time.Duration
+}
+
+// CheckRecord is one integrity or health check's result.
+type CheckRecord struct {
+	Time   time.Time
+	Step   int
+	Name   string
+	Result string
+	Detail string
+}
+
+// TickRecord is a checklist item ticked: who and when.
+type TickRecord struct {
+	Time time.Time
+	Step int // 0: the post-recovery checklist
+	Item string
+	Who  string
+}
+
+// NoteRecord is a timestamped line of text.
+type NoteRecord struct {
+	Time time.Time
+	Who  string
+	Text string
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// apply folds one event into the incident. Events that do not fit (a step number out
+// of range) are kept in Events but change nothing else.
+func (inc *Incident) apply(e Event) {
+	inc.Events = append(inc.Events, e)
+	inc.LastEvent = e.Time
+	step := func() *StepRecord {
+		if e.Step < 1 || e.Step > len(inc.Steps) {
+			return nil
+		}
+		return &inc.Steps[e.Step-1]
+	}
+	switch e.Type {
+	case EventIncidentStarted:
+		inc.Scenario, inc.ScenarioName, inc.Drill = e.Scenario, e.ScenarioName, e.Drill
+		inc.Operator, inc.Host, inc.Started = e.Operator, e.Host, e.Time
+		if e.Plan != nil {
+			inc.Plan = *e.Plan
+			inc.Steps = make([]StepRecord, len(e.Plan.Steps))
+			for i, ps := range e.Plan.Steps {
+				inc.Steps[i] = StepRecord{Number: i + 1, Title: ps.Title, Kind: ps.Kind, Budget: fromMinutes(ps.BudgetMinutes), Status: StepPending}
+			}
+		}
+	case EventStepStarted:
+		if s := step(); s != nil {
+			if s.Started.IsZero() {
+				s.Started = e.Time
+			}
+			if s.Status == StepPaused { // started again: treat as resumed
+				s.Paused += e.Time.Sub(s.PausedAt)
+				s.PausedAt = time.Time{}
+			}
+			s.Status, s.Ended = StepRunning, time.Time{}
+		}
+	case EventStepPaused:
+		if s := step(); s != nil && s.Status == StepRunning {
+			s.Status, s.PausedAt = StepPaused, e.Time
+		}
+	case EventStepResumed:
+		if s := step(); s != nil && s.Status == StepPaused {
+			s.Paused += e.Time.Sub(s.PausedAt)
+			s.Status, s.PausedAt = StepRunning, time.Time{}
+		}
+	case EventStepDone, EventStepSkipped:
+		if s := step(); s != nil {
+			if s.Status == StepPaused {
+				s.Paused += e.Time.Sub(s.PausedAt)
+				s.PausedAt = time.Time{}
+			}
+			s.Status, s.Ended, s.Note = StepDone, e.Time, e.Note
+			if e.Type == EventStepSkipped {
+				s.Status = StepSkipped
+			}
+		}
+	case EventCommandShown:
+		inc.Commands = append(inc.Commands, CommandRecord{Time: e.Time, Step: e.Step, Command: e.Command})
+	case EventCommandRun:
+		inc.Commands = append(inc.Commands, CommandRecord{Time: e.Time, Step: e.Step, Command: e.Command, Ran: !e.DryRun, DryRun: e.DryRun,
+			ExitCode: e.ExitCode, Output: e.Output, OutputTruncated: e.OutputTruncated, Duration: seconds(e.Seconds), Error: e.Error})
+	case EventBackupChosen:
+		inc.Backup = &BackupRecord{ChosenAt: e.Time, Name: e.Backup, Location: e.Location, Taken: e.BackupTime, Size: e.Bytes}
+	case EventRestoreStarted:
+		inc.Restores = append(inc.Restores, RestoreRecord{Started: e.Time, Backup: e.Backup, Database: e.Database, ScratchDB: e.ScratchDB})
+	case EventRestoreProgress:
+		if r := inc.lastRestore(e.Time); r != nil {
+			r.Milestones = append(r.Milestones, NoteRecord{Time: e.Time, Text: e.Milestone})
+		}
+	case EventRestoreFinished:
+		if r := inc.lastRestore(e.Time); r != nil {
+			r.Ended, r.Result, r.Error, r.Bytes = e.Time, e.Result, e.Error, e.Bytes
+			r.Duration = seconds(e.Seconds)
+			if r.Duration == 0 {
+				r.Duration = e.Time.Sub(r.Started)
+			}
+			if e.Backup != "" {
+				r.Backup = e.Backup
+			}
+			if e.Database != "" {
+				r.Database = e.Database
+			}
+			if e.ScratchDB != "" {
+				r.ScratchDB = e.ScratchDB
+			}
+			r.KeptDB = e.KeptDB
+		}
+	case EventCheckResult:
+		inc.Checks = append(inc.Checks, CheckRecord{Time: e.Time, Step: e.Step, Name: e.Title, Result: e.Result, Detail: e.Detail})
+	case EventChecklistTicked:
+		inc.Ticks = append(inc.Ticks, TickRecord{Time: e.Time, Step: e.Step, Item: e.Title, Who: e.Who})
+	case EventNote:
+		inc.Notes = append(inc.Notes, NoteRecord{Time: e.Time, Who: e.Who, Text: e.Note})
+	case EventSession:
+		inc.Sessions = append(inc.Sessions, NoteRecord{Time: e.Time, Who: e.Who, Text: e.Note})
+	case EventIncidentClosed:
+		inc.Closed, inc.Ended, inc.Outcome = true, e.Time, e.Result
+		for i := range inc.Steps {
+			if s := &inc.Steps[i]; s.Status == StepPaused {
+				s.Paused += e.Time.Sub(s.PausedAt)
+				s.PausedAt = time.Time{}
+			}
+		}
+	}
+}
+
+// lastRestore is the restore that events refer to; a finish or milestone without a
+// start (a journal begun mid-restore) opens one.
+func (inc *Incident) lastRestore(t time.Time) *RestoreRecord {
+	if n := len(inc.Restores); n > 0 && inc.Restores[n-1].Result == "" {
+		return &inc.Restores[n-1]
+	}
+	inc.Restores = append(inc.Restores, RestoreRecord{Started: t})
+	return &inc.Restores[len(inc.Restores)-1]
+}
+
+// Restore is the last restore that finished, else the last one started, else nil.
+func (inc *Incident) Restore() *RestoreRecord {
+	for i := len(inc.Restores) - 1; i >= 0; i-- {
+		if inc.Restores[i].Result != "" {
+			return &inc.Restores[i]
+		}
+	}
+	if n := len(inc.Restores); n > 0 {
+		return &inc.Restores[n-1]
+	}
+	return nil
+}
+
+// Ticked returns the tick of a post-recovery checklist item, if it was ticked.
+func (inc *Incident) Ticked(item string) (TickRecord, bool) {
+	for _, t := range inc.Ticks {
+		if t.Step == 0 && t.Item == item {
+			return t, true
+		}
+	}
+	return TickRecord{}, false
+}
+
+// String names the incident for lists and messages.
+func (inc *Incident) String() string {
+	kind := "incident"
+	if inc.Drill {
+		kind = "drill"
+	}
+	return fmt.Sprintf("%s %s (%s)", kind, inc.ID, inc.ScenarioName)
+}
+
+func (inc *Incident) clone() *Incident {
+	c := *inc
+	c.Steps = append([]StepRecord(nil), inc.Steps...)
+	c.Commands = append([]CommandRecord(nil), inc.Commands...)
+	c.Restores = append([]RestoreRecord(nil), inc.Restores...)
+	for i := range c.Restores {
+		c.Restores[i].Milestones = append([]NoteRecord(nil), c.Restores[i].Milestones...)
+	}
+	c.Checks = append([]CheckRecord(nil), inc.Checks...)
+	c.Ticks = append([]TickRecord(nil), inc.Ticks...)
+	c.Notes = append([]NoteRecord(nil), inc.Notes...)
+	c.Sessions = append([]NoteRecord(nil), inc.Sessions...)
+	c.Events = append([]Event(nil), inc.Events...)
+	c.Plan.Steps = append([]PlanStep(nil), inc.Plan.Steps...)
+	c.Plan.Checklist = append([]string(nil), inc.Plan.Checklist...)
+	if inc.Backup != nil {
+		b := *inc.Backup
+		c.Backup = &b
+	}
+	return &c
+}
