@@ -333,8 +333,11 @@ func showScenario(w io.Writer, s *checklists.Scenario, detail bool) {
 		}
 		for _, c := range st.Commands {
 			label := c.Note
-			if c.Platform != "" {
-				label = strings.TrimSpace(c.Platform + ": " + label)
+			switch {
+			case c.Platform != "" && label != "":
+				label = c.Platform + ": " + label
+			case c.Platform != "":
+				label = c.Platform
 			}
 			if label != "" {
 				fmt.Fprintf(w, "     # %s\n", label)

@@ -70,7 +70,7 @@ func TestRestoreSwapsInBackupMadeByTheBackupJob(t *testing.T) {
 	}
 	props := f.c.Query(t, "postgres", `SELECT array_to_string(setconfig, ','), (SELECT datacl::text FROM pg_database WHERE datname = '`+f.db+`'), (SELECT datallowconn FROM pg_database WHERE datname = '`+sw.Kept+`')
 		FROM pg_db_role_setting WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = '`+f.db+`')`)
-	if len(props) != 1 || props[0][0] != "work_mem=7MB" || !strings.Contains(props[0][1], "app_reader=c/") || !strings.Contains(props[0][1], ",=T/") || strings.Contains(props[0][1], "=Tc/") || props[0][2] != "true" {
+	if len(props) != 1 || props[0][0] != "work_mem=7MB" || !strings.Contains(props[0][1], "app_reader=c/") || !strings.Contains(props[0][1], ",=T/") || strings.Contains(props[0][1], "=Tc/") || props[0][2] != "t" {
 		t.Errorf("database properties not carried over: %v", props)
 	}
 	if left := f.databasesLike(t, f.db+"_restore_"); len(left) > 0 {
