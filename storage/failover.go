@@ -1,0 +1,214 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ListTimeout bounds how long ListAll waits for one location, so a hung endpoint shows as
+// unreachable instead of freezing the console.
+var ListTimeout = 30 * time.Second
+
+// LocationStatus is how listing one location went.
+type LocationStatus struct {
+	Name      string    `json:"name"`
+	Where     string    `json:"where"`
+	Reachable bool      `json:"reachable"`
+	Err       string    `json:"error,omitempty"` // one line: why it is unreachable
+	Backups   int       `json:"backups"`
+	LatestWAL string    `json:"latest_wal,omitempty"` // newest archived WAL segment, where WAL is kept
+	WALTime   time.Time `json:"latest_wal_time,omitzero"`
+}
+
+// Entry is one backup name and every location holding a copy of it.
+type Entry struct {
+	Name      string    `json:"name"`
+	Kind      Kind      `json:"kind"`
+	Time      time.Time `json:"time,omitzero"`
+	Locations []string  `json:"locations"` // in configuration order
+	Copies    []Backup  `json:"-"`         // the same order
+}
+
+// Sole reports whether only one location holds the backup.
+func (e Entry) Sole() bool { return len(e.Locations) == 1 }
+
+// Catalog is every backup of every location, with how each location answered.
+type Catalog struct {
+	Locations []LocationStatus `json:"locations"`
+	Backups   []Backup         `json:"-"`       // every copy, newest first; ties in location order
+	Entries   []Entry          `json:"backups"` // one per name, newest first
+}
+
+// WALLister is a location that archives WAL segments (S3 does).
+type WALLister interface {
+	LatestWAL(ctx context.Context) (name string, modified time.Time, err error)
+}
+
+// ListAll lists every location at once. A location that fails is reported in its status
+// and otherwise skipped: the catalog is whatever could be seen.
+func ListAll(ctx context.Context, locs []Location) Catalog {
+	c := Catalog{Locations: make([]LocationStatus, len(locs))}
+	lists := make([][]Backup, len(locs))
+	var wg sync.WaitGroup
+	for i, loc := range locs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lctx, cancel := context.WithTimeout(ctx, ListTimeout)
+			defer cancel()
+			st := LocationStatus{Name: loc.Name(), Where: loc.String()}
+			bs, err := loc.List(lctx)
+			if err != nil {
+				st.Err = oneLine(err)
+			} else {
+				st.Reachable, st.Backups, lists[i] = true, len(bs), bs
+				if w, ok := loc.(WALLister); ok {
+					if name, t, err := w.LatestWAL(lctx); err == nil {
+						st.LatestWAL, st.WALTime = name, t
+					}
+				}
+			}
+			c.Locations[i] = st
+		}()
+	}
+	wg.Wait()
+	byName := map[string]int{}
+	for _, bs := range lists {
+		for _, b := range bs {
+			c.Backups = append(c.Backups, b)
+			i, ok := byName[b.Name]
+			if !ok {
+				i = len(c.Entries)
+				byName[b.Name] = i
+				c.Entries = append(c.Entries, Entry{Name: b.Name, Kind: b.Kind, Time: b.SortTime()})
+			}
+			c.Entries[i].Locations = append(c.Entries[i].Locations, b.Location)
+			c.Entries[i].Copies = append(c.Entries[i].Copies, b)
+		}
+	}
+	SortNewestFirst(c.Backups) // stable: equal backups keep location order
+	sortEntries(c.Entries)
+	return c
+}
+
+func sortEntries(es []Entry) {
+	bs := make([]Backup, len(es))
+	idx := map[string]Entry{}
+	for i, e := range es {
+		bs[i] = Backup{Name: e.Name, Time: e.Time}
+		idx[e.Name] = e
+	}
+	SortNewestFirst(bs)
+	for i, b := range bs {
+		es[i] = idx[b.Name]
+	}
+}
+
+// Where lists the locations holding a backup of that name, in configuration order.
+func (c Catalog) Where(name string) []string {
+	for _, e := range c.Entries {
+		if e.Name == name {
+			return e.Locations
+		}
+	}
+	return nil
+}
+
+// Latest is the newest full backup in any reachable location; between copies of the
+// same age the earlier location (the primary) wins. ErrNotFound when there is none, with
+// why each location had none.
+func Latest(c Catalog) (Backup, error) {
+	rank := map[string]int{}
+	for i, l := range c.Locations {
+		rank[l.Name] = i
+	}
+	var best Backup
+	found := false
+	for _, b := range c.Backups {
+		if b.Kind != KindFull {
+			continue
+		}
+		if !found || b.SortTime().After(best.SortTime()) ||
+			b.SortTime().Equal(best.SortTime()) && rank[b.Location] < rank[best.Location] {
+			best, found = b, true
+		}
+	}
+	if found {
+		return best, nil
+	}
+	var why []string
+	for _, l := range c.Locations {
+		if l.Reachable {
+			why = append(why, l.Name+": no full backup")
+		} else {
+			why = append(why, l.Name+": "+l.Err)
+		}
+	}
+	if len(why) == 0 {
+		why = []string{"no location configured"}
+	}
+	return Backup{}, fmt.Errorf("%w: no full backup in any reachable location (%s)", ErrNotFound, strings.Join(why, "; "))
+}
+
+// Skip is a location passed over, and why.
+type Skip struct {
+	Location string `json:"location"`
+	Reason   string `json:"reason"`
+	Err      error  `json:"-"`
+}
+
+// Served is a backup stream and the location serving it, with the locations tried before
+// it and why each was skipped: the caller must say so (stderr, --json), never fall back
+// silently.
+type Served struct {
+	io.ReadCloser `json:"-"`
+	Backup        Backup   `json:"backup"`
+	Location      Location `json:"-"`
+	Served        string   `json:"served_by"`
+	Skipped       []Skip   `json:"skipped,omitempty"`
+}
+
+// OpenWithFailover opens the backup called name from the first location, in order, that
+// has it and can be read; a location that is unreachable, denies access, lacks the bucket
+// or times out is skipped with the reason. The error, when every location fails, lists
+// each reason; it wraps ErrNotFound when no reachable location has the backup.
+func OpenWithFailover(ctx context.Context, locs []Location, name string) (*Served, error) {
+	var skipped []Skip
+	allNotFound := true
+	for _, loc := range locs {
+		b, err := loc.Stat(ctx, name)
+		if err == nil {
+			var rc io.ReadCloser
+			if rc, err = loc.Open(ctx, b); err == nil {
+				return &Served{ReadCloser: rc, Backup: b, Location: loc, Served: loc.Name(), Skipped: skipped}, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !errors.Is(err, ErrNotFound) {
+			allNotFound = false
+		}
+		skipped = append(skipped, Skip{Location: loc.Name(), Reason: oneLine(err), Err: err})
+	}
+	var why []string
+	for _, s := range skipped {
+		why = append(why, s.Location+": "+s.Reason)
+	}
+	if len(locs) == 0 {
+		why = []string{"no location configured"}
+	}
+	if allNotFound {
+		return nil, fmt.Errorf("%w: %q (%s)", ErrNotFound, name, strings.Join(why, "; "))
+	}
+	return nil, fmt.Errorf("cannot open backup %q from any location (%s)", name, strings.Join(why, "; "))
+}
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
