@@ -1,0 +1,149 @@
+package checklists
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+func goldenFile(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -run %s -update creates it)", err, t.Name())
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs (go test -run %s -update rewrites it); got:\n%s", path, t.Name(), got)
+	}
+}
+
+const (
+	reportPassword   = "s3cr3t-Pa55"
+	reportPassphrase = "gpg key passphrase 42"
+)
+
+// recordRecovery writes the journal of a whole database-corruption recovery.
+func recordRecovery(t *testing.T, dir string) *Journal {
+	clk := &fakeClock{now: t0}
+	j := startTest(t, dir, clk, false)
+	j.AddSecret(reportPassphrase)
+	step := func(n int, took time.Duration, note string) {
+		mustRecord(t, j, Event{Type: EventStepStarted, Step: n})
+		clk.Advance(took)
+		mustRecord(t, j, Event{Type: EventStepDone, Step: n, Note: note})
+	}
+	zero, one := 0, 1
+	mustRecord(t, j, Event{Type: EventStepStarted, Step: 1})
+	clk.Advance(2 * time.Minute)
+	mustRecord(t, j, Event{Type: EventCommandRun, Step: 1, Command: "tail -100 /var/log/postgresql/postgresql-15-main.log", ExitCode: &zero, Seconds: 0.04, Output: "ERROR: invalid page in block 4 of relation base/16384/16402\n"})
+	clk.Advance(7 * time.Minute)
+	mustRecord(t, j, Event{Type: EventStepDone, Step: 1, Note: "index on \"Guild\" corrupt"})
+	mustRecord(t, j, Event{Type: EventStepStarted, Step: 2})
+	mustRecord(t, j, Event{Type: EventCommandShown, Step: 2, Command: "kubectl scale deployment spywatcher-backend --replicas=0"})
+	mustRecord(t, j, Event{Type: EventCommandRun, Step: 2, Command: "kubectl scale deployment spywatcher-backend --replicas=0", ExitCode: &one, Seconds: 1.5, Output: "error: context deadline exceeded"})
+	clk.Advance(6 * time.Minute)
+	mustRecord(t, j, Event{Type: EventCommandRun, Step: 2, Command: "kubectl scale deployment spywatcher-backend --replicas=0", ExitCode: &zero, Seconds: 2})
+	mustRecord(t, j, Event{Type: EventStepDone, Step: 2})
+	mustRecord(t, j, Event{Type: EventStepStarted, Step: 3})
+	clk.Advance(4 * time.Minute)
+	taken := time.Date(2024, 1, 25, 12, 0, 0, 0, time.UTC)
+	mustRecord(t, j, Event{Type: EventBackupChosen, Backup: "spywatcher_full_20240125_120000.dump.gz.gpg", Location: "s3://spywatcher-backups/postgres/full/", BackupTime: &taken, Bytes: 3 << 30})
+	mustRecord(t, j, Event{Type: EventStepDone, Step: 3})
+	mustRecord(t, j, Event{Type: EventStepStarted, Step: 4})
+	mustRecord(t, j, Event{Type: EventRestoreStarted, Backup: "spywatcher_full_20240125_120000.dump.gz.gpg",
+		Database: "postgres://spywatcher:" + reportPassword + "@db.internal:5432/spywatcher", ScratchDB: "spywatcher_restore_20240125_142100"})
+	clk.Advance(time.Minute)
+	mustRecord(t, j, Event{Type: EventRestoreProgress, Milestone: "key and archive header verified (passphrase " + reportPassphrase + ")"})
+	clk.Advance(40 * time.Minute)
+	mustRecord(t, j, Event{Type: EventRestoreProgress, Milestone: "data loaded: 42 tables"})
+	mustRecord(t, j, Event{Type: EventCheckResult, Step: 4, Title: `row counts of "User", "Guild", "ApiKey"`, Result: CheckPass, Detail: "users 1204, guilds 88, api_keys 310"})
+	mustRecord(t, j, Event{Type: EventCheckResult, Step: 4, Title: "admins present", Result: CheckPass, Detail: "3 admins"})
+	mustRecord(t, j, Event{Type: EventCheckResult, Step: 4, Title: `"Session" exists`, Result: CheckFail, Detail: "table missing | expected after migration 42"})
+	clk.Advance(4 * time.Minute)
+	mustRecord(t, j, Event{Type: EventRestoreFinished, Result: ResultOK, Bytes: 3 << 30, Seconds: 45 * 60,
+		Database: "spywatcher", KeptDB: "spywatcher_pre_restore_20240125_142100"})
+	mustRecord(t, j, Event{Type: EventStepDone, Step: 4})
+	step(5, 12*time.Minute, "")
+	mustRecord(t, j, Event{Type: EventStepSkipped, Step: 6, Note: "restarted by the platform team"})
+	mustRecord(t, j, Event{Type: EventStepStarted, Step: 7})
+	clk.Advance(5 * time.Minute)
+	mustRecord(t, j, Event{Type: EventStepPaused, Step: 7, Note: "SSH dropped"})
+	mustRecord(t, j, Event{Type: EventSession, Note: "hung up"})
+	clk.Advance(10 * time.Minute)
+	mustRecord(t, j, Event{Type: EventSession, Note: "resumed by bob"})
+	mustRecord(t, j, Event{Type: EventStepResumed, Step: 7})
+	clk.Advance(20 * time.Minute)
+	mustRecord(t, j, Event{Type: EventStepDone, Step: 7})
+	mustRecord(t, j, Event{Type: EventNote, Who: "bob", Note: "PGPASSWORD=" + reportPassword + " was in the shell history; rotated"})
+	step(8, 9*time.Minute, "")
+	for i, item := range []string{"Verify all services are operational", "Confirm data integrity", "Document incident"} {
+		clk.Advance(time.Minute)
+		who := "alice"
+		if i == 2 {
+			who = "bob"
+		}
+		mustRecord(t, j, Event{Type: EventChecklistTicked, Title: item, Who: who})
+	}
+	if err := j.CloseIncident("recovered", "service back"); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func TestReportGolden(t *testing.T) {
+	dir := t.TempDir()
+	j := recordRecovery(t, dir)
+	inc, warnings, err := ReadJournal(j.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := BuildReport(inc, warnings, inc.Ended.Add(time.Hour))
+	md := r.Markdown()
+	goldenFile(t, "report.md.golden", []byte(md))
+	js, _ := json.MarshalIndent(r, "", "  ")
+	goldenFile(t, "report.json.golden", append(js, '\n'))
+
+	if r.RTOMet || r.RTOAchievedMinutes != 123 || *r.RPOAchievedMinutes != 120 || *r.RPOMet {
+		t.Errorf("objectives: RTO %v met=%v, RPO %v", r.RTOAchievedMinutes, r.RTOMet, *r.RPOAchievedMinutes)
+	}
+	if r.Timeline[6].DurationMinutes != 25 || r.Timeline[6].Over != true {
+		t.Errorf("paused step 7: %+v", r.Timeline[6])
+	}
+
+	// The password given to the restore and the passphrase are in neither the journal nor the report.
+	data, _ := os.ReadFile(j.Path())
+	for _, secret := range []string{reportPassword, reportPassphrase} {
+		for name, text := range map[string]string{"journal": string(data), "markdown": md, "json": string(js)} {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s contains the secret %q", name, secret)
+			}
+		}
+	}
+}
+
+func TestReportOfOpenIncident(t *testing.T) {
+	clk := &fakeClock{now: t0}
+	j := startTest(t, t.TempDir(), clk, true)
+	mustRecord(t, j, Event{Type: EventStepStarted, Step: 1})
+	mustRecord(t, j, Event{Type: EventCommandRun, Step: 1, Command: "psql -c 'select 1'", DryRun: true})
+	r := BuildReport(j.Incident(), nil, t0.Add(15*time.Minute))
+	md := r.Markdown()
+	for _, want := range []string{"# Drill report: Database Corruption", "still open at 2024-01-25 14:15:00 UTC", "met so far", "RPO | 1h | unknown", "drill: not run", "- [ ] Verify all services are operational", "**5m over** (running)"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}
