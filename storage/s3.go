@@ -309,18 +309,26 @@ func (s *S3) Open(ctx context.Context, b Backup) (io.ReadCloser, error) {
 	if err := s.ensureRegion(ctx); err != nil {
 		return nil, err
 	}
-	cur, err := s.head(ctx, b.Key)
-	if err != nil {
-		return nil, err
-	}
-	if b.ETag != "" && cur.ETag != "" && normETag(b.ETag) != normETag(cur.ETag) ||
-		b.Size > 0 && cur.Size != b.Size {
-		return nil, fmt.Errorf("%w: %s (listed %d bytes, now %d)", ErrChanged, b.Name, b.Size, cur.Size)
-	}
 	if b.Name == "" {
-		b.Name = cur.Name
+		b.Name = path.Base(b.Key)
 	}
-	return newRangeReader(ctx, s, b.Key, b.Name, cur), nil
+	// A listed backup carries its identity: the first ranged GET checks it, so no HEAD
+	// is needed. Otherwise pin what is there now.
+	pin := b
+	if b.ETag == "" || b.Size <= 0 {
+		cur, err := s.head(ctx, b.Key)
+		if err != nil {
+			return nil, err
+		}
+		if b.ETag != "" && cur.ETag != "" && normETag(b.ETag) != normETag(cur.ETag) || b.Size > 0 && cur.Size != b.Size ||
+			// listings give milliseconds, HEAD whole seconds
+			!b.Modified.IsZero() && !cur.Modified.Truncate(time.Second).Equal(b.Modified.Truncate(time.Second)) {
+			return nil, fmt.Errorf("%w: %s (listed %d bytes modified %s, now %d bytes modified %s)",
+				ErrChanged, b.Name, b.Size, b.Modified.Format(time.RFC3339), cur.Size, cur.Modified.Format(time.RFC3339))
+		}
+		pin = cur
+	}
+	return newRangeReader(ctx, s, b.Key, b.Name, pin), nil
 }
 
 func normETag(e string) string { return strings.Trim(strings.TrimPrefix(e, "W/"), `"`) }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -40,9 +41,10 @@ type rangeReader struct {
 	fatalMu sync.Mutex
 	fatal   error // the first error that ends the whole stream (e.g. ErrChanged)
 
-	cur *part
-	off int
-	err error
+	cur    *part
+	off    int
+	err    error
+	closed atomic.Bool
 }
 
 type part struct {
@@ -97,6 +99,9 @@ func (r *rangeReader) schedule(concurrency int) {
 
 func (r *rangeReader) Read(b []byte) (int, error) {
 	for {
+		if r.closed.Load() {
+			return 0, errClosed
+		}
 		if r.err != nil {
 			return 0, r.err
 		}
@@ -159,6 +164,7 @@ var errClosed = errors.New("read of a closed backup stream")
 
 // Close stops every fetch and waits for them to end.
 func (r *rangeReader) Close() error {
+	r.closed.Store(true)
 	r.cancel(errClosed)
 	r.wg.Wait()
 	return nil
@@ -284,7 +290,8 @@ func (r *rangeReader) checkIdentity(out *s3.GetObjectOutput, from, to int64) err
 	if r.pin.ETag != "" && out.ETag != nil && normETag(*out.ETag) != normETag(r.pin.ETag) {
 		return changed("its ETag changed")
 	}
-	if r.pin.ETag == "" && out.LastModified != nil && !r.pin.Modified.IsZero() && !out.LastModified.Equal(r.pin.Modified) {
+	if r.pin.ETag == "" && out.LastModified != nil && !r.pin.Modified.IsZero() &&
+		!out.LastModified.Truncate(time.Second).Equal(r.pin.Modified.Truncate(time.Second)) {
 		return changed("its modification time changed")
 	}
 	cr := aws.ToString(out.ContentRange) // bytes FROM-TO/TOTAL
@@ -324,7 +331,7 @@ func (r *rangeReader) classify(err error) error {
 	case status == http.StatusPreconditionFailed || code == "PreconditionFailed":
 		return fatalError{fmt.Errorf("%w: %s (s3://%s/%s was overwritten)", ErrChanged, r.name, r.s.bucket, r.key)}
 	case status == http.StatusNotFound || code == "NoSuchKey":
-		return fatalError{fmt.Errorf("%w: %s (s3://%s/%s was deleted)", ErrChanged, r.name, r.s.bucket, r.key)}
+		return fatalError{fmt.Errorf("%w: %s (s3://%s/%s is gone: %w)", ErrNotFound, r.name, r.s.bucket, r.key, ErrChanged)}
 	case status == http.StatusRequestedRangeNotSatisfiable || code == "InvalidRange":
 		return fatalError{fmt.Errorf("%w: %s (s3://%s/%s shrank)", ErrChanged, r.name, r.s.bucket, r.key)}
 	case status >= 500, status == http.StatusTooManyRequests, status == http.StatusRequestTimeout,

@@ -41,6 +41,8 @@ type Request struct {
 	Path    string
 	Range   string
 	IfMatch string
+	// StorageClass is the x-amz-storage-class header (uploads).
+	StorageClass string
 }
 
 // Stats counts what the proxy did.
@@ -133,7 +135,8 @@ func (p *Proxy) Requests() []Request {
 func (p *Proxy) before(w http.ResponseWriter, r *http.Request) bool {
 	p.mu.Lock()
 	p.stats.Requests++
-	p.log = append(p.log, Request{Method: r.Method, Path: r.URL.Path, Range: r.Header.Get("Range"), IfMatch: r.Header.Get("If-Match")})
+	p.log = append(p.log, Request{Method: r.Method, Path: r.URL.Path, Range: r.Header.Get("Range"), IfMatch: r.Header.Get("If-Match"),
+		StorageClass: r.Header.Get("X-Amz-Storage-Class")})
 	latency, deny, onGet := p.latency, p.deny, p.onGet
 	fail := p.fail503 > 0
 	if fail {

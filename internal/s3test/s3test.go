@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -31,7 +32,9 @@ func New() *Server {
 		gofakes3.WithTimeSkewLimit(0),
 		gofakes3.WithIntegrityCheck(true),
 	)
-	srv := httptest.NewServer(faker.Server())
+	srv := httptest.NewUnstartedServer(faker.Server())
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // gofakes3 trips net/http's warnings
+	srv.Start()
 	return &Server{Endpoint: srv.URL, Backend: backend, srv: srv}
 }
 
