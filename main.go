@@ -121,7 +121,7 @@ func (a *app) usage(w io.Writer) {
 	sort.Strings(names)
 	for _, n := range names {
 		c := commands[n]
-		fmt.Fprintf(w, "  drconsole %-48s %s\n", c.usage, c.summary)
+		fmt.Fprintf(w, "  drconsole %s\n      %s\n", c.usage, c.summary)
 	}
 	fmt.Fprintln(w, "\nGlobal flags (any subcommand): --config FILE, --state-dir DIR, --runbook FILE, --debug")
 	fmt.Fprintln(w, "Run 'drconsole SUBCOMMAND -h' for a subcommand's flags. Exit codes are listed in the README.")

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"drconsole/recovery"
+	"drconsole/storage"
+)
+
+func init() {
+	register(&command{
+		name:    "backup",
+		usage:   "backup [--gpg-recipient FILE] [--location NAME] [--json]",
+		summary: "make a backup in the backup job's format (pg_dump -Fc, gzip, OpenPGP) and store it atomically",
+		run:     runBackup,
+	})
+}
+
+func runBackup(ctx context.Context, a *app, args []string) error {
+	c := commands["backup"]
+	fs := a.flags(c)
+	var conn connFlags
+	conn.add(fs)
+	recipient := fs.String("gpg-recipient", "", "OpenPGP public key `file` to encrypt to (as gpg --encrypt --recipient); without it the backup is not encrypted")
+	locName := fs.String("location", "", "store into this configured location only (default: every S3 location in order, primary first, else the local directory)")
+	kind := fs.String("kind", "full", "backup kind in the name: full or incremental")
+	asJSON := fs.Bool("json", false, "print what was stored as JSON on stdout")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("backup takes no arguments; name the database with --db-url, DB_NAME or PGDATABASE")
+	}
+	if *kind != "full" && *kind != "incremental" {
+		return usagef("--kind must be full or incremental")
+	}
+	cn, err := conn.resolve(a)
+	if err != nil {
+		return err
+	}
+	opts := recovery.BackupOptions{Conn: cn, Kind: storage.Kind(*kind)}
+	if *recipient != "" {
+		if opts.Recipients, err = recovery.ReadRecipientFile(*recipient); err != nil {
+			return usageError{err}
+		}
+	}
+	locs, err := a.locations(ctx)
+	if err != nil {
+		return err
+	}
+	targets := backupTargets(locs, *locName)
+	if len(targets) == 0 {
+		return usagef("no location named %q is configured", *locName)
+	}
+	// One dump, stored in the first target; the others get a second upload of the same
+	// bytes (as the backup job does), never a second, different dump.
+	first, err := recovery.CreateBackup(ctx, opts, targets[0], newProgress(a, "backup", *asJSON))
+	if err != nil {
+		return fmt.Errorf("location %s: %w", targets[0].Name(), err)
+	}
+	stored := []storage.Backup{first}
+	for _, loc := range targets[1:] {
+		b, err := copyBackup(ctx, targets[0], first, loc)
+		if err != nil {
+			return fmt.Errorf("stored %s in %s, but the copy to %s failed: %w", first.Name, targets[0].Name(), loc.Name(), err)
+		}
+		stored = append(stored, b)
+	}
+	if !*asJSON {
+		for i, b := range stored {
+			fmt.Fprintf(a.stdout, "stored %s (%s) in %s (%s)\n", b.Name, humanBytes(b.Size), targets[i].Name(), targets[i].String())
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"stored": stored})
+	}
+	return nil
+}
+
+// backupTargets is where a backup goes: the named location; else every S3 location in
+// configuration order (primary, then secondary: a second upload, as the backup job
+// does); else the local directory.
+func backupTargets(locs []storage.Location, name string) []storage.Location {
+	var out []storage.Location
+	for _, l := range locs {
+		if name != "" && l.Name() == name {
+			return []storage.Location{l}
+		}
+		if name == "" {
+			if _, ok := l.(*storage.S3); ok {
+				out = append(out, l)
+			}
+		}
+	}
+	if name != "" {
+		return nil
+	}
+	if len(out) == 0 {
+		for _, l := range locs {
+			if _, ok := l.(*storage.Dir); ok {
+				return []storage.Location{l}
+			}
+		}
+	}
+	return out
+}
+
+func copyBackup(ctx context.Context, from storage.Location, b storage.Backup, to storage.Location) (storage.Backup, error) {
+	rc, err := from.Open(ctx, b)
+	if err != nil {
+		return storage.Backup{}, err
+	}
+	defer rc.Close()
+	return to.Put(ctx, b.Name, rc)
+}

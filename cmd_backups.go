@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"drconsole/storage"
+)
+
+func init() {
+	register(&command{
+		name:    "backups",
+		usage:   "backups [--json]",
+		summary: "list every backup in every configured location, newest first",
+		run:     runBackups,
+	})
+}
+
+// backupJSON is one backup in `backups --json`.
+type backupJSON struct {
+	Name        string              `json:"name"`
+	Location    string              `json:"location"`
+	Locations   []string            `json:"locations"` // every location holding a copy of this name
+	Key         string              `json:"key"`
+	Time        string              `json:"time,omitempty"` // RFC 3339, from the name
+	Modified    string              `json:"modified"`
+	Size        int64               `json:"size"`
+	Kind        storage.Kind        `json:"kind"`
+	Format      storage.Format      `json:"format"`
+	Compression storage.Compression `json:"compression"`
+	Encrypted   bool                `json:"encrypted"`
+}
+
+func runBackups(ctx context.Context, a *app, args []string) error {
+	c := commands["backups"]
+	fs := a.flags(c)
+	asJSON := fs.Bool("json", false, "print an object with backups and locations on stdout")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("backups takes no arguments")
+	}
+	locs, err := a.locations(ctx)
+	if err != nil {
+		return err
+	}
+	cat := storage.ListAll(ctx, locs)
+	where := map[string][]string{}
+	for _, e := range cat.Entries {
+		where[e.Name] = e.Locations
+	}
+	if *asJSON {
+		out := struct {
+			Backups   []backupJSON             `json:"backups"`
+			Locations []storage.LocationStatus `json:"locations"`
+		}{Backups: []backupJSON{}, Locations: cat.Locations}
+		for _, b := range cat.Backups {
+			j := backupJSON{Name: b.Name, Location: b.Location, Locations: where[b.Name], Key: b.Key, Size: b.Size,
+				Modified: b.Modified.Format(time.RFC3339), Kind: b.Kind, Format: b.Format, Compression: b.Compression, Encrypted: b.Encrypted}
+			if !b.Time.IsZero() {
+				j.Time = b.Time.Format(time.RFC3339)
+			}
+			out.Backups = append(out.Backups, j)
+		}
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	for _, l := range cat.Locations {
+		state := fmt.Sprintf("%d backups", l.Backups)
+		if !l.Reachable {
+			state = "UNREACHABLE: " + l.Err
+		}
+		fmt.Fprintf(a.stdout, "location %-10s %-45s %s\n", l.Name, l.Where, state)
+		if l.LatestWAL != "" {
+			fmt.Fprintf(a.stdout, "  newest WAL segment %s at %s (%s ago): the freshest recoverable point\n", l.LatestWAL, l.WALTime.Format(time.RFC3339), shortDuration(time.Since(l.WALTime)))
+		}
+	}
+	if len(cat.Backups) == 0 {
+		fmt.Fprintln(a.stdout, "\nno backups found")
+		return nil
+	}
+	fmt.Fprintln(a.stdout)
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME (UTC)\tAGE\tSIZE\tLOCATION\tCOPIES\tENC\tNAME")
+	for _, b := range cat.Backups {
+		t, age := "-", "-"
+		if st := b.SortTime(); !st.IsZero() {
+			t, age = st.Format("2006-01-02 15:04"), ageOf(time.Since(st))
+		}
+		copies := strings.Join(where[b.Name], "+")
+		if len(where[b.Name]) == 1 && len(cat.Locations) > 1 {
+			copies += " only"
+		}
+		enc := "no"
+		if b.Encrypted {
+			enc = "gpg"
+		}
+		name := b.Name
+		if !b.Recognized() {
+			name += "  (unknown name)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t, age, humanBytes(b.Size), b.Location, copies, enc, name)
+	}
+	return tw.Flush()
+}
+
+func ageOf(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "future"
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/term"
+
+	"drconsole/recovery"
+	"drconsole/storage"
+)
+
+// The pieces several subcommands share: connection settings, keys, locations and the
+// resolution of a BACKUP argument.
+
+type connFlags struct{ dbURL string }
+
+func (c *connFlags) add(fs *flag.FlagSet) {
+	fs.StringVar(&c.dbURL, "db-url", "", "PostgreSQL `URL` of the target (default: DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME, then DATABASE_URL, then PG* and ~/.pgpass)")
+}
+
+func (c *connFlags) resolve(a *app) (*recovery.Conn, error) {
+	conn, err := recovery.ResolveConn(c.dbURL, a.getenv)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return conn, nil
+}
+
+type keyFlags struct {
+	gpgKey         string
+	passphraseFile string
+}
+
+func (k *keyFlags) add(fs *flag.FlagSet) {
+	fs.StringVar(&k.gpgKey, "gpg-key", "", "exported OpenPGP secret key `file` (armored or binary) to decrypt backups")
+	fs.StringVar(&k.passphraseFile, "passphrase-file", "", "`file` holding the passphrase for the key or a symmetric backup (default: $DRCONSOLE_PASSPHRASE, else a prompt)")
+}
+
+// keys loads the secret key and passphrase. A passphrase that is needed but not given
+// is asked for once, without echo, when standard input is a terminal.
+func (k *keyFlags) keys(a *app) (*recovery.Keys, error) {
+	keys := &recovery.Keys{}
+	if k.gpgKey != "" {
+		ents, err := recovery.ReadKeyFile(k.gpgKey)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", recovery.ErrNoKey, err)
+		}
+		keys.Entities = ents
+	}
+	switch {
+	case k.passphraseFile != "":
+		data, err := os.ReadFile(k.passphraseFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: read passphrase file: %v", recovery.ErrNoKey, err)
+		}
+		keys.Passphrase = []byte(strings.TrimRight(string(data), "\r\n"))
+	case a.getenv("DRCONSOLE_PASSPHRASE") != "":
+		keys.Passphrase = []byte(a.getenv("DRCONSOLE_PASSPHRASE"))
+	default:
+		if f, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			keys.Ask = func(prompt string) ([]byte, error) {
+				fmt.Fprintf(a.stderr, "Enter %s: ", prompt)
+				p, err := term.ReadPassword(int(f.Fd()))
+				fmt.Fprintln(a.stderr)
+				return p, err
+			}
+		}
+	}
+	return keys, nil
+}
+
+// locations opens every configured location (config file, else the environment).
+func (a *app) locations(ctx context.Context) ([]storage.Location, error) {
+	cfg, err := storage.LoadConfig(a.configPath, a.getenv)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	locs, err := storage.Locations(ctx, cfg, storage.WithLog(a.stderr, a.debug))
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return locs, nil
+}
+
+// resolveBackup turns a BACKUP argument into a source: "latest" (the newest full
+// backup across reachable locations), an s3:// URL, a path to a file, or a backup name
+// looked up in each location in order. Locations skipped on the way are reported on
+// stderr, never silently.
+func (a *app) resolveBackup(ctx context.Context, arg string) (recovery.Source, []storage.Skip, error) {
+	switch {
+	case arg == "latest":
+		locs, err := a.locations(ctx)
+		if err != nil {
+			return recovery.Source{}, nil, err
+		}
+		cat := storage.ListAll(ctx, locs)
+		var skipped []storage.Skip
+		for _, st := range cat.Locations {
+			if !st.Reachable {
+				skipped = append(skipped, storage.Skip{Location: st.Name, Reason: st.Err})
+			}
+		}
+		b, err := storage.Latest(cat)
+		if err != nil {
+			return recovery.Source{}, skipped, err
+		}
+		for _, l := range locs {
+			if l.Name() == b.Location {
+				return recovery.Source{Location: l, Backup: b}, skipped, nil
+			}
+		}
+		return recovery.Source{}, skipped, fmt.Errorf("%w: location %q of the latest backup", storage.ErrNotFound, b.Location)
+	case storage.IsS3URL(arg):
+		locs, err := a.locations(ctx)
+		if err != nil {
+			return recovery.Source{}, nil, err
+		}
+		loc, b, err := storage.ResolveS3URL(ctx, arg, locs, storage.WithLog(a.stderr, a.debug))
+		return recovery.Source{Location: loc, Backup: b}, nil, err
+	case strings.ContainsRune(arg, filepath.Separator) || fileExists(arg):
+		abs, err := filepath.Abs(arg)
+		if err != nil {
+			return recovery.Source{}, nil, err
+		}
+		loc := storage.NewDir("file", filepath.Dir(abs))
+		b, err := loc.Stat(ctx, filepath.Base(abs))
+		return recovery.Source{Location: loc, Backup: b}, nil, err
+	}
+	locs, err := a.locations(ctx)
+	if err != nil {
+		return recovery.Source{}, nil, err
+	}
+	var skipped []storage.Skip
+	for _, l := range locs {
+		b, err := l.Stat(ctx, arg)
+		if err == nil {
+			return recovery.Source{Location: l, Backup: b}, skipped, nil
+		}
+		if ctx.Err() != nil {
+			return recovery.Source{}, skipped, ctx.Err()
+		}
+		skipped = append(skipped, storage.Skip{Location: l.Name(), Reason: oneLine(err), Err: err})
+	}
+	var why []string
+	allMissing := true
+	for _, s := range skipped {
+		why = append(why, s.Location+": "+s.Reason)
+		if !errors.Is(s.Err, storage.ErrNotFound) {
+			allMissing = false
+		}
+	}
+	if allMissing {
+		return recovery.Source{}, skipped, fmt.Errorf("%w: %q is in none of the locations (%s)", storage.ErrNotFound, arg, strings.Join(why, "; "))
+	}
+	return recovery.Source{}, skipped, fmt.Errorf("%w: %q could not be found (%s)", storage.ErrUnreachable, arg, strings.Join(why, "; "))
+}
+
+func (a *app) reportSkipped(skipped []storage.Skip, served string) {
+	for _, s := range skipped {
+		fmt.Fprintf(a.stderr, "drconsole: location %s skipped: %s; using %s\n", s.Location, s.Reason, served)
+	}
+}
+
+func fileExists(p string) bool {
+	info, err := os.Stat(p)
+	return err == nil && info.Mode().IsRegular()
+}
+
+func (a *app) isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd())) && a.getenv("TERM") != "dumb"
+}
+
+// confirm asks the operator to type want; it returns false on anything else, on end of
+// input, or when ctx ends.
+func (a *app) confirm(ctx context.Context, prompt, want string) bool {
+	fmt.Fprint(a.stderr, prompt)
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(a.stdin).ReadString('\n')
+		line <- strings.TrimSpace(s)
+	}()
+	select {
+	case s := <-line:
+		return s == want
+	case <-ctx.Done():
+		fmt.Fprintln(a.stderr)
+		return false
+	}
+}
