@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Restore benchmark: raw pg_restore vs `gpg -d | gunzip | pg_restore` vs `drconsole restore`,
+# and the decode stage alone, side by side on one throwaway PostgreSQL 15 cluster.
+# See README.md in this directory. Run as root (the cluster runs as the postgres OS user).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+BENCH_DATA=${BENCH_DATA:-/tmp/drconsole-bench}
+ROWS=${ROWS:-5000000}
+REPS=${REPS:-3}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+PORT=${BENCH_PORT:-54329}
+NAME=spywatcher_full_20240125_120000.dump
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+say() { echo "== $*" >&2; }
+
+[[ $(id -u) == 0 ]] || die "run as root (the cluster runs as the postgres OS user via runuser)"
+[[ -x $PGBIN/pg_ctl ]] || die "no PostgreSQL in $PGBIN"
+if [[ ! -x /usr/bin/time ]]; then
+	say "installing /usr/bin/time"
+	apt-get install -y -qq time >/dev/null || die "/usr/bin/time missing and apt-get install time failed"
+fi
+for t in gpg gzip gunzip go; do command -v $t >/dev/null || die "$t not found"; done
+
+# Short paths: the server's socket and gpg-agent's socket live in these.
+WORK=$(mktemp -d /tmp/drb.XXXXXX)
+GNUPGHOME=$WORK/g
+export GNUPGHOME
+PGDATA=$WORK/data
+cleanup() {
+	set +e
+	if [[ -f $PGDATA/postmaster.pid ]]; then
+		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1
+	fi
+	[[ -d $GNUPGHOME ]] && gpgconf --kill gpg-agent >/dev/null 2>&1
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- cluster -------------------------------------------------------------------------
+# The same settings serve every variant. fsync is off: the benchmark is about feeding
+# pg_restore, not about the disk.
+chown postgres: "$WORK"
+say "starting PostgreSQL 15 in $PGDATA (port $PORT)"
+runuser -u postgres -- "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+cat >>"$PGDATA/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PORT
+unix_socket_directories = '$WORK'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_wal_size = 8GB
+checkpoint_timeout = 30min
+autovacuum = off
+EOF
+runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORK/server.log" -w start >/dev/null ||
+	{ cat "$WORK/server.log" >&2; die "server did not start"; }
+export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+psql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+# --- dataset ---------------------------------------------------------------------------
+# One table, about 98 bytes a row in COPY text: a hex fragment and a few numbers carry
+# the entropy, names and fixed words compress well; gzip gets about 4:1, as real data does.
+make_table() { # DB ROWS
+	psql -d postgres -c "CREATE DATABASE $1"
+	psql -d "$1" -c "CREATE TABLE orders AS SELECT i::bigint AS id,
+		'user_' || (hashint4(i) & 65535) AS account,
+		(ARRAY['created','paid','shipped','refunded'])[1 + (hashint4(i*7) & 3)] AS status,
+		'2024-01-01'::timestamptz + i * interval '3 seconds' AS created_at,
+		(ARRAY['Amsterdam','Berlin','Copenhagen','Dublin','Edinburgh','Frankfurt','Geneva','Helsinki'])[1 + (hashint4(i*11) & 7)] AS city,
+		substr(md5(i::text), 1, 12) || ' order ' || (hashint4(i*13) & 1023) || ' via web checkout' AS note
+		FROM generate_series(1, $2) i"
+}
+
+ensure_key() {
+	[[ -s $BENCH_DATA/secret.asc && -s $BENCH_DATA/fpr ]] && return
+	say "making a throwaway OpenPGP key"
+	mkdir -p -m 700 "$GNUPGHOME"
+	gpg -q --batch --pinentry-mode loopback --passphrase '' --quick-generate-key 'Bench <bench@example.com>' ed25519 sign never 2>/dev/null
+	local fpr
+	fpr=$(gpg --batch --with-colons --list-keys bench@example.com | awk -F: '/^fpr/ {print $10; exit}')
+	gpg -q --batch --pinentry-mode loopback --passphrase '' --quick-add-key "$fpr" cv25519 encr never 2>/dev/null
+	gpg --batch --pinentry-mode loopback --passphrase '' --export-secret-keys --armor "$fpr" >"$BENCH_DATA/secret.asc" 2>/dev/null
+	echo "$fpr" >"$BENCH_DATA/fpr"
+}
+
+import_key() {
+	mkdir -p -m 700 "$GNUPGHOME"
+	gpg -q --batch --import "$BENCH_DATA/secret.asc" 2>/dev/null
+}
+
+ensure_dataset() { # SUBDIR ROWS
+	local dir=$BENCH_DATA/$1 rows=$2
+	if [[ -f $dir/done && $(cat "$dir/done") == "$rows" ]]; then
+		say "dataset $dir ($rows rows) is cached"
+		return
+	fi
+	say "building dataset $dir ($rows rows)"
+	rm -rf "$dir" && mkdir -p "$dir"
+	make_table "src_$1" "$rows"
+	"$PGBIN/pg_dump" -Fc -Z0 -d "src_$1" -f "$dir/$NAME"
+	psql -d postgres -c "DROP DATABASE src_$1"
+	gzip -c "$dir/$NAME" >"$dir/$NAME.gz"
+	gpg -q --batch --trust-model always --encrypt --recipient "$(cat "$BENCH_DATA/fpr")" -o "$dir/$NAME.gz.gpg" "$dir/$NAME.gz"
+	rm "$dir/$NAME.gz"
+	echo "$rows" >"$dir/done"
+}
+
+mkdir -p "$BENCH_DATA"
+ensure_key
+import_key
+ensure_dataset full "$ROWS"
+ensure_dataset half "$((ROWS / 2))"
+size_mb() { echo "$(($(stat -c %s "$1") / 1000000))"; }
+DUMP_MB=$(size_mb "$BENCH_DATA/full/$NAME")
+(( DUMP_MB >= 475 )) || echo "WARNING: the full dump is $DUMP_MB MB; figures from a dump under 400 MB do not count" >&2
+
+# --- tools under test ------------------------------------------------------------------
+say "building drconsole and the decode program"
+(cd "$REPO" && go build -o "$WORK/drconsole" . && go build -o "$WORK/decode" ./bench/restore/decode)
+HAVE_CLI=1
+if ! "$WORK/drconsole" restore -h >/dev/null 2>&1; then
+	HAVE_CLI=0
+	echo "WARNING: this drconsole has no restore subcommand; skipping its variants" >&2
+fi
+
+# --- measuring -------------------------------------------------------------------------
+RESULTS=$WORK/results # lines: variant size seconds maxrss_kb
+DB=bench_restore
+
+fresh_db() {
+	psql -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CHECKPOINT"
+	[[ ${1:-create} == create ]] && psql -d postgres -c "CREATE DATABASE $DB"
+	sync
+}
+
+# measure VARIANT SIZE CMD...: wall clock and peak RSS (of the command or its largest
+# descendant: getrusage reports the biggest, not the sum) from /usr/bin/time.
+measure() {
+	local variant=$1 size=$2
+	shift 2
+	if ! /usr/bin/time -f '%e %M' -o "$WORK/time" "$@" >"$WORK/out" 2>&1; then
+		cat "$WORK/out" >&2
+		die "$variant ($size) failed"
+	fi
+	read -r secs kb <"$WORK/time"
+	printf '%-10s %-4s %7.2f s  %7.1f MiB\n' "$variant" "$size" "$secs" "$(echo "$kb / 1024" | bc -l)" >&2
+	echo "$variant $size $secs $kb" >>"$RESULTS"
+}
+
+check_rows() { # SIZE
+	local want=$ROWS got
+	[[ $1 == half ]] && want=$((ROWS / 2))
+	got=$(psql -At -d "$DB" -c "SELECT count(*) FROM orders")
+	[[ $got == "$want" ]] || die "restored $got rows, want $want"
+}
+
+DBURL="postgres://postgres@127.0.0.1:$PORT/$DB?sslmode=disable"
+run_raw() { fresh_db; measure raw "$1" "$PGBIN/pg_restore" -d "$DB" "$BENCH_DATA/$1/$NAME"; check_rows "$1"; }
+run_pipe() {
+	fresh_db
+	measure pipeline "$1" bash -o pipefail -c \
+		'gpg -q --batch -d "$1" 2>/dev/null | gunzip | "$2" -d "$3"' _ "$BENCH_DATA/$1/$NAME.gz.gpg" "$PGBIN/pg_restore" "$DB"
+	check_rows "$1"
+}
+run_cli() {
+	fresh_db drop # drconsole test-restores only into a database that does not exist yet
+	measure drconsole "$1" "$WORK/drconsole" restore --yes --state-dir "$WORK/state" --gpg-key "$BENCH_DATA/secret.asc" \
+		--db-url "$DBURL" --target-db "$DB" "$BENCH_DATA/$1/$NAME.gz.gpg"
+	check_rows "$1"
+}
+
+for f in full/$NAME full/$NAME.gz.gpg half/$NAME.gz.gpg; do cat "$BENCH_DATA/$f" >/dev/null; done # warm the page cache
+: >"$RESULTS"
+for rep in $(seq "$REPS"); do
+	say "round $rep of $REPS"
+	run_raw full
+	run_pipe full
+	if ((HAVE_CLI)); then run_cli full; run_cli half; fi
+	measure decode full "$WORK/decode" "$BENCH_DATA/secret.asc" "$BENCH_DATA/full/$NAME.gz.gpg"
+	measure gpg-gunzip full bash -o pipefail -c 'gpg -q --batch -d "$1" 2>/dev/null | gunzip >/dev/null' _ "$BENCH_DATA/full/$NAME.gz.gpg"
+done
+fresh_db drop
+
+# --- report ----------------------------------------------------------------------------
+# Medians over the rounds (with 3 rounds, the middle one).
+median() { # VARIANT SIZE FIELD(3=secs,4=kb)
+	awk -v v="$1" -v s="$2" -v f="$3" '$1 == v && $2 == s {print $f}' "$RESULTS" | sort -g |
+		awk '{a[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}
+echo
+echo "Dataset: $ROWS rows; dump $(size_mb "$BENCH_DATA/full/$NAME") MB (-Fc -Z0), .gz.gpg $(size_mb "$BENCH_DATA/full/$NAME.gz.gpg") MB;" \
+	"half: $(size_mb "$BENCH_DATA/half/$NAME") MB / $(size_mb "$BENCH_DATA/half/$NAME.gz.gpg") MB. $REPS rounds, medians; $(nproc) cores."
+printf '%-12s %-5s %10s %12s\n' variant size "wall s" "peak RSS MiB"
+for vs in "raw full" "pipeline full" "drconsole full" "drconsole half" "decode full" "gpg-gunzip full"; do
+	set -- $vs
+	s=$(median "$1" "$2" 3)
+	[[ $s == nan ]] && continue
+	printf '%-12s %-5s %10.2f %12.1f\n' "$1" "$2" "$s" "$(echo "$(median "$1" "$2" 4) / 1024" | bc -l)"
+done
+echo
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+verdict() { awk -v x="$1" -v op="$2" -v t="$3" 'BEGIN {ok = (op == "<=") ? x <= t : x >= t; print ok ? "ok" : "MISSED"}'; }
+row() { printf '%-42s %8s   target %s %-6s %s\n' "$1" "$2" "$3" "$4" "$(verdict "$2" "$3" "$4")"; }
+decode_mbs=$(awk -v b="$(stat -c %s "$BENCH_DATA/full/$NAME")" -v s="$(median decode full 3)" 'BEGIN {printf "%.0f", b / s / 1e6}')
+row "decode speedup vs gpg -d | gunzip (x)" "$(ratio "$(median gpg-gunzip full 3)" "$(median decode full 3)")" ">=" 1.25
+echo "  (decode: $decode_mbs MB/s of dump)"
+if ((HAVE_CLI)); then
+	row "drconsole / raw pg_restore" "$(ratio "$(median drconsole full 3)" "$(median raw full 3)")" "<=" 1.05
+	row "drconsole / gpg|gunzip|pg_restore" "$(ratio "$(median drconsole full 3)" "$(median pipeline full 3)")" "<=" 1.0
+	full_mib=$(echo "$(median drconsole full 4) / 1024" | bc -l)
+	half_mib=$(echo "$(median drconsole half 4) / 1024" | bc -l)
+	row "drconsole peak RSS, full (MiB)" "$(printf '%.1f' "$full_mib")" "<=" 48
+	row "RSS full/half - 1 (%)" "$(awk -v f="$full_mib" -v h="$half_mib" 'BEGIN {d = (f - h) / h * 100; if (d < 0) d = -d; printf "%.1f", d}')" "<=" 10
+fi
+echo "pipeline / raw: $(ratio "$(median pipeline full 3)" "$(median raw full 3)") (for reference)"
