@@ -1,0 +1,271 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"drconsole/checklists"
+	"drconsole/recovery"
+)
+
+// checksScreen shows each integrity check with expected and actual values. After a
+// restore the scratch database is still beside the live one until the operator swaps it
+// in or abandons it; from a checks step alone it checks the live database.
+type checksScreen struct {
+	s        *session
+	step     int
+	restored *recovery.Restored // nil: live checks
+	err      error              // the restore's error (checks failed)
+	results  []recovery.CheckResult
+	loaded   bool
+	confirm  string // "swap", "abandon" or ""
+	working  bool
+	done     string // what happened: swapped, abandoned
+	workErr  error
+}
+
+type (
+	liveChecksMsg struct{ results []recovery.CheckResult }
+	swappedMsg    struct {
+		swapped *recovery.Swapped
+		err     error
+	}
+	abandonedMsg struct{ err error }
+)
+
+var (
+	keySwap    = key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "swap in"))
+	keyAbandon = key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "abandon"))
+	keyNext    = key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "continue"))
+)
+
+func newChecksScreen(s *session, step int, r *recovery.Restored, err error) *checksScreen {
+	c := &checksScreen{s: s, step: step, restored: r, err: err, loaded: true}
+	if r != nil {
+		c.results = r.Checks
+	}
+	return c
+}
+
+func newLiveChecksScreen(s *session, step int) *checksScreen {
+	return &checksScreen{s: s, step: step}
+}
+
+// checksStep is the scenario's checks step, where results are journaled; else step.
+func (c *checksScreen) checksStep() int {
+	for i, st := range c.s.scenario.Steps {
+		if st.Kind == checklists.KindChecks {
+			return i + 1
+		}
+	}
+	return c.step
+}
+
+func (c *checksScreen) init() tea.Cmd {
+	s := c.s
+	if !c.loaded {
+		if s.opt.Conn == nil || s.opt.Conn.Database == "" {
+			c.loaded, c.workErr = true, errors.New("no target database named (DB_NAME, --db-url or PGDATABASE): nothing to check")
+			return nil
+		}
+		ctx, conn := s.opt.Context, s.opt.Conn
+		return func() tea.Msg { return liveChecksMsg{recovery.RunChecks(ctx, conn, conn.Database, "")} }
+	}
+	return c.journalResults()
+}
+
+func (c *checksScreen) journalResults() tea.Cmd {
+	var evs []checklists.Event
+	for _, r := range c.results {
+		res := checklists.CheckPass
+		if r.Status == recovery.CheckFail {
+			res = checklists.CheckFail
+		}
+		detail := r.Detail
+		if r.Expected != "" || r.Actual != "" {
+			detail = strings.TrimSpace(fmt.Sprintf("expected %s, actual %s %s", r.Expected, r.Actual, r.Detail))
+		}
+		evs = append(evs, checklists.Event{Type: checklists.EventCheckResult, Step: c.checksStep(), Title: r.Name, Result: res, Detail: detail})
+	}
+	return c.s.record(evs...)
+}
+
+func (c *checksScreen) canSwap() bool {
+	r := c.restored
+	return r != nil && c.err == nil && c.done == "" && !c.s.drill && r.Plan.Mode != recovery.ModeTest && len(recovery.Failed(r.Checks)) == 0
+}
+
+func (c *checksScreen) update(msg tea.Msg) (screen, tea.Cmd) {
+	s := c.s
+	switch msg := msg.(type) {
+	case liveChecksMsg:
+		c.loaded, c.results = true, msg.results
+		return c, c.journalResults()
+	case swappedMsg:
+		c.working, s.cancelWork = false, nil
+		if msg.err != nil {
+			c.workErr = msg.err
+			return c, s.record(checklists.Event{Type: checklists.EventNote, Who: s.opt.Operator, Note: "swap failed: " + msg.err.Error()})
+		}
+		c.done, s.swapped, s.restored = "swapped", msg.swapped, nil
+		note := fmt.Sprintf("swapped: %s is the restored database", msg.swapped.Live)
+		if msg.swapped.Kept != "" {
+			note += "; the previous one is kept as " + msg.swapped.Kept
+		}
+		return c, tea.Sequence(s.record(append([]checklists.Event{{Type: checklists.EventNote, Who: s.opt.Operator, Note: note}}, c.finishSteps("restored, checked and swapped in")...)...),
+			func() tea.Msg { return replaceMsg{newChecklistScreen(s)} })
+	case abandonedMsg:
+		c.working, s.cancelWork = false, nil
+		if msg.err != nil {
+			c.workErr = msg.err
+			return c, nil
+		}
+		c.done, s.restored = "abandoned", nil
+		return c, s.record(checklists.Event{Type: checklists.EventNote, Who: s.opt.Operator, Note: "restored copy abandoned: scratch database " + c.restored.Plan.Scratch + " dropped"})
+	case tea.KeyPressMsg:
+		k := msg.String()
+		if c.confirm != "" {
+			what := c.confirm
+			c.confirm = ""
+			if k == "y" || k == "Y" {
+				return c, c.work(what)
+			}
+			return c, nil
+		}
+		switch {
+		case key.Matches(msg, keySwap) && c.canSwap() && !c.working:
+			c.confirm = "swap"
+		case key.Matches(msg, keyAbandon) && c.restored != nil && c.err == nil && c.done == "" && !c.working:
+			c.confirm = "abandon"
+		case key.Matches(msg, keyNext) && !c.working:
+			if c.restored == nil || c.done != "" || c.err != nil {
+				var rec tea.Cmd
+				if c.restored == nil && c.err == nil && c.loaded && c.workErr == nil {
+					rec = s.record(c.finishSteps("checks run")...)
+				}
+				return c, tea.Sequence(rec, goHome)
+			}
+		}
+	}
+	return c, nil
+}
+
+// finishSteps marks the restore and checks steps done, where not already.
+func (c *checksScreen) finishSteps(note string) []checklists.Event {
+	var evs []checklists.Event
+	for i, st := range c.s.scenario.Steps {
+		n := i + 1
+		if n != c.step && st.Kind != checklists.KindChecks {
+			continue
+		}
+		if r := c.s.stepRecord(n); r != nil && (r.Status == checklists.StepDone || r.Status == checklists.StepSkipped) {
+			continue
+		}
+		if r := c.s.stepRecord(n); r != nil && r.Status == checklists.StepPending {
+			evs = append(evs, checklists.Event{Type: checklists.EventStepStarted, Step: n, Title: st.Title})
+		}
+		evs = append(evs, checklists.Event{Type: checklists.EventStepDone, Step: n, Title: st.Title, Note: note, Who: c.s.opt.Operator})
+	}
+	return evs
+}
+
+func (c *checksScreen) work(what string) tea.Cmd {
+	s := c.s
+	r := c.restored
+	ctx, cancel := context.WithCancel(s.opt.Context)
+	s.cancelWork, c.working = cancel, true
+	work := s.opt.Work
+	work.Add(1)
+	if what == "swap" {
+		return func() tea.Msg {
+			defer work.Done()
+			defer cancel()
+			sw, err := r.Swap(ctx, nil)
+			return swappedMsg{sw, err}
+		}
+	}
+	return func() tea.Msg {
+		defer work.Done()
+		defer cancel()
+		return abandonedMsg{r.Abandon(ctx)}
+	}
+}
+
+func (c *checksScreen) view(w, h int) string {
+	s := c.s
+	var b strings.Builder
+	if c.restored != nil {
+		b.WriteString(s.st.Header.Render("Integrity checks of "+c.restored.Plan.Scratch) + "\n")
+		b.WriteString(s.st.Muted.Render(fmt.Sprintf("restored %s in %s, %d tables; compared with %s", bytesText(c.restored.Read), checklists.FormatDuration(c.restored.Duration.Round(1e9)), c.restored.Tables, c.restored.Plan.Target)) + "\n\n")
+	} else {
+		b.WriteString(s.st.Header.Render("Integrity checks") + "\n\n")
+	}
+	if !c.loaded {
+		b.WriteString(s.st.Muted.Render("Running the checks…") + "\n")
+		return b.String()
+	}
+	nameW := 26
+	valW := max((w-2-6-nameW-4)/2, 8)
+	b.WriteString(s.st.Muted.Render(fmt.Sprintf("  %-6s%-*s  %-*s  %s", "", nameW, "Check", valW, "Expected", "Actual")) + "\n")
+	for _, r := range c.results {
+		mark := s.st.Success.Render("pass  ")
+		switch r.Status {
+		case recovery.CheckFail:
+			mark = s.st.Danger.Render("FAIL  ")
+		case recovery.CheckWarn:
+			mark = s.st.Warning.Render("warn  ")
+		case recovery.CheckInfo, recovery.CheckSkip:
+			mark = s.st.Muted.Render(fmt.Sprintf("%-6s", string(r.Status)))
+		}
+		actual := strings.ReplaceAll(r.Actual, "\n", "; ")
+		b.WriteString(fmt.Sprintf("  %s%-*s  %-*s  %s\n", mark, nameW, ansiCut(r.Name, nameW), valW, ansiCut(r.Expected, valW), ansiCut(actual, valW)))
+		if r.Detail != "" && r.Status != recovery.CheckPass {
+			b.WriteString(s.st.Muted.Render(indent(r.Detail, w, 8)) + "\n")
+		}
+	}
+	b.WriteString("\n")
+	switch {
+	case c.workErr != nil:
+		b.WriteString(s.st.Danger.Render(wrap("✗ "+c.workErr.Error(), w)) + "\n")
+	case c.err != nil:
+		b.WriteString(s.st.Danger.Render(wrap("✗ "+c.err.Error(), w)) + "\n" + wrap(advice(c.err), w) + "\n")
+	case c.working:
+		b.WriteString(s.st.Accent.Render("Working…") + "\n")
+	case c.confirm == "swap":
+		b.WriteString(s.st.Danger.Render(wrap(fmt.Sprintf("Swap %s in as %s? The current %s is kept as %s. (y/n)", c.restored.Plan.Scratch, c.restored.Plan.Target, c.restored.Plan.Target, c.restored.Plan.Kept), w)) + "\n")
+	case c.confirm == "abandon":
+		b.WriteString(s.st.Danger.Render("Abandon this restore and drop "+c.restored.Plan.Scratch+"? (y/n)") + "\n")
+	case c.done == "abandoned":
+		b.WriteString(s.st.Muted.Render("Abandoned: the scratch database was dropped; the live database is untouched.") + "\n")
+	case c.canSwap():
+		b.WriteString(s.st.Success.Render("All blocking checks passed.") + " s swaps it in; a abandons it (drops the scratch database).\n")
+	case c.restored != nil && s.drill:
+		b.WriteString(s.st.Drill.Render(" DRILL ") + " nothing is swapped: a drops the scratch database.\n")
+	case c.restored != nil:
+		b.WriteString(s.st.Danger.Render("Blocking checks failed: this copy cannot be swapped in.") + " a abandons it.\n")
+	}
+	return b.String()
+}
+
+func (c *checksScreen) title() string { return "checks" }
+func (c *checksScreen) keys() []key.Binding {
+	var ks []key.Binding
+	if c.canSwap() {
+		ks = append(ks, keySwap)
+	}
+	if c.restored != nil && c.done == "" && c.err == nil {
+		ks = append(ks, keyAbandon)
+	} else {
+		ks = append(ks, keyNext)
+	}
+	return ks
+}
+func (c *checksScreen) typing() bool { return false }
+func (c *checksScreen) busy() bool {
+	return c.working || (c.restored != nil && c.done == "" && c.err == nil)
+}

@@ -1,0 +1,190 @@
+package ui
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"drconsole/checklists"
+)
+
+// closeScreen sums the incident up, closes it with an outcome and writes the report
+// beside the journal.
+type closeScreen struct {
+	s        *session
+	outcomes []string
+	pick     int
+	confirm  bool
+	working  bool
+	path     string
+	err      error
+}
+
+type incidentClosedMsg struct {
+	path string
+	err  error
+}
+
+var (
+	keyOutcome = key.NewBinding(key.WithKeys("left", "right", "tab"), key.WithHelp("←/→", "outcome"))
+	keyCloseIt = key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "close and write report"))
+)
+
+func newCloseScreen(s *session) *closeScreen {
+	c := &closeScreen{s: s, outcomes: []string{"recovered", "abandoned", "escalated"}}
+	if s.drill {
+		c.outcomes = []string{"drill complete", "drill abandoned"}
+	} else if s.swapped == nil {
+		c.pick = 1
+	}
+	return c
+}
+
+func (c *closeScreen) init() tea.Cmd { return nil }
+
+// ReportPath is where the console writes an incident's report: beside its journal.
+func ReportPath(journalPath string) string {
+	return strings.TrimSuffix(journalPath, ".jsonl") + ".report.md"
+}
+
+func (c *closeScreen) update(msg tea.Msg) (screen, tea.Cmd) {
+	s := c.s
+	switch msg := msg.(type) {
+	case incidentClosedMsg:
+		c.working, c.path, c.err = false, msg.path, msg.err
+		if msg.err == nil {
+			s.reportPath = msg.path
+			s.inc = s.journal.Incident()
+		}
+	case tea.KeyPressMsg:
+		if c.path != "" || c.working {
+			return c, nil
+		}
+		k := msg.String()
+		if c.confirm {
+			c.confirm = false
+			if k == "y" || k == "Y" {
+				c.working = true
+				j, outcome, now := s.journal, c.outcomes[c.pick], s.opt.Now
+				return c, func() tea.Msg {
+					if err := j.CloseIncident(outcome, ""); err != nil {
+						return incidentClosedMsg{err: err}
+					}
+					md := checklists.BuildReport(j.Incident(), nil, now()).Markdown()
+					path := ReportPath(j.Path())
+					if err := os.WriteFile(path, []byte(md), 0o600); err != nil {
+						return incidentClosedMsg{err: fmt.Errorf("write report: %w", err)}
+					}
+					return incidentClosedMsg{path: path}
+				}
+			}
+			return c, nil
+		}
+		switch k {
+		case "left", "shift+tab":
+			c.pick = (c.pick + len(c.outcomes) - 1) % len(c.outcomes)
+		case "right", "tab":
+			c.pick = (c.pick + 1) % len(c.outcomes)
+		case "enter":
+			c.confirm = true
+		}
+	}
+	return c, nil
+}
+
+func (c *closeScreen) view(w, h int) string {
+	s := c.s
+	inc := s.inc
+	var b strings.Builder
+	b.WriteString(s.st.Header.Render("Close the incident") + "\n\n")
+	clk := checklists.ClockAt(inc, s.opt.Runbook.Escalation, s.now)
+	kv := func(k, v string) { b.WriteString(s.st.Muted.Render(fmt.Sprintf("%-12s", k)) + ansiCut(v, w-12) + "\n") }
+	kind := "incident"
+	if inc.Drill {
+		kind = "drill"
+	}
+	kv("Incident", fmt.Sprintf("%s %s: %s", kind, inc.ID, inc.ScenarioName))
+	rto := "within the RTO"
+	if clk.OverRTO {
+		rto = "OVER the RTO"
+	}
+	kv("Time", fmt.Sprintf("%s of %s (%s)", clockText(clk.Elapsed), checklists.FormatDuration(clk.RTO), rto))
+	var done, skipped, open int
+	for _, st := range inc.Steps {
+		switch st.Status {
+		case checklists.StepDone:
+			done++
+		case checklists.StepSkipped:
+			skipped++
+		default:
+			open++
+		}
+	}
+	kv("Steps", fmt.Sprintf("%d done, %d skipped, %d not done", done, skipped, open))
+	if inc.Backup != nil {
+		kv("Backup", inc.Backup.Name+" ("+inc.Backup.Location+")")
+	}
+	if r := inc.Restore(); r != nil {
+		res := r.Result
+		if r.Error != "" {
+			res += ": " + r.Error
+		}
+		kv("Restore", res)
+	}
+	pass, fail := 0, 0
+	for _, ch := range inc.Checks {
+		if ch.Result == checklists.CheckFail {
+			fail++
+		} else {
+			pass++
+		}
+	}
+	kv("Checks", fmt.Sprintf("%d passed, %d failed", pass, fail))
+	ticked := 0
+	for _, it := range s.checklist() {
+		if _, ok := inc.Ticked(it); ok {
+			ticked++
+		}
+	}
+	kv("Checklist", fmt.Sprintf("%d of %d ticked", ticked, len(s.checklist())))
+	b.WriteString("\n")
+	if c.path != "" {
+		b.WriteString(s.st.Success.Render("Closed as "+c.outcomes[c.pick]+".") + "\n")
+		b.WriteString("Report written to " + c.path + "\n")
+		b.WriteString(s.st.Muted.Render("Journal: "+s.journal.Path()) + "\n\n")
+		b.WriteString("q quits.\n")
+		return b.String()
+	}
+	if c.err != nil {
+		b.WriteString(s.st.Danger.Render(wrap(c.err.Error(), w)) + "\n")
+	}
+	b.WriteString("Outcome: ")
+	for i, o := range c.outcomes {
+		if i == c.pick {
+			b.WriteString(s.st.Selected.Render("["+o+"]") + " ")
+		} else {
+			b.WriteString(" " + o + "  ")
+		}
+	}
+	b.WriteString("\n")
+	if open > 0 || ticked < len(s.checklist()) {
+		b.WriteString(s.st.Warning.Render("Steps or checklist items are still open; they will show as such in the report.") + "\n")
+	}
+	if c.confirm {
+		b.WriteString(s.st.Danger.Render("Close the incident as "+c.outcomes[c.pick]+"? This cannot be reopened. (y/n)") + "\n")
+	}
+	return b.String()
+}
+
+func (c *closeScreen) title() string { return "close" }
+func (c *closeScreen) keys() []key.Binding {
+	if c.path != "" {
+		return nil
+	}
+	return []key.Binding{keyOutcome, keyCloseIt, keyBack}
+}
+func (c *closeScreen) typing() bool { return false }
+func (c *closeScreen) busy() bool   { return false }

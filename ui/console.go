@@ -1,0 +1,379 @@
+// Package ui is the incident console: a Bubble Tea program with one root model that owns
+// the shared session and delegates to one model per screen.
+package ui
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"drconsole/checklists"
+	"drconsole/recovery"
+	"drconsole/storage"
+)
+
+// Options are what the console works with; the command line fills them in.
+type Options struct {
+	Context   context.Context // parent of all work; cancelled on a hang-up
+	StateDir  string
+	Runbook   *checklists.Runbook
+	Locations []storage.Location
+	Conn      *recovery.Conn // nil: restores are refused with ConnErr
+	ConnErr   error
+	Keys      recovery.Keys // from --gpg-key and --passphrase-file; the console asks for a missing passphrase
+	NoOwner   bool
+	Drill     bool // --drill: every incident started is a drill
+	Operator  string
+	Host      string
+	Now       func() time.Time // nil: time.Now; tests fix it
+	Theme     Theme
+	// Work counts restores and swaps in flight. The caller waits for it before exiting,
+	// so that a cancelled restore has dropped its scratch database first.
+	Work *sync.WaitGroup
+	// Progress is the interval progress figures are passed to the screen at; 0: 100ms.
+	Progress time.Duration
+}
+
+// session is what every screen shares. Only Update changes it.
+type session struct {
+	opt           Options
+	st            Styles
+	width, height int
+	now           time.Time
+	journal       *checklists.Journal
+	inc           *checklists.Incident
+	scenario      *checklists.Scenario
+	drill         bool
+	cancelWork    context.CancelFunc // the restore or swap running now, if any
+	restored      *recovery.Restored
+	swapped       *recovery.Swapped
+	reportPath    string
+}
+
+// Model is the root model.
+type Model struct {
+	s           *session
+	stack       []screen
+	help        help.Model
+	showHelp    bool
+	confirmQuit bool
+	status      string
+	quitting    bool
+	hungUp      bool
+}
+
+// screen is one screen of the console.
+type screen interface {
+	init() tea.Cmd
+	update(tea.Msg) (screen, tea.Cmd)
+	view(width, height int) string
+	title() string
+	keys() []key.Binding
+	typing() bool // a text field has the keys: q and esc go to it
+	busy() bool   // work is running that quitting would cancel
+}
+
+// Messages the root handles.
+type (
+	pushMsg      struct{ s screen }
+	replaceMsg   struct{ s screen } // replaces the whole stack under the scenario view
+	popMsg       struct{}
+	homeMsg      struct{} // back to the scenario view
+	statusMsg    string
+	tickMsg      time.Time
+	journaledMsg struct{ err error }
+	// HangupMsg is sent by the command line when the terminal went away.
+	HangupMsg struct{}
+	// incidentOpenedMsg: a journal was started or resumed.
+	incidentOpenedMsg struct {
+		journal *checklists.Journal
+		err     error
+	}
+)
+
+func push(s screen) tea.Cmd      { return func() tea.Msg { return pushMsg{s} } }
+func pop() tea.Msg               { return popMsg{} }
+func goHome() tea.Msg            { return homeMsg{} }
+func status(text string) tea.Cmd { return func() tea.Msg { return statusMsg(text) } }
+
+// New returns the console's root model.
+func New(opt Options) Model {
+	if opt.Context == nil {
+		opt.Context = context.Background()
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Runbook == nil {
+		opt.Runbook = checklists.Default()
+	}
+	if opt.Work == nil {
+		opt.Work = &sync.WaitGroup{}
+	}
+	if opt.Progress == 0 {
+		opt.Progress = 100 * time.Millisecond
+	}
+	s := &session{opt: opt, st: newStyles(opt.Theme), width: 80, height: 24, now: opt.Now(), drill: opt.Drill}
+	h := help.New()
+	h.Styles = s.st.Help
+	return Model{s: s, stack: []screen{newStartScreen(s)}, help: h}
+}
+
+func (m Model) Init() tea.Cmd {
+	return tea.Batch(m.top().init(), tick())
+}
+
+func tick() tea.Cmd {
+	return tea.Tick(time.Second, func(t time.Time) tea.Msg { return tickMsg(t) })
+}
+
+func (m Model) top() screen { return m.stack[len(m.stack)-1] }
+
+// record appends events to the journal in order, off the update loop.
+func (s *session) record(events ...checklists.Event) tea.Cmd {
+	j := s.journal
+	if j == nil || len(events) == 0 {
+		return nil
+	}
+	return func() tea.Msg {
+		for _, e := range events {
+			if err := j.Record(e); err != nil {
+				return journaledMsg{err}
+			}
+		}
+		return journaledMsg{}
+	}
+}
+
+func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	s := m.s
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		s.width, s.height = msg.Width, msg.Height
+		m.help.SetWidth(msg.Width)
+		var cmds []tea.Cmd
+		for i := range m.stack {
+			var c tea.Cmd
+			m.stack[i], c = m.stack[i].update(msg)
+			cmds = append(cmds, c)
+		}
+		return m, tea.Batch(cmds...)
+	case tickMsg:
+		s.now = time.Time(msg)
+		if s.opt.Now != nil {
+			s.now = s.opt.Now()
+		}
+		return m, tick()
+	case journaledMsg:
+		if msg.err != nil {
+			m.status = "journal: " + msg.err.Error()
+		} else if s.journal != nil {
+			s.inc = s.journal.Incident()
+		}
+		return m, nil
+	case statusMsg:
+		m.status = string(msg)
+		return m, nil
+	case HangupMsg:
+		m.hungUp = true
+		if s.cancelWork != nil {
+			s.cancelWork()
+		}
+		rec := s.record(checklists.Event{Type: checklists.EventSession, Note: "hung up: the terminal went away; work in progress cancelled"})
+		return m, tea.Sequence(rec, tea.Quit)
+	case incidentOpenedMsg:
+		if msg.err != nil {
+			m.status = msg.err.Error()
+			return m, nil
+		}
+		s.journal, s.inc = msg.journal, msg.journal.Incident()
+		s.drill = s.inc.Drill
+		if sc, ok := s.opt.Runbook.Scenario(s.inc.Scenario); ok {
+			s.scenario = sc
+		} else {
+			s.scenario = scenarioFromPlan(s.inc)
+		}
+		m.status = ""
+		home := newScenarioScreen(s)
+		m.stack = []screen{home}
+		return m, home.init()
+	case pushMsg:
+		m.stack = append(m.stack, msg.s)
+		m.status = ""
+		return m, msg.s.init()
+	case replaceMsg:
+		m.stack = append(m.stack[:min(1, len(m.stack))], msg.s)
+		m.status = ""
+		return m, msg.s.init()
+	case popMsg:
+		if len(m.stack) > 1 {
+			m.stack = m.stack[:len(m.stack)-1]
+		}
+		m.status = ""
+		return m, nil
+	case homeMsg:
+		m.stack = m.stack[:1]
+		return m, nil
+	case tea.KeyPressMsg:
+		return m.key(msg)
+	}
+	return m.forward(msg)
+}
+
+func (m Model) forward(msg tea.Msg) (tea.Model, tea.Cmd) {
+	var cmd tea.Cmd
+	m.stack[len(m.stack)-1], cmd = m.top().update(msg)
+	return m, cmd
+}
+
+func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	k := msg.String()
+	if m.confirmQuit {
+		m.confirmQuit = false
+		if k == "y" || k == "Y" {
+			m.quitting = true
+			if m.s.cancelWork != nil {
+				m.s.cancelWork()
+			}
+			return m, tea.Sequence(m.s.record(checklists.Event{Type: checklists.EventSession, Note: "operator quit; work in progress cancelled"}), tea.Quit)
+		}
+		return m, nil
+	}
+	if m.showHelp {
+		m.showHelp = false
+		if k == "?" || k == "esc" || k == "q" {
+			return m, nil
+		}
+	}
+	typing := m.top().typing()
+	switch {
+	case k == "ctrl+c" || (!typing && key.Matches(msg, keyQuit)):
+		if m.top().busy() || m.s.cancelWork != nil {
+			m.confirmQuit = true
+			return m, nil
+		}
+		m.quitting = true
+		return m, tea.Quit
+	case !typing && key.Matches(msg, keyHelp):
+		m.showHelp = true
+		return m, nil
+	case !typing && key.Matches(msg, keyBack) && !m.top().busy():
+		if len(m.stack) > 1 {
+			m.stack = m.stack[:len(m.stack)-1]
+			m.status = ""
+		}
+		return m, nil
+	}
+	return m.forward(msg)
+}
+
+// View draws the header, the screen, a status line and the help bar, in exactly the
+// terminal's size.
+func (m Model) View() tea.View {
+	v := tea.NewView(m.Render())
+	v.AltScreen = true
+	v.WindowTitle = "drconsole"
+	return v
+}
+
+// Render is the frame as text, for View and for tests.
+func (m Model) Render() string {
+	s := m.s
+	w, h := max(s.width, 20), max(s.height, 8)
+	header := m.header(w)
+	km := keyMap{short: m.top().keys(), global: []key.Binding{keyUp, keyDown, keyEnter, keyBack, keyHelp, keyQuit}}
+	foot := m.help.ShortHelpView(km.ShortHelp())
+	if m.showHelp {
+		foot = m.help.FullHelpView(km.FullHelp())
+	}
+	footLines := strings.Split(foot, "\n")
+	statusLine := ""
+	switch {
+	case m.confirmQuit:
+		statusLine = s.st.Danger.Render("Work is running. Cancel it and quit? (y/n)")
+	case m.status != "":
+		statusLine = s.st.Danger.Render(m.status)
+	}
+	bodyH := h - 2 - len(footLines) - 1
+	body := m.top().view(w, bodyH)
+	lines := []string{header, ""}
+	lines = append(lines, fit(body, w, bodyH)...)
+	lines = append(lines, fitLine(statusLine, w))
+	for _, l := range footLines {
+		lines = append(lines, fitLine(l, w))
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (m Model) header(w int) string {
+	s := m.s
+	left := s.st.Title.Render("drconsole") + s.st.Muted.Render(" · "+m.top().title())
+	var right []string
+	if s.drill {
+		right = append(right, s.st.Drill.Render(" DRILL "))
+	}
+	if s.inc != nil {
+		c := checklists.ClockAt(s.inc, s.opt.Runbook.Escalation, s.now)
+		clock := fmt.Sprintf("%s / RTO %s", clockText(c.Elapsed), checklists.FormatDuration(c.RTO))
+		if c.OverRTO {
+			right = append(right, s.st.Danger.Render(clock+" OVER"))
+		} else {
+			right = append(right, s.st.Bold.Render(clock))
+		}
+	}
+	r := strings.Join(right, " ")
+	gap := w - lipgloss.Width(left) - lipgloss.Width(r)
+	if gap < 1 {
+		return fitLine(left+" "+r, w)
+	}
+	return left + strings.Repeat(" ", gap) + r
+}
+
+// fit cuts or pads text to exactly h lines no wider than w.
+func fit(text string, w, h int) []string {
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	if len(lines) > h {
+		lines = lines[:max(h, 0)]
+	}
+	for i := range lines {
+		lines[i] = fitLine(lines[i], w)
+	}
+	for len(lines) < h {
+		lines = append(lines, "")
+	}
+	return lines
+}
+
+func fitLine(l string, w int) string {
+	if lipgloss.Width(l) > w {
+		return ansi.Truncate(l, w, "…")
+	}
+	return l
+}
+
+// clockText writes an elapsed time as H:MM:SS.
+func clockText(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d < 0 {
+		d = 0
+	}
+	return fmt.Sprintf("%d:%02d:%02d", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
+}
+
+// scenarioFromPlan rebuilds a scenario from a journal's plan when the runbook no longer
+// has it, so an old incident can still be resumed.
+func scenarioFromPlan(inc *checklists.Incident) *checklists.Scenario {
+	sc := &checklists.Scenario{ID: inc.Scenario, Name: inc.ScenarioName, RTO: inc.Plan.RTO(), RPO: inc.Plan.RPO()}
+	for _, ps := range inc.Plan.Steps {
+		sc.Steps = append(sc.Steps, checklists.Step{Title: ps.Title, Kind: ps.Kind, Budget: time.Duration(ps.BudgetMinutes * float64(time.Minute))})
+	}
+	return sc
+}

@@ -1,0 +1,210 @@
+package ui
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"drconsole/recovery"
+	"drconsole/storage"
+)
+
+// preflightScreen proves the restore can work before anything changes (key, archive,
+// tools, server, roles), says what will happen, and asks for the database's name typed
+// out as the confirmation. A missing or wrong passphrase is asked for here, without echo.
+type preflightScreen struct {
+	s       *session
+	step    int
+	src     recovery.Source
+	decrypt recovery.Keys
+	state   preflightState
+	plan    *recovery.Plan
+	err     error
+	field   field
+	attempt int
+}
+
+type preflightState int
+
+const (
+	preflightChecking preflightState = iota
+	preflightPassphrase
+	preflightConfirm
+	preflightFailed
+)
+
+type planPreparedMsg struct {
+	attempt int
+	plan    *recovery.Plan
+	err     error
+}
+
+var keyRetry = key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "check again"))
+
+func newPreflightScreen(s *session, step int, loc storage.Location, b storage.Backup) *preflightScreen {
+	return &preflightScreen{s: s, step: step, src: recovery.Source{Location: loc, Backup: b}, decrypt: s.opt.Keys}
+}
+
+func (p *preflightScreen) init() tea.Cmd { return p.prepare() }
+
+func (p *preflightScreen) prepare() tea.Cmd {
+	s := p.s
+	p.state, p.err, p.plan = preflightChecking, nil, nil
+	p.attempt++
+	if s.opt.Conn == nil {
+		err := s.opt.ConnErr
+		if err == nil {
+			err = errors.New("no connection settings")
+		}
+		p.state, p.err = preflightFailed, err
+		return nil
+	}
+	if p.src.Location == nil {
+		p.state, p.err = preflightFailed, fmt.Errorf("location %q is not configured", p.src.Backup.Location)
+		return nil
+	}
+	// Copies: the engine may keep a passphrase it was given in its Keys.
+	keys := recovery.Keys{Entities: p.decrypt.Entities, Passphrase: p.decrypt.Passphrase}
+	opts := recovery.Options{Conn: s.opt.Conn, Keys: &keys, NoOwner: s.opt.NoOwner, Now: s.opt.Now}
+	ctx, src, attempt := s.opt.Context, p.src, p.attempt
+	return func() tea.Msg {
+		plan, err := recovery.Prepare(ctx, src, opts)
+		return planPreparedMsg{attempt, plan, err}
+	}
+}
+
+func (p *preflightScreen) update(msg tea.Msg) (screen, tea.Cmd) {
+	s := p.s
+	switch msg := msg.(type) {
+	case planPreparedMsg:
+		if msg.attempt != p.attempt {
+			return p, nil
+		}
+		switch {
+		case msg.err == nil:
+			p.state, p.plan = preflightConfirm, msg.plan
+			p.field = newField(s, "type "+msg.plan.Target+" to start: ", false)
+			return p, p.field.Focus()
+		case errors.Is(msg.err, recovery.ErrNoKey) || (errors.Is(msg.err, recovery.ErrWrongKey) && len(p.decrypt.Entities) == 0) || (errors.Is(msg.err, recovery.ErrWrongKey) && p.decrypt.Passphrase != nil):
+			p.state, p.err = preflightPassphrase, msg.err
+			p.field = newField(s, "passphrase: ", true)
+			return p, p.field.Focus()
+		default:
+			p.state, p.err = preflightFailed, msg.err
+		}
+	case tea.KeyPressMsg:
+		k := msg.String()
+		switch p.state {
+		case preflightPassphrase, preflightConfirm:
+			switch k {
+			case "esc":
+				return p, pop
+			case "enter":
+				v := p.field.Value()
+				if p.state == preflightPassphrase {
+					if v == "" {
+						return p, nil
+					}
+					p.decrypt.Passphrase = []byte(v)
+					if s.journal != nil {
+						s.journal.AddSecret(v)
+					}
+					return p, p.prepare()
+				}
+				if strings.TrimSpace(v) != p.plan.Target {
+					return p, status(fmt.Sprintf("That is not %q: type the database name exactly to start.", p.plan.Target))
+				}
+				return p, push(newProgressScreen(s, p.step, p.plan))
+			}
+			var cmd tea.Cmd
+			p.field, cmd = p.field.Update(msg)
+			return p, cmd
+		case preflightFailed:
+			if key.Matches(msg, keyRetry) {
+				return p, p.prepare()
+			}
+		}
+	}
+	return p, nil
+}
+
+// advice is what to do about a failure, in the operator's words.
+func advice(err error) string {
+	switch {
+	case errors.Is(err, recovery.ErrWrongKey):
+		return "The key or passphrase does not open this backup. Check --gpg-key, or choose another backup."
+	case errors.Is(err, recovery.ErrNoKey):
+		return "The backup is encrypted: start drconsole with --gpg-key FILE (and --passphrase-file)."
+	case errors.Is(err, recovery.ErrCorrupt), errors.Is(err, recovery.ErrTruncated), errors.Is(err, recovery.ErrNotBackup):
+		return "This copy is damaged: choose another backup, or the same one from another location."
+	case errors.Is(err, recovery.ErrDatabase):
+		return "The database server could not be reached: check --db-url / DB_HOST and that PostgreSQL is up."
+	case errors.Is(err, recovery.ErrPreflight):
+		return "Nothing was changed. Fix what is named above and check again (r)."
+	case errors.Is(err, recovery.ErrChecksFailed):
+		return "The restored copy failed its checks; it was dropped and the live database is untouched."
+	case errors.Is(err, recovery.ErrCancelled):
+		return "Cancelled: the scratch database was dropped and the live database is untouched."
+	}
+	return "Nothing was swapped: the live database is untouched."
+}
+
+func (p *preflightScreen) view(w, h int) string {
+	s := p.s
+	var b strings.Builder
+	b.WriteString(s.st.Header.Render("Pre-flight: "+p.src.Backup.Name) + "\n")
+	b.WriteString(s.st.Muted.Render(fmt.Sprintf("from %s · %s", p.src.Backup.Location, bytesText(p.src.Backup.Size))) + "\n\n")
+	switch p.state {
+	case preflightChecking:
+		b.WriteString(s.st.Muted.Render("Reading the backup header, checking tools, server and roles… nothing is changed yet.") + "\n")
+	case preflightFailed:
+		b.WriteString(s.st.Danger.Render(wrap("✗ "+p.err.Error(), w)) + "\n\n")
+		b.WriteString(wrap(advice(p.err), w) + "\n")
+	case preflightPassphrase:
+		b.WriteString(s.st.Warning.Render(wrap(p.err.Error(), w)) + "\n\n")
+		b.WriteString("Enter the passphrase for this backup (not shown, never journaled):\n")
+		b.WriteString(p.field.View() + "\n")
+	case preflightConfirm:
+		pl := p.plan
+		b.WriteString(wrap(pl.Describe(), w) + "\n\n")
+		kv := func(k, v string) { b.WriteString(s.st.Muted.Render(fmt.Sprintf("  %-16s", k)) + v + "\n") }
+		kv("target", fmt.Sprintf("%s on %s (PostgreSQL %s)", pl.Target, pl.Server, pl.ServerVersion))
+		kv("scratch database", pl.Scratch)
+		if pl.Kept != "" {
+			kv("kept as", pl.Kept)
+		}
+		b.WriteString("\n")
+		for _, ok := range pl.Passed {
+			b.WriteString(s.st.Success.Render("  ✓ ") + ansiCut(ok, w-4) + "\n")
+		}
+		for _, wn := range pl.Warnings {
+			b.WriteString(s.st.Warning.Render("  ! "+ansiCut(wn, w-4)) + "\n")
+		}
+		if s.drill {
+			b.WriteString("\n" + s.st.Drill.Render(" DRILL ") + " the restore and checks run for real in the scratch database; nothing is swapped.\n")
+		}
+		b.WriteString("\n" + s.st.Bold.Render("Nothing has changed yet. Type the database name to start the restore.") + "\n")
+		b.WriteString(p.field.View() + "\n")
+	}
+	return b.String()
+}
+
+func (p *preflightScreen) title() string { return "pre-flight" }
+func (p *preflightScreen) keys() []key.Binding {
+	switch p.state {
+	case preflightConfirm:
+		return []key.Binding{key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "start restore")), key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back"))}
+	case preflightPassphrase:
+		return []key.Binding{key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "try passphrase")), key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back"))}
+	case preflightFailed:
+		return []key.Binding{keyRetry, keyBack}
+	}
+	return []key.Binding{keyBack}
+}
+func (p *preflightScreen) typing() bool {
+	return p.state == preflightPassphrase || p.state == preflightConfirm
+}
+func (p *preflightScreen) busy() bool { return false }

@@ -1,0 +1,221 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"drconsole/checklists"
+	"drconsole/recovery"
+)
+
+// progressScreen streams a restore: the engine reports on a channel that a re-armed
+// command reads. Figures may be dropped when the screen is slow; restoreFinishedMsg
+// always arrives.
+type progressScreen struct {
+	s       *session
+	step    int
+	plan    *recovery.Plan
+	events  chan tea.Msg
+	last    recovery.Event
+	log     []string
+	started time.Time
+	running bool
+	confirm bool
+	err     error
+}
+
+type (
+	restoreProgressMsg recovery.Event
+	restoreFinishedMsg struct {
+		restored *recovery.Restored
+		err      error
+	}
+)
+
+var keyCancel = key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "cancel restore"))
+
+func newProgressScreen(s *session, step int, plan *recovery.Plan) *progressScreen {
+	return &progressScreen{s: s, step: step, plan: plan, last: recovery.Event{ETA: -1}}
+}
+
+func (p *progressScreen) init() tea.Cmd {
+	s := p.s
+	ctx, cancel := context.WithCancel(s.opt.Context)
+	s.cancelWork = cancel
+	p.running, p.started = true, s.opt.Now()
+	p.events = make(chan tea.Msg, 256)
+	ch, plan, j, work, step := p.events, p.plan, s.journal, s.opt.Work, p.step
+	work.Add(1)
+	go func() {
+		defer cancel()
+		record := func(e checklists.Event) {
+			if j != nil {
+				_ = j.Record(e)
+			}
+		}
+		record(checklists.Event{Type: checklists.EventRestoreStarted, Step: step, Backup: plan.Source.Backup.Name, Database: plan.Target, ScratchDB: plan.Scratch})
+		var stage recovery.Stage
+		rep := recovery.ReporterFunc(func(e recovery.Event) {
+			if e.Stage != stage && e.Stage != "" {
+				stage = e.Stage
+				record(checklists.Event{Type: checklists.EventRestoreProgress, Step: step, Milestone: string(e.Stage)})
+			}
+			select { // never make the restore wait for the screen
+			case ch <- restoreProgressMsg(e):
+			default:
+			}
+		})
+		start := time.Now()
+		restored, err := plan.Restore(ctx, rep)
+		fin := checklists.Event{Type: checklists.EventRestoreFinished, Step: step, Result: checklists.ResultOK, Backup: plan.Source.Backup.Name,
+			Database: plan.Target, ScratchDB: plan.Scratch, Seconds: time.Since(start).Seconds()}
+		if restored != nil {
+			fin.Bytes = restored.Read
+		}
+		if err != nil {
+			fin.Result, fin.Error = checklists.ResultFailed, err.Error()
+			if errors.Is(err, recovery.ErrCancelled) {
+				fin.Result = checklists.ResultCancelled
+			}
+		}
+		record(fin)
+		work.Done()                             // the scratch database is dropped or kept by now: a hang-up may exit
+		ch <- restoreFinishedMsg{restored, err} // always delivered: the reader is re-armed until it comes
+	}()
+	return waitForRestore(ch)
+}
+
+func waitForRestore(ch <-chan tea.Msg) tea.Cmd {
+	return func() tea.Msg { return <-ch }
+}
+
+func (p *progressScreen) update(msg tea.Msg) (screen, tea.Cmd) {
+	s := p.s
+	switch msg := msg.(type) {
+	case restoreProgressMsg:
+		e := recovery.Event(msg)
+		if e.Message != "" {
+			p.log = append(p.log, e.Time.UTC().Format("15:04:05")+" "+e.Message)
+			if len(p.log) > 200 {
+				p.log = p.log[len(p.log)-200:]
+			}
+		}
+		if e.Read > 0 || e.TablesDone > 0 || e.Final {
+			p.last = e
+		}
+		return p, waitForRestore(p.events)
+	case restoreFinishedMsg:
+		p.running, s.cancelWork, p.confirm = false, nil, false
+		p.err = msg.err
+		if msg.err == nil || errors.Is(msg.err, recovery.ErrChecksFailed) {
+			if msg.err == nil {
+				s.restored = msg.restored
+			}
+			return p, push(newChecksScreen(s, p.step, msg.restored, msg.err))
+		}
+		p.log = append(p.log, "failed: "+msg.err.Error())
+		return p, nil
+	case tea.KeyPressMsg:
+		k := msg.String()
+		if p.confirm {
+			p.confirm = false
+			if (k == "y" || k == "Y") && s.cancelWork != nil {
+				s.cancelWork()
+				p.log = append(p.log, "cancelling: the scratch database will be dropped")
+			}
+			return p, nil
+		}
+		if key.Matches(msg, keyCancel) && p.running {
+			p.confirm = true
+		}
+	}
+	return p, nil
+}
+
+// bar draws a progress bar of width w for frac in [0,1].
+func bar(frac float64, w int) string {
+	if w < 3 {
+		return ""
+	}
+	frac = min(max(frac, 0), 1)
+	n := int(frac * float64(w))
+	return strings.Repeat("█", n) + strings.Repeat("░", w-n)
+}
+
+func (p *progressScreen) view(w, h int) string {
+	s := p.s
+	e := p.last
+	var b strings.Builder
+	b.WriteString(s.st.Header.Render("Restoring "+p.plan.Source.Backup.Name) + "\n")
+	b.WriteString(s.st.Muted.Render(fmt.Sprintf("into %s on %s, then checks", p.plan.Scratch, p.plan.Server)) + "\n\n")
+	size := e.Size
+	if size == 0 {
+		size = p.plan.Source.Backup.Size
+	}
+	frac := 0.0
+	if size > 0 {
+		frac = float64(e.Read) / float64(size)
+	}
+	b.WriteString(bar(frac, w-8) + fmt.Sprintf(" %3.0f%%", frac*100) + "\n")
+	eta := "?"
+	if e.ETA >= 0 && e.Read > 0 {
+		eta = clockText(e.ETA)
+	}
+	b.WriteString(fmt.Sprintf("Read %s of %s · %s/s · ETA %s\n", bytesText(e.Read), bytesText(size), bytesText(int64(e.Rate)), eta))
+	b.WriteString(fmt.Sprintf("Decompressed %s\n", bytesText(e.Decompressed)))
+	tables := fmt.Sprintf("Tables %d/%d", e.TablesDone, e.TablesTotal)
+	if e.Table != "" && p.running {
+		tables += " · now " + e.Table
+	}
+	b.WriteString(tables + "\n")
+	elapsed := s.now.Sub(p.started)
+	if elapsed < 0 {
+		elapsed = 0
+	}
+	budget := time.Duration(0)
+	if p.step >= 1 && p.step <= len(s.scenario.Steps) {
+		budget = s.scenario.Steps[p.step-1].Budget
+	}
+	el := "Elapsed " + clockText(elapsed)
+	if budget > 0 {
+		el += " of the step's " + checklists.FormatDuration(budget) + " budget"
+		if elapsed > budget {
+			el = s.st.Danger.Render(el + " (over)")
+		}
+	}
+	b.WriteString(el + "\n")
+	switch {
+	case p.confirm:
+		b.WriteString(s.st.Danger.Render("Cancel the restore? The scratch database is dropped; the live one is untouched. (y/n)") + "\n")
+	case p.running:
+		b.WriteString(s.st.Stage(string(e.Stage)) + "\n")
+	case p.err != nil:
+		b.WriteString(s.st.Danger.Render(wrap("✗ "+p.err.Error(), w)) + "\n" + wrap(advice(p.err), w) + "\n")
+	default:
+		b.WriteString("\n")
+	}
+	b.WriteString(s.st.Muted.Render("Log") + "\n")
+	used := strings.Count(b.String(), "\n")
+	n := max(h-used, 1)
+	from := max(len(p.log)-n, 0)
+	for _, l := range p.log[from:] {
+		b.WriteString(ansiCut(l, w) + "\n")
+	}
+	return b.String()
+}
+
+func (p *progressScreen) title() string { return "restore" }
+func (p *progressScreen) keys() []key.Binding {
+	if p.running {
+		return []key.Binding{keyCancel}
+	}
+	return []key.Binding{keyBack}
+}
+func (p *progressScreen) typing() bool { return false }
+func (p *progressScreen) busy() bool   { return p.running }

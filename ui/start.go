@@ -1,0 +1,137 @@
+package ui
+
+import (
+	"fmt"
+	"strings"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"drconsole/checklists"
+)
+
+// startScreen offers to resume an open incident or to start a new one or a drill.
+type startScreen struct {
+	s       *session
+	loaded  bool
+	err     error
+	open    []checklists.IncidentSummary
+	choices []startChoice
+	cur     cursor
+}
+
+type startChoice struct {
+	label  string
+	resume string // incident id
+	drill  bool
+}
+
+type incidentsListedMsg struct {
+	list []checklists.IncidentSummary
+	err  error
+}
+
+func newStartScreen(s *session) *startScreen {
+	st := &startScreen{s: s}
+	st.build()
+	return st
+}
+
+func (st *startScreen) init() tea.Cmd {
+	dir := st.s.opt.StateDir
+	return func() tea.Msg {
+		list, err := checklists.List(dir)
+		return incidentsListedMsg{list, err}
+	}
+}
+
+func (st *startScreen) build() {
+	st.choices = nil
+	for _, inc := range st.open {
+		kind := "incident"
+		if inc.Drill {
+			kind = "drill"
+		}
+		age := checklistsAge(st.s, inc)
+		st.choices = append(st.choices, startChoice{
+			label:  fmt.Sprintf("Resume %s: %s (started %s ago, %d/%d steps done)", kind, inc.ScenarioName, age, inc.StepsDone, inc.Steps),
+			resume: inc.ID, drill: inc.Drill,
+		})
+	}
+	if !st.s.opt.Drill {
+		st.choices = append(st.choices, startChoice{label: "Start a new incident (real recovery)"})
+	}
+	st.choices = append(st.choices, startChoice{label: "Start a drill (tabletop or training: nothing is run for real)", drill: true})
+	st.cur.setLen(len(st.choices))
+}
+
+func checklistsAge(s *session, inc checklists.IncidentSummary) string {
+	return checklists.FormatDuration(s.now.Sub(inc.Started).Truncate(60e9))
+}
+
+func (st *startScreen) update(msg tea.Msg) (screen, tea.Cmd) {
+	switch msg := msg.(type) {
+	case incidentsListedMsg:
+		st.loaded, st.err = true, msg.err
+		st.open = nil
+		for _, inc := range msg.list {
+			if !inc.Closed && inc.Err == "" {
+				st.open = append(st.open, inc)
+			}
+		}
+		st.build()
+	case tea.KeyPressMsg:
+		if st.cur.move(msg.String()) {
+			return st, nil
+		}
+		if msg.String() == "enter" && st.cur.n > 0 {
+			ch := st.choices[st.cur.i]
+			if ch.resume != "" {
+				return st, resumeIncident(st.s.opt.StateDir, ch.resume)
+			}
+			st.s.drill = ch.drill
+			return st, push(newPickerScreen(st.s))
+		}
+	}
+	return st, nil
+}
+
+func resumeIncident(stateDir, id string) tea.Cmd {
+	return func() tea.Msg {
+		j, err := checklists.Resume(stateDir, id)
+		if err == nil {
+			err = j.Record(checklists.Event{Type: checklists.EventSession, Note: "resumed in the console"})
+		}
+		return incidentOpenedMsg{j, err}
+	}
+}
+
+func (st *startScreen) view(w, h int) string {
+	s := st.s
+	var b strings.Builder
+	b.WriteString(s.st.Header.Render("What are you here to do?") + "\n\n")
+	if !st.loaded {
+		b.WriteString(s.st.Muted.Render("Looking for open incidents…") + "\n")
+	} else if st.err != nil {
+		b.WriteString(s.st.Danger.Render("Could not list incidents: "+st.err.Error()) + "\n")
+	} else if len(st.open) == 0 {
+		b.WriteString(s.st.Muted.Render("No incident is open.") + "\n")
+	} else {
+		b.WriteString(s.st.Warning.Render(fmt.Sprintf("%d incident(s) still open: resume rather than start over.", len(st.open))) + "\n")
+	}
+	b.WriteString("\n")
+	for _, l := range s.rows(st.cur, h-6, func(i int) string { return st.choices[i].label }) {
+		b.WriteString(l + "\n")
+	}
+	if s.opt.Drill {
+		b.WriteString("\n" + s.st.Muted.Render("--drill: only drills can be started in this session.") + "\n")
+	}
+	return b.String()
+}
+
+func (st *startScreen) title() string { return "start" }
+func (st *startScreen) keys() []key.Binding {
+	return []key.Binding{keyMove, key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "choose"))}
+}
+func (st *startScreen) typing() bool { return false }
+func (st *startScreen) busy() bool   { return false }

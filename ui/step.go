@@ -1,0 +1,330 @@
+package ui
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"drconsole/checklists"
+	"drconsole/recovery"
+)
+
+// stepScreen is one step: what to do, the commands (run after confirmation, dry-run in
+// drills), the kind's action, and done or skip with a note.
+type stepScreen struct {
+	s       *session
+	n       int // 1-based
+	step    checklists.Step
+	cur     cursor // over the commands
+	mode    stepMode
+	note    field
+	output  []string // the last command's output
+	scroll  int
+	running bool
+}
+
+type stepMode int
+
+const (
+	stepBrowse stepMode = iota
+	stepConfirmRun
+	stepNoteDone
+	stepNoteSkip
+)
+
+type commandFinishedMsg struct {
+	step   int
+	output string
+	err    error
+}
+
+var (
+	keyAction = key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "do the step"))
+	keyRun    = key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "run command"))
+	keyCopy   = key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "copy command"))
+	keyDone   = key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "mark done"))
+	keySkip   = key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "skip"))
+	keyScroll = key.NewBinding(key.WithKeys("pgup", "pgdown"), key.WithHelp("pgup/pgdn", "scroll output"))
+)
+
+func newStepScreen(s *session, n int) *stepScreen {
+	st := s.scenario.Steps[n-1]
+	return &stepScreen{s: s, n: n, step: st, cur: cursor{n: len(st.Commands)}, note: newField(s, "note: ", false)}
+}
+
+func (st *stepScreen) init() tea.Cmd { return nil }
+
+func commandText(c checklists.Command) string {
+	if c.SQL != "" {
+		return c.SQL
+	}
+	return c.Run
+}
+
+func (st *stepScreen) update(msg tea.Msg) (screen, tea.Cmd) {
+	s := st.s
+	switch msg := msg.(type) {
+	case commandFinishedMsg:
+		st.running = false
+		st.output = strings.Split(strings.TrimRight(msg.output, "\n"), "\n")
+		if msg.err != nil {
+			st.output = append(st.output, "error: "+msg.err.Error())
+		}
+		st.scroll = max(len(st.output)-8, 0)
+		return st, nil
+	case tea.KeyPressMsg:
+		k := msg.String()
+		switch st.mode {
+		case stepConfirmRun:
+			st.mode = stepBrowse
+			if k == "y" || k == "Y" {
+				return st, st.run()
+			}
+			return st, nil
+		case stepNoteDone, stepNoteSkip:
+			switch k {
+			case "esc":
+				st.mode = stepBrowse
+				return st, nil
+			case "enter":
+				note := strings.TrimSpace(st.note.Value())
+				if st.mode == stepNoteSkip && note == "" {
+					return st, status("Say why the step is skipped.")
+				}
+				typ := checklists.EventStepDone
+				if st.mode == stepNoteSkip {
+					typ = checklists.EventStepSkipped
+				}
+				st.mode = stepBrowse
+				return st, tea.Sequence(s.record(checklists.Event{Type: typ, Step: st.n, Title: st.step.Title, Note: note, Who: s.opt.Operator}), pop)
+			}
+			var cmd tea.Cmd
+			st.note, cmd = st.note.Update(msg)
+			return st, cmd
+		}
+		if st.cur.move(k) {
+			return st, nil
+		}
+		switch {
+		case k == "pgup":
+			st.scroll = max(st.scroll-8, 0)
+		case k == "pgdown":
+			st.scroll = max(min(st.scroll+8, len(st.output)-8), 0)
+		case key.Matches(msg, keyRun) && st.cur.n > 0 && !st.running:
+			st.mode = stepConfirmRun
+		case key.Matches(msg, keyCopy) && st.cur.n > 0:
+			c := commandText(st.step.Commands[st.cur.i])
+			return st, tea.Batch(tea.SetClipboard(c), s.record(checklists.Event{Type: checklists.EventCommandShown, Step: st.n, Command: c}), status("Copied to the clipboard (OSC 52)."))
+		case key.Matches(msg, keyDone):
+			st.mode, st.note = stepNoteDone, newField(s, "done, note (optional): ", false)
+			return st, st.note.Focus()
+		case key.Matches(msg, keySkip):
+			st.mode, st.note = stepNoteSkip, newField(s, "skip, because: ", false)
+			return st, st.note.Focus()
+		case key.Matches(msg, keyAction):
+			return st, st.action()
+		}
+	}
+	return st, nil
+}
+
+// action is what enter does for the step's kind.
+func (st *stepScreen) action() tea.Cmd {
+	s := st.s
+	switch st.step.Kind {
+	case checklists.KindRestore:
+		return push(newBackupsScreen(s, st.n))
+	case checklists.KindChecks:
+		if s.restored != nil {
+			return push(newChecksScreen(s, st.n, s.restored, nil))
+		}
+		return push(newLiveChecksScreen(s, st.n))
+	case checklists.KindHealth:
+		if st.step.URL == "" {
+			return status("This step names no URL to check.")
+		}
+		return st.health(st.step.URL)
+	case checklists.KindCommand:
+		if st.cur.n > 0 && !st.running {
+			st.mode = stepConfirmRun
+		}
+	}
+	return nil
+}
+
+// run runs the selected command (dry-run in a drill) and records it.
+func (st *stepScreen) run() tea.Cmd {
+	s := st.s
+	c := st.step.Commands[st.cur.i]
+	text := commandText(c)
+	n, j, drill := st.n, s.journal, s.drill
+	ctx := s.opt.Context
+	var env []string
+	if s.opt.Conn != nil {
+		env = s.opt.Conn.Env(s.opt.Conn.Database)
+	}
+	st.running = true
+	st.output = []string{"running…"}
+	return func() tea.Msg {
+		e := checklists.Event{Type: checklists.EventCommandRun, Step: n, Command: text, DryRun: drill}
+		if drill {
+			e.Output = "(drill: not run)"
+			if j != nil {
+				_ = j.Record(e)
+			}
+			return commandFinishedMsg{step: n, output: "drill: recorded, not run:\n" + text}
+		}
+		start := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		var cmd *exec.Cmd
+		if c.SQL != "" {
+			cmd = exec.CommandContext(cctx, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-c", c.SQL)
+		} else {
+			cmd = exec.CommandContext(cctx, "sh", "-c", c.Run)
+		}
+		cmd.Env = append(cmd.Environ(), env...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the terminal's signals reach only drconsole
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			code = -1
+			e.Error = err.Error()
+		}
+		e.ExitCode, e.Output, e.Seconds = &code, out.String(), time.Since(start).Seconds()
+		if j != nil {
+			_ = j.Record(e)
+		}
+		return commandFinishedMsg{step: n, output: fmt.Sprintf("%s\n(exit %d, %.1fs)", out.String(), code, e.Seconds), err: nil}
+	}
+}
+
+// health fetches the step's URL and records the result as a check.
+func (st *stepScreen) health(url string) tea.Cmd {
+	n, j, ctx := st.n, st.s.journal, st.s.opt.Context
+	st.running = true
+	st.output = []string{"checking " + url + " …"}
+	return func() tea.Msg {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(cctx, http.MethodGet, url, nil)
+		result, detail := checklists.CheckFail, ""
+		if err == nil {
+			var resp *http.Response
+			resp, err = http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				detail = resp.Status
+				if resp.StatusCode < 400 {
+					result = checklists.CheckPass
+				}
+			}
+		}
+		if err != nil {
+			detail = err.Error()
+		}
+		if j != nil {
+			_ = j.Record(checklists.Event{Type: checklists.EventCheckResult, Step: n, Title: "GET " + url, Result: result, Detail: detail})
+		}
+		return commandFinishedMsg{step: n, output: fmt.Sprintf("GET %s: %s (%s)", url, detail, result)}
+	}
+}
+
+func (st *stepScreen) view(w, h int) string {
+	s := st.s
+	var b strings.Builder
+	budget := st.step.Timing
+	if st.step.Budget > 0 {
+		budget = "budget " + checklists.FormatDuration(st.step.Budget)
+	}
+	state := "pending"
+	if s.inc != nil {
+		c := checklists.ClockAt(s.inc, s.opt.Runbook.Escalation, s.now)
+		if st.n <= len(c.Steps) {
+			var paint func(...string) string
+			state, paint = s.stepState(c.Steps[st.n-1])
+			state = paint(state)
+		}
+	}
+	b.WriteString(s.st.Header.Render(fmt.Sprintf("Step %d. %s", st.n, st.step.Title)) + "\n")
+	b.WriteString(s.st.Muted.Render(fmt.Sprintf("%s · %s · ", st.step.Kind, budget)) + state + "\n\n")
+	if st.step.Description != "" {
+		b.WriteString(wrap(strings.TrimSpace(st.step.Description), w) + "\n\n")
+	}
+	switch st.step.Kind {
+	case checklists.KindRestore:
+		b.WriteString(s.st.Accent.Render("enter: choose the backup to restore (safe restore: scratch database, checks, then swap)") + "\n")
+	case checklists.KindChecks:
+		b.WriteString(s.st.Accent.Render("enter: run the integrity checks") + "\n")
+	case checklists.KindHealth:
+		b.WriteString(s.st.Accent.Render("enter: check "+st.step.URL) + "\n")
+	}
+	for _, item := range st.step.Items {
+		b.WriteString("  • " + item + "\n")
+	}
+	if len(st.step.Commands) > 0 {
+		b.WriteString(s.st.Muted.Render("Commands (r runs the selected one, y copies it):") + "\n")
+		for _, l := range s.rows(st.cur, max(h/3, 3), func(i int) string {
+			c := st.step.Commands[i]
+			text := strings.ReplaceAll(commandText(c), "\n", " ⏎ ")
+			if c.Platform != "" {
+				text = "[" + c.Platform + "] " + text
+			}
+			if c.Note != "" {
+				text = c.Note + ": " + text
+			}
+			return text
+		}) {
+			b.WriteString(l + "\n")
+		}
+	}
+	switch st.mode {
+	case stepConfirmRun:
+		what := "Run"
+		if s.drill {
+			what = "Record (drill: dry run)"
+		}
+		b.WriteString("\n" + s.st.Warning.Render(what+" this command now? (y/n)") + "\n")
+		b.WriteString(indent(commandText(st.step.Commands[st.cur.i]), w, 2) + "\n")
+	case stepNoteDone, stepNoteSkip:
+		b.WriteString("\n" + st.note.View() + "\n" + s.st.Muted.Render("enter to save · esc to cancel") + "\n")
+	}
+	if len(st.output) > 0 {
+		b.WriteString("\n" + s.st.Muted.Render("Output:") + "\n")
+		end := min(st.scroll+8, len(st.output))
+		for _, l := range st.output[st.scroll:end] {
+			b.WriteString("  " + l + "\n")
+		}
+	}
+	return b.String()
+}
+
+func (st *stepScreen) title() string { return fmt.Sprintf("step %d", st.n) }
+func (st *stepScreen) keys() []key.Binding {
+	ks := []key.Binding{keyAction, keyDone, keySkip}
+	if len(st.step.Commands) > 0 {
+		ks = append(ks, keyRun, keyCopy, keyMove)
+	}
+	if len(st.output) > 0 {
+		ks = append(ks, keyScroll)
+	}
+	return append(ks, keyBack)
+}
+func (st *stepScreen) typing() bool { return st.mode == stepNoteDone || st.mode == stepNoteSkip }
+func (st *stepScreen) busy() bool   { return st.running }
+
+var _ = recovery.ErrCancelled
