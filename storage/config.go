@@ -262,7 +262,7 @@ type openOptions struct {
 	logMode aws.ClientLogMode
 	aws     []func(*config.LoadOptions) error
 	s3      []func(*s3.Options)
-	tune    func(*S3Options)
+	tune    []func(*S3Options)
 }
 
 // WithLog sends the AWS SDK's own log lines (its warnings, and with debug its retries)
@@ -291,7 +291,9 @@ func WithS3Options(fns ...func(*s3.Options)) Option {
 }
 
 // WithTuning adjusts every S3 location's streaming settings after the configuration's.
-func WithTuning(f func(*S3Options)) Option { return func(o *openOptions) { o.tune = f } }
+func WithTuning(f func(*S3Options)) Option {
+	return func(o *openOptions) { o.tune = append(o.tune, f) }
+}
 
 // Open makes the location lc describes. An S3 location gets its own client, with its own
 // profile, region and endpoint, configured the way the AWS CLI would be; nothing is
@@ -363,8 +365,8 @@ func Open(ctx context.Context, lc LocationConfig, opts ...Option) (Location, err
 		// unless the region is configured for this location, ask the bucket.
 		DetectRegion: lc.Region == "" && !customEndpoint,
 	}
-	if oo.tune != nil {
-		oo.tune(&so)
+	for _, f := range oo.tune {
+		f(&so)
 	}
 	s := NewS3(lc.Name, client, lc.Bucket, lc.Prefix, so)
 	s.config = lc

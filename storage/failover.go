@@ -181,7 +181,11 @@ func OpenWithFailover(ctx context.Context, locs []Location, name string) (*Serve
 	var skipped []Skip
 	allNotFound := true
 	for _, loc := range locs {
-		b, err := loc.Stat(ctx, name)
+		// A hung endpoint must not hold up the others; only finding the backup is
+		// bounded, the stream itself lives as long as ctx.
+		sctx, cancel := context.WithTimeout(ctx, ListTimeout)
+		b, err := loc.Stat(sctx, name)
+		cancel()
 		if err == nil {
 			var rc io.ReadCloser
 			if rc, err = loc.Open(ctx, b); err == nil {
@@ -211,4 +215,34 @@ func OpenWithFailover(ctx context.Context, locs []Location, name string) (*Serve
 
 func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// Copied is the outcome of storing a backup in one location.
+type Copied struct {
+	Location string `json:"location"`
+	Backup   Backup `json:"backup,omitzero"`
+	Err      error  `json:"-"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Replicate stores backup b from src in each of dsts in turn (the runbook uploads to the
+// primary, then again to the secondary), reading src afresh for each. A failure in one
+// destination does not stop the next; each outcome is returned, in order.
+func Replicate(ctx context.Context, src Location, b Backup, dsts []Location) []Copied {
+	out := make([]Copied, 0, len(dsts))
+	for _, dst := range dsts {
+		c := Copied{Location: dst.Name()}
+		rc, err := src.Open(ctx, b)
+		if err == nil {
+			c.Backup, err = dst.Put(ctx, b.Name, rc)
+			if cerr := rc.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			c.Err, c.Error = err, oneLine(err)
+		}
+		out = append(out, c)
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"drconsole/internal/s3test"
 )
@@ -201,5 +202,86 @@ func TestALocationThatCannotBeSetUpIsReportedNotFatal(t *testing.T) {
 	c := ListAll(context.Background(), locs)
 	if c.Locations[0].Reachable || !strings.Contains(c.Locations[0].Err, "no-such-profile") || !c.Locations[1].Reachable {
 		t.Errorf("statuses = %+v", c.Locations)
+	}
+}
+
+func TestFailoverPastAHungPrimary(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t)
+	srv.CreateBucket(t, "backups")
+	hung := s3test.StartProxy(t, srv.Endpoint)
+	hung.SetLatency(5 * time.Second)
+	primary, secondary, local, _ := threeLocations(t, hung.Endpoint)
+	name := "spywatcher_full_20240125_120000.dump.gz"
+	if _, err := secondary.Put(ctx, name, strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	saved := ListTimeout
+	ListTimeout = 300 * time.Millisecond
+	defer func() { ListTimeout = saved }()
+	start := time.Now()
+	served, err := OpenWithFailover(ctx, []Location{primary, secondary, local}, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served.Close()
+	if served.Served != "secondary" || !strings.Contains(served.Skipped[0].Reason, "timed out") || time.Since(start) > 3*time.Second {
+		t.Errorf("served by %s after %v, skipped %+v", served.Served, time.Since(start), served.Skipped)
+	}
+	c := ListAll(ctx, []Location{primary, secondary})
+	if c.Locations[0].Reachable || !strings.Contains(c.Locations[0].Err, "timed out") {
+		t.Errorf("hung primary status = %+v", c.Locations[0])
+	}
+}
+
+func TestReplicateToPrimaryThenSecondary(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t)
+	srv.CreateBucket(t, "backups")
+	primary, secondary, local, _ := threeLocations(t, srv.Endpoint)
+	down := openS3(t, "tertiary", s3test.ClosedEndpoint(t), "backups", "")
+	data := randomBytes(6<<20, 30)
+	b, err := local.Put(ctx, "spywatcher_full_20240125_120000.dump.gz.gpg", bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := Replicate(ctx, local, b, []Location{primary, down, secondary})
+	if got[0].Err != nil || got[2].Err != nil || got[1].Err == nil || !strings.Contains(got[1].Error, "cannot reach") {
+		t.Fatalf("Replicate = %+v", got)
+	}
+	for _, l := range []Location{primary, secondary} {
+		c, err := l.Stat(ctx, b.Name)
+		if err != nil || c.Key != "postgres/full/"+b.Name {
+			t.Fatalf("%s: %+v %v", l.Name(), c, err)
+		}
+		if back, err := readAll(t, l, c); err != nil || !bytes.Equal(back, data) {
+			t.Errorf("%s holds %d bytes, %v", l.Name(), len(back), err)
+		}
+	}
+}
+
+// A bucket in another region answers 301 to a client of the wrong region; the location
+// asks the bucket for its region (on AWS, where none is configured) and uses it.
+func TestS3FindsTheBucketsRegion(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t)
+	srv.CreateBucket(t, "backups-us-west")
+	srv.PutObject(t, "backups-us-west", "postgres/full/spywatcher_full_20240125_120000.dump.gz", []byte("west"))
+	west := s3test.StartProxy(t, srv.Endpoint)
+	west.RequireRegion("us-west-2")
+
+	fixed := openS3(t, "secondary", west.Endpoint, "backups-us-west", "")
+	_, err := fixed.List(ctx)
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "the bucket is in us-west-2, not us-east-1: set the location's region") {
+		t.Errorf("wrong region without detection: %v", err)
+	}
+
+	detecting := openS3(t, "secondary", west.Endpoint, "backups-us-west", "", WithTuning(func(o *S3Options) { o.DetectRegion = true }))
+	bs, err := detecting.List(ctx)
+	if err != nil || len(bs) != 1 || detecting.Region() != "us-west-2" {
+		t.Fatalf("with detection: %v, %v, region %s", bs, err, detecting.Region())
+	}
+	if got, err := readAll(t, detecting, bs[0]); err != nil || string(got) != "west" {
+		t.Errorf("read from the other region: %q, %v", got, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +32,7 @@ type Proxy struct {
 	cutAfter int64 // cut responses after this many body bytes ...
 	cuts     int   // ... this many more times
 	onGet    func(r *http.Request)
+	region   string // the bucket's region: requests signed for another get 301
 	log      []Request
 	stats    Stats
 }
@@ -116,6 +118,11 @@ func (p *Proxy) CutAfter(bytes int64, n int) {
 	p.mu.Unlock()
 }
 
+// RequireRegion makes the proxy behave like a bucket in region: a request signed for any
+// other region is answered 301 PermanentRedirect with the x-amz-bucket-region header,
+// as AWS answers a client configured for the wrong region.
+func (p *Proxy) RequireRegion(region string) { p.mu.Lock(); p.region = region; p.mu.Unlock() }
+
 // OnGet calls f (in the request's goroutine, before it is passed on) for every GET of an
 // object, e.g. to overwrite the object in the middle of a download.
 func (p *Proxy) OnGet(f func(r *http.Request)) { p.mu.Lock(); p.onGet = f; p.mu.Unlock() }
@@ -138,11 +145,12 @@ func (p *Proxy) before(w http.ResponseWriter, r *http.Request) bool {
 	p.log = append(p.log, Request{Method: r.Method, Path: r.URL.Path, Range: r.Header.Get("Range"), IfMatch: r.Header.Get("If-Match"),
 		StorageClass: r.Header.Get("X-Amz-Storage-Class")})
 	latency, deny, onGet := p.latency, p.deny, p.onGet
-	fail := p.fail503 > 0
+	wrongRegion := p.region != "" && signedRegion(r) != p.region
+	fail := p.fail503 > 0 && !wrongRegion
 	if fail {
 		p.fail503--
 	}
-	if fail || deny {
+	if fail || deny || wrongRegion {
 		p.stats.Answered++
 	} else {
 		p.stats.Forwarded++
@@ -157,6 +165,11 @@ func (p *Proxy) before(w http.ResponseWriter, r *http.Request) bool {
 		}
 	}
 	switch {
+	case wrongRegion:
+		w.Header().Set("X-Amz-Bucket-Region", p.region)
+		writeError(w, http.StatusMovedPermanently, "PermanentRedirect",
+			"The bucket you are attempting to access must be addressed using the specified endpoint.")
+		return true
 	case deny:
 		writeError(w, http.StatusForbidden, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
 		return true
@@ -168,6 +181,19 @@ func (p *Proxy) before(w http.ResponseWriter, r *http.Request) bool {
 		onGet(r)
 	}
 	return false
+}
+
+// signedRegion is the region in a SigV4 Authorization header's credential scope.
+func signedRegion(r *http.Request) string {
+	_, scope, ok := strings.Cut(r.Header.Get("Authorization"), "Credential=")
+	if !ok {
+		return ""
+	}
+	parts := strings.Split(scope, "/") // AKID/date/region/s3/aws4_request, ...
+	if len(parts) < 3 {
+		return ""
+	}
+	return parts[2]
 }
 
 func (p *Proxy) modifyResponse(resp *http.Response) error {
