@@ -362,3 +362,26 @@ func TestS3SDKWritesNothingToStderr(t *testing.T) {
 		t.Errorf("debug log got nothing useful: %q", log.String())
 	}
 }
+
+// A connection that hangs without closing is given up after IdleTimeout and resumed.
+func TestS3StreamResumesAHungConnection(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.CreateBucket(t, "backups")
+	proxy := s3test.StartProxy(t, srv.Endpoint)
+	loc := openS3(t, "primary", proxy.Endpoint, "backups", "", WithTuning(func(o *S3Options) { o.IdleTimeout = 200 * time.Millisecond }))
+	data := randomBytes(1<<20, 16)
+	srv.PutObject(t, "backups", "postgres/full/x.dump", data)
+	b, err := loc.Stat(context.Background(), "x.dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy.StallAfter(20_000, 2, time.Minute)
+	start := time.Now()
+	got, err := readAll(t, loc, b)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read through hung connections: %d bytes, %v", len(got), err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v: the hung connections were not given up", d)
+	}
+}

@@ -27,10 +27,11 @@ type Proxy struct {
 
 	mu       sync.Mutex
 	latency  time.Duration
-	fail503  int   // answer this many more requests 503
-	deny     bool  // answer every request 403 InvalidAccessKeyId
-	cutAfter int64 // cut responses after this many body bytes ...
-	cuts     int   // ... this many more times
+	fail503  int           // answer this many more requests 503
+	deny     bool          // answer every request 403 InvalidAccessKeyId
+	cutAfter int64         // cut responses after this many body bytes ...
+	cuts     int           // ... this many more times
+	stall    time.Duration // with cuts: go silent this long instead of cutting
 	onGet    func(r *http.Request)
 	region   string // the bucket's region: requests signed for another get 301
 	log      []Request
@@ -114,7 +115,7 @@ func (p *Proxy) Deny(on bool) { p.mu.Lock(); p.deny = on; p.mu.Unlock() }
 // CutAfter cuts the connection of the next n responses after bytes bytes of their body.
 func (p *Proxy) CutAfter(bytes int64, n int) {
 	p.mu.Lock()
-	p.cutAfter, p.cuts = bytes, n
+	p.cutAfter, p.cuts, p.stall = bytes, n, 0
 	p.mu.Unlock()
 }
 
@@ -122,6 +123,14 @@ func (p *Proxy) CutAfter(bytes int64, n int) {
 // other region is answered 301 PermanentRedirect with the x-amz-bucket-region header,
 // as AWS answers a client configured for the wrong region.
 func (p *Proxy) RequireRegion(region string) { p.mu.Lock(); p.region = region; p.mu.Unlock() }
+
+// StallAfter makes the next n responses go silent for d after bytes bytes of their body,
+// with the connection open, as a link that hangs does.
+func (p *Proxy) StallAfter(bytes int64, n int, d time.Duration) {
+	p.mu.Lock()
+	p.cutAfter, p.cuts, p.stall = bytes, n, d
+	p.mu.Unlock()
+}
 
 // OnGet calls f (in the request's goroutine, before it is passed on) for every GET of an
 // object, e.g. to overwrite the object in the middle of a download.
@@ -207,7 +216,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	}
 	p.cuts--
 	p.stats.Cut++
-	resp.Body = &cutBody{ReadCloser: resp.Body, left: p.cutAfter}
+	resp.Body = &cutBody{ReadCloser: resp.Body, left: p.cutAfter, stall: p.stall, done: resp.Request.Context().Done()}
 	return nil
 }
 
@@ -216,10 +225,20 @@ var errCut = errors.New("s3test: connection cut by proxy")
 
 type cutBody struct {
 	io.ReadCloser
-	left int64
+	left  int64
+	stall time.Duration
+	done  <-chan struct{} // the client went away
 }
 
 func (c *cutBody) Read(b []byte) (int, error) {
+	if c.left <= 0 && c.stall > 0 {
+		select {
+		case <-time.After(c.stall):
+		case <-c.done:
+			return 0, errCut
+		}
+		c.stall, c.left = 0, 1<<62
+	}
 	if c.left <= 0 {
 		return 0, errCut
 	}
