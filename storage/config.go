@@ -265,18 +265,18 @@ type openOptions struct {
 	tune    []func(*S3Options)
 }
 
-// WithLog sends the AWS SDK's own log lines (its warnings, and with debug its retries)
-// to w; without it they are dropped, so nothing the SDK says reaches the terminal.
-func WithLog(w io.Writer, debug bool) Option {
+// WithLog sends the AWS SDK's own log lines (its warnings, retries, and requests and
+// responses without their bodies) to w when enabled is true: stderr under --debug, or the
+// incident journal. Otherwise, and without this option, they are dropped, so nothing the
+// SDK says reaches the terminal or the TUI.
+func WithLog(w io.Writer, enabled bool) Option {
 	return func(o *openOptions) {
-		if w == nil {
-			o.logger = logging.Nop{}
+		if w == nil || !enabled {
+			o.logger, o.logMode = logging.Nop{}, 0
 			return
 		}
 		o.logger = logging.NewStandardLogger(w)
-		if debug {
-			o.logMode = aws.LogRetries | aws.LogRequest | aws.LogResponse
-		}
+		o.logMode = aws.LogRetries | aws.LogRequest | aws.LogResponse
 	}
 }
 

@@ -332,7 +332,7 @@ func TestS3SDKWritesNothingToStderr(t *testing.T) {
 	go func() { defer wg.Done(); io.Copy(&captured, r) }()
 	func() {
 		defer func() { os.Stderr = saved }()
-		srv, loc := newBucket(t, "")
+		srv, loc := newBucket(t, "", WithLog(os.Stderr, false)) // what the CLI passes without --debug
 		srv.PutObject(t, "backups", "postgres/full/x.dump", randomBytes(300_000, 14))
 		b, err := loc.Stat(context.Background(), "x.dump")
 		if err != nil {
