@@ -32,8 +32,7 @@ type Proxy struct {
 	cutAfter int64         // cut responses after this many body bytes ...
 	cuts     int           // ... this many more times
 	stall    time.Duration // with cuts: go silent this long instead of cutting
-	onGet    func(r *http.Request)
-	region   string // the bucket's region: requests signed for another get 301
+	region   string        // the bucket's region: requests signed for another get 301
 	log      []Request
 	stats    Stats
 }
@@ -132,10 +131,6 @@ func (p *Proxy) StallAfter(bytes int64, n int, d time.Duration) {
 	p.mu.Unlock()
 }
 
-// OnGet calls f (in the request's goroutine, before it is passed on) for every GET of an
-// object, e.g. to overwrite the object in the middle of a download.
-func (p *Proxy) OnGet(f func(r *http.Request)) { p.mu.Lock(); p.onGet = f; p.mu.Unlock() }
-
 // Stats says what the proxy has done so far.
 func (p *Proxy) Stats() Stats { p.mu.Lock(); defer p.mu.Unlock(); return p.stats }
 
@@ -153,7 +148,7 @@ func (p *Proxy) before(w http.ResponseWriter, r *http.Request) bool {
 	p.stats.Requests++
 	p.log = append(p.log, Request{Method: r.Method, Path: r.URL.Path, Range: r.Header.Get("Range"), IfMatch: r.Header.Get("If-Match"),
 		StorageClass: r.Header.Get("X-Amz-Storage-Class")})
-	latency, deny, onGet := p.latency, p.deny, p.onGet
+	latency, deny := p.latency, p.deny
 	wrongRegion := p.region != "" && signedRegion(r) != p.region
 	fail := p.fail503 > 0 && !wrongRegion
 	if fail {
@@ -185,9 +180,6 @@ func (p *Proxy) before(w http.ResponseWriter, r *http.Request) bool {
 	case fail:
 		writeError(w, http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate.")
 		return true
-	}
-	if onGet != nil && r.Method == http.MethodGet && r.URL.Query().Get("list-type") == "" && r.URL.RawQuery == "" {
-		onGet(r)
 	}
 	return false
 }
