@@ -1,5 +1,12 @@
 // Package pgtest starts real, throwaway PostgreSQL clusters for tests: one per test
 // (Start) or one per test binary (Shared). Every cluster is stopped and deleted afterwards.
+//
+// A package that calls
+//
+//	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+//
+// may use Shared, and its Start calls copy one initdb'd template instead of running
+// initdb each time (about 0.7 s a cluster instead of 1.5 s).
 package pgtest
 
 import (
@@ -305,7 +312,11 @@ func serverAccount() (*osAccount, error) {
 
 // command prepares a PostgreSQL program to run as the cluster's owner.
 func (c *Cluster) command(name string, args ...string) *exec.Cmd {
-	cmd := exec.Command(filepath.Join(c.BinDir, name), args...)
+	path := name
+	if name != "cp" {
+		path = filepath.Join(c.BinDir, name)
+	}
+	cmd := exec.Command(path, args...)
 	cmd.Dir = c.dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "HOME="+c.dir, "PGDATA="+c.DataDir)
 	if c.owner != nil {
@@ -350,54 +361,25 @@ var serverSettings = []string{
 
 func start() (c *Cluster, err error) {
 	reapOrphansOnce.Do(reapOrphans)
-	bin, err := BinDir()
+	c, err = newCluster()
 	if err != nil {
 		return nil, err
-	}
-	owner, err := serverAccount()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp(clusterRoot(), dirPrefix)
-	if err != nil {
-		return nil, err
-	}
-	c = &Cluster{
-		Host:     "127.0.0.1",
-		User:     "postgres",
-		Password: randomPassword(),
-		BinDir:   bin,
-		DataDir:  filepath.Join(dir, "data"),
-		dir:      dir,
-		owner:    owner,
 	}
 	defer func() {
 		if err != nil {
 			c.destroy()
 		}
 	}()
-	// The owner file lets a later test run find and stop this cluster if this
-	// process dies before its cleanup runs.
-	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		return nil, err
-	}
-	pwfile := filepath.Join(dir, "pwfile")
-	if err := os.WriteFile(pwfile, []byte(c.Password+"\n"), 0o600); err != nil {
-		return nil, err
-	}
-	if owner != nil {
-		for _, p := range []string{dir, pwfile} {
-			if err := os.Chown(p, int(owner.uid), int(owner.gid)); err != nil {
-				return nil, err
-			}
+	if tpl := template(); tpl != nil {
+		// Copying an initdb'd template takes a third of the time of initdb.
+		c.Password = tpl.Password
+		if err := c.runTool("cp", "-R", "-p", tpl.DataDir, c.DataDir); err != nil {
+			return nil, err
 		}
-	}
-	if err := c.runTool("initdb", "-D", c.DataDir, "-U", c.User, "--pwfile", pwfile,
-		"--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
+	} else if err := c.initdb(); err != nil {
 		return nil, err
 	}
-	os.Remove(pwfile)
-	conf := strings.Join(serverSettings, "\n") + "\nunix_socket_directories = '" + dir + "'\n"
+	conf := strings.Join(serverSettings, "\n") + "\nunix_socket_directories = '" + c.dir + "'\n"
 	if err := appendFile(filepath.Join(c.DataDir, "postgresql.conf"), conf); err != nil {
 		return nil, err
 	}
@@ -414,8 +396,60 @@ func start() (c *Cluster, err error) {
 		if attempt < 5 && strings.Contains(log, "already in use") {
 			continue // another process took the port between freePort and the server's bind
 		}
-		return nil, fmt.Errorf("start PostgreSQL in %s: %v\nserver log:\n%s", dir, err, log)
+		return nil, fmt.Errorf("start PostgreSQL in %s: %v\nserver log:\n%s", c.dir, err, log)
 	}
+}
+
+// newCluster makes the directory of a cluster, owned by the account the server
+// will run as, with nothing in it yet but the owner file.
+func newCluster() (*Cluster, error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	owner, err := serverAccount()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(clusterRoot(), dirPrefix)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		Host:     "127.0.0.1",
+		User:     "postgres",
+		Password: randomPassword(),
+		BinDir:   bin,
+		DataDir:  filepath.Join(dir, "data"),
+		dir:      dir,
+		owner:    owner,
+	}
+	// The owner file lets a later test run find and stop this cluster if this
+	// process dies before its cleanup runs.
+	err = os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644)
+	if err == nil && owner != nil {
+		err = os.Chown(dir, int(owner.uid), int(owner.gid))
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) initdb() error {
+	pwfile := filepath.Join(c.dir, "pwfile")
+	if err := os.WriteFile(pwfile, []byte(c.Password+"\n"), 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(pwfile)
+	if c.owner != nil {
+		if err := os.Chown(pwfile, int(c.owner.uid), int(c.owner.gid)); err != nil {
+			return err
+		}
+	}
+	return c.runTool("initdb", "-D", c.DataDir, "-U", c.User, "--pwfile", pwfile,
+		"--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync")
 }
 
 func (c *Cluster) logPath() string { return filepath.Join(c.dir, "server.log") }

@@ -5,13 +5,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
 
+// mainRunning says the package's TestMain called Main, which cleans up at the end.
+var mainRunning atomic.Bool
+
 var shared struct {
 	mu      sync.Mutex
-	main    bool // Main is running this package's tests
 	started bool
 	c       *Cluster
 	err     error
@@ -22,9 +25,8 @@ var shared struct {
 //
 //	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 func Main(m *testing.M) int {
-	shared.mu.Lock()
-	shared.main = true
-	shared.mu.Unlock()
+	mainRunning.Store(true)
+	defer removeTemplate()
 	defer stopShared()
 	return m.Run()
 }
@@ -37,7 +39,7 @@ func Shared(t testing.TB) *Cluster {
 	t.Helper()
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
-	if !shared.main {
+	if !mainRunning.Load() {
 		t.Fatal("pgtest.Shared needs the package's TestMain to call pgtest.Main: " +
 			"func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }")
 	}
@@ -100,4 +102,41 @@ func orphaned(dir string) bool {
 	}
 	err = syscall.Kill(pid, 0)
 	return err == syscall.ESRCH
+}
+
+var tpl struct {
+	mu    sync.Mutex
+	tried bool
+	c     *Cluster // never started; its data directory is copied for each cluster
+}
+
+// template returns the test binary's initdb'd template, making it on first use, or
+// nil to fall back to initdb per cluster. Only Main can delete the template when the
+// tests end, so only packages whose TestMain calls Main get one.
+func template() *Cluster {
+	tpl.mu.Lock()
+	defer tpl.mu.Unlock()
+	if !mainRunning.Load() || tpl.tried {
+		return tpl.c
+	}
+	tpl.tried = true
+	c, err := newCluster()
+	if err != nil {
+		return nil
+	}
+	if err := c.initdb(); err != nil {
+		c.destroy()
+		return nil
+	}
+	tpl.c = c
+	return c
+}
+
+func removeTemplate() {
+	tpl.mu.Lock()
+	defer tpl.mu.Unlock()
+	if tpl.c != nil {
+		tpl.c.destroy()
+		tpl.c = nil
+	}
 }
