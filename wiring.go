@@ -185,7 +185,10 @@ func (a *app) confirm(ctx context.Context, prompt, want string) bool {
 	fmt.Fprint(a.stderr, prompt)
 	line := make(chan string, 1)
 	go func() {
-		s, _ := bufio.NewReader(a.stdin).ReadString('\n')
+		s, err := bufio.NewReader(a.stdin).ReadString('\n')
+		if err != nil && s == "" {
+			fmt.Fprintln(a.stderr) // end of input: finish the prompt's line
+		}
 		line <- strings.TrimSpace(s)
 	}()
 	select {

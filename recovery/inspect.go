@@ -136,11 +136,8 @@ func verify(ctx context.Context, src Source, keys *Keys, rep Reporter) (*Content
 			return nil, inBackup(src, err)
 		}
 	}
-	// Drain what is left of every layer so end-of-stream checks (MDC, CRC) run even if
-	// the dump ended before its wrapping did.
-	if _, err := io.Copy(io.Discard, st.Reader); err != nil {
-		return nil, inBackup(src, err)
-	}
+	// Both branches read the dump stream to its EOF, which every layer only gives after
+	// its own end-of-stream check (OpenPGP MDC, gzip CRC and size) has passed.
 	c.Read, c.Dump, c.Complete = read.Count(), dump.Count(), true
 	return c, nil
 }

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"drconsole/internal/gpgtest"
+	"drconsole/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+const cliSchema = `
+CREATE TYPE "Role" AS ENUM ('USER', 'ADMIN');
+CREATE TABLE "User" (id serial PRIMARY KEY, username text NOT NULL, role "Role" NOT NULL DEFAULT 'USER', bio text, avatar bytea, tags text[]);
+CREATE TABLE "Guild" (id serial PRIMARY KEY, name text, "ownerId" int REFERENCES "User"(id));
+CREATE TABLE "ApiKey" (id serial PRIMARY KEY, "userId" int REFERENCES "User"(id), key bytea);
+CREATE TABLE "Session" (id text PRIMARY KEY);
+INSERT INTO "User" (username, role, bio, avatar, tags) SELECT 'u' || g, CASE WHEN g % 10 = 0 THEN 'ADMIN'::"Role" ELSE 'USER' END,
+  E'tab\there\nnewline ' || g, decode(md5(g::text), 'hex'), ARRAY['x', E'"q"'] FROM generate_series(1, 200) g;
+INSERT INTO "Guild" (name, "ownerId") SELECT 'g' || g, g FROM generate_series(1, 50) g;
+INSERT INTO "ApiKey" ("userId", key) SELECT g, '\x00ff' FROM generate_series(1, 80) g;
+`
+
+func cliFingerprint(t *testing.T, c *pgtest.Cluster, db string) string {
+	t.Helper()
+	var parts []string
+	for _, table := range []string{"User", "Guild", "ApiKey"} {
+		rows := c.Query(t, db, `SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM "`+table+`" x`)
+		parts = append(parts, rows[0][0])
+	}
+	return strings.Join(parts, " ")
+}
+
+func TestCLIBackupRestoreVerifyCheck(t *testing.T) {
+	c := pgtest.Shared(t)
+	db := c.NewDB(t)
+	c.Exec(t, db, cliSchema)
+	want := cliFingerprint(t, c, db)
+	key := gpgtest.NewKey(t, "Ops", "")
+	dir := t.TempDir()
+	env := map[string]string{"BACKUP_DIR": dir}
+
+	// drconsole backup writes the backup job's format...
+	out, errb, code := runCLI(t, env, "backup", "--db-url", c.URL(db), "--gpg-recipient", key.PublicFile, "--json")
+	if code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, errb)
+	}
+	var stored struct{ Stored []struct{ Name string } }
+	if err := json.Unmarshal([]byte(out), &stored); err != nil || len(stored.Stored) != 1 || !strings.HasSuffix(stored.Stored[0].Name, ".dump.gz.gpg") {
+		t.Fatalf("backup --json: %v %s", err, out)
+	}
+	name := stored.Stored[0].Name
+
+	// ...which the real gpg, gunzip and pg_restore read.
+	plain := filepath.Join(dir, "plain.dump")
+	key.Decrypt(t, filepath.Join(dir, name), plain+".gz")
+	if out, err := exec.Command("gunzip", plain+".gz").CombinedOutput(); err != nil {
+		t.Fatalf("gunzip: %v %s", err, out)
+	}
+	copyDB := c.NewDB(t)
+	cmd := exec.Command(filepath.Join(c.BinDir, "pg_restore"), "--dbname", copyDB, plain)
+	cmd.Env = append(os.Environ(), c.Env(copyDB)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pg_restore: %v %s", err, out)
+	}
+	os.Remove(plain)
+	if got := cliFingerprint(t, c, copyDB); got != want {
+		t.Fatalf("gpg|gunzip|pg_restore of drconsole's backup differs:\n got %s\nwant %s", got, want)
+	}
+
+	// backups --json lists it with the fields scripts rely on.
+	out, errb, code = runCLI(t, env, "backups", "--json")
+	if code != 0 {
+		t.Fatalf("backups: exit %d: %s", code, errb)
+	}
+	var list struct {
+		Backups []struct {
+			Name, Location, Time, Kind, Format, Compression string
+			Size                                            int64
+			Encrypted                                       bool
+		}
+		Locations []struct {
+			Name      string
+			Reachable bool
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Backups) != 1 || list.Backups[0].Name != name || !list.Backups[0].Encrypted || list.Backups[0].Format != "custom" ||
+		list.Backups[0].Compression != "gzip" || list.Backups[0].Kind != "full" || list.Backups[0].Size == 0 || list.Backups[0].Time == "" {
+		t.Errorf("backups --json: %s", out)
+	}
+	if len(list.Locations) != 1 || !list.Locations[0].Reachable {
+		t.Errorf("locations: %+v", list.Locations)
+	}
+
+	// verify reads it whole.
+	out, errb, code = runCLI(t, env, "verify", "--json", "--gpg-key", key.SecretFile, name)
+	if code != 0 || !strings.Contains(out, `"complete": true`) || !strings.Contains(out, `"public.User"`) {
+		t.Errorf("verify: exit %d: %s %s", code, out, errb)
+	}
+
+	// The incident: damaged live data; restore --yes brings it back and keeps the old copy.
+	c.Exec(t, db, `DELETE FROM "ApiKey"; UPDATE "User" SET bio = 'lost'`)
+	_, errb, code = runCLI(t, env, "restore", "--yes", "--gpg-key", key.SecretFile, "--db-url", c.URL(db), "latest")
+	if code != 0 {
+		t.Fatalf("restore: exit %d: %s", code, errb)
+	}
+	if got := cliFingerprint(t, c, db); got != want {
+		t.Errorf("restored database differs:\n got %s\nwant %s", got, want)
+	}
+	if !strings.Contains(errb, "kept as "+db+"_pre_restore_") {
+		t.Errorf("restore output does not name the kept database:\n%s", errb)
+	}
+
+	// check --json against the live database.
+	out, errb, code = runCLI(t, env, "check", "--json", "--db-url", c.URL(db))
+	if code != 0 || !strings.Contains(out, `"actual": "200"`) {
+		t.Errorf("check: exit %d: %s %s", code, out, errb)
+	}
+}
+
+func TestCLIExitCodesForBadInput(t *testing.T) {
+	c := pgtest.Shared(t)
+	db := c.NewDB(t)
+	c.Exec(t, db, cliSchema)
+	want := cliFingerprint(t, c, db)
+	key := gpgtest.NewKey(t, "Ops", "")
+	other := gpgtest.NewKey(t, "Other", "")
+	dir := t.TempDir()
+	env := map[string]string{"BACKUP_DIR": dir}
+	if _, errb, code := runCLI(t, env, "backup", "--db-url", c.URL(db), "--gpg-recipient", key.PublicFile); code != 0 {
+		t.Fatalf("backup: %s", errb)
+	}
+	entries, _ := os.ReadDir(dir)
+	name := entries[0].Name()
+	data, _ := os.ReadFile(filepath.Join(dir, name))
+	os.WriteFile(filepath.Join(dir, "spywatcher_full_20200101_000000.dump.gz.gpg"), data[:len(data)/2], 0o600)
+
+	cases := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"wrong key", []string{"restore", "--yes", "--gpg-key", other.SecretFile, "--db-url", c.URL(db), name}, exitKey},
+		{"truncated", []string{"restore", "--yes", "--gpg-key", key.SecretFile, "--db-url", c.URL(db), "spywatcher_full_20200101_000000.dump.gz.gpg"}, exitCorrupt},
+		{"server down", []string{"restore", "--yes", "--gpg-key", key.SecretFile, "--db-url", "postgres://postgres@127.0.0.1:1/" + db + "?sslmode=disable", name}, exitDatabase},
+		{"typo'd database for check", []string{"check", "--db-url", c.URL(db + "_typo")}, exitDatabase},
+		{"no such backup", []string{"restore", "--yes", "--db-url", c.URL(db), "spywatcher_full_19990101_000000.dump.gz"}, exitUnreachable},
+		{"unknown flag", []string{"restore", "--frobnicate", name}, exitUsage},
+		{"not confirmed", []string{"restore", "--gpg-key", key.SecretFile, "--db-url", c.URL(db), name}, exitCancelled},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errb, code := runCLI(t, env, tc.args...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, tc.code, errb)
+			}
+			lines := strings.Split(strings.TrimSpace(errb), "\n")
+			if last := lines[len(lines)-1]; !strings.HasPrefix(last, "drconsole ") {
+				t.Errorf("last stderr line is not drconsole's one-line error: %q", last)
+			}
+			if got := cliFingerprint(t, c, db); got != want {
+				t.Errorf("live database changed")
+			}
+			for _, d := range c.Databases(t) {
+				if strings.HasPrefix(d, db+"_restore_") {
+					t.Errorf("scratch database left: %s", d)
+				}
+			}
+		})
+	}
+}
