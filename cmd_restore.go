@@ -21,22 +21,22 @@ func init() {
 
 // restoreResult is restore's --json output.
 type restoreResult struct {
-	Backup     storage.Backup          `json:"backup"`
-	Location   string                  `json:"location"`
-	Skipped    []storage.Skip          `json:"skipped_locations,omitempty"`
-	Mode       recovery.Mode           `json:"mode"`
-	Target     string                  `json:"target"`
-	Scratch    string                  `json:"scratch"`
-	Kept       string                  `json:"kept,omitempty"`
-	Server     string                  `json:"server"`
-	Swapped    bool                    `json:"swapped"`
-	Checks     []recovery.CheckResult  `json:"checks"`
-	Read       int64                   `json:"bytes_read"`
-	Dump       int64                   `json:"dump_bytes"`
-	Tables     int                     `json:"tables"`
-	Seconds    float64                 `json:"seconds"`
-	Warnings   []string                `json:"warnings,omitempty"`
-	Error      string                  `json:"error,omitempty"`
+	Backup   storage.Backup         `json:"backup"`
+	Location string                 `json:"location"`
+	Skipped  []storage.Skip         `json:"skipped_locations,omitempty"`
+	Mode     recovery.Mode          `json:"mode"`
+	Target   string                 `json:"target"`
+	Scratch  string                 `json:"scratch"`
+	Kept     string                 `json:"kept,omitempty"`
+	Server   string                 `json:"server"`
+	Swapped  bool                   `json:"swapped"`
+	Checks   []recovery.CheckResult `json:"checks"`
+	Read     int64                  `json:"bytes_read"`
+	Dump     int64                  `json:"dump_bytes"`
+	Tables   int                    `json:"tables"`
+	Seconds  float64                `json:"seconds"`
+	Warnings []string               `json:"warnings,omitempty"`
+	Error    string                 `json:"error,omitempty"`
 }
 
 func runRestore(ctx context.Context, a *app, args []string) error {
@@ -163,4 +163,3 @@ func printChecks(a *app, checks []recovery.CheckResult) {
 		fmt.Fprintln(a.stderr, strings.TrimRight(line, " "))
 	}
 }
-
