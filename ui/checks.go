@@ -27,6 +27,7 @@ type checksScreen struct {
 	working  bool
 	done     string // what happened: swapped, abandoned
 	workErr  error
+	scroll   int
 }
 
 type (
@@ -138,6 +139,10 @@ func (c *checksScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			return c, nil
 		}
 		switch {
+		case k == "down" || k == "j":
+			c.scroll = min(c.scroll+1, max(len(c.results)-1, 0))
+		case k == "up" || k == "k":
+			c.scroll = max(c.scroll-1, 0)
 		case key.Matches(msg, keySwap) && c.canSwap() && !c.working:
 			c.confirm = "swap"
 		case key.Matches(msg, keyAbandon) && c.restored != nil && c.err == nil && c.done == "" && !c.working:
@@ -209,26 +214,6 @@ func (c *checksScreen) view(w, h int) string {
 		b.WriteString(s.st.Muted.Render("Running the checks…") + "\n")
 		return b.String()
 	}
-	nameW := 26
-	valW := max((w-2-6-nameW-4)/2, 8)
-	b.WriteString(s.st.Muted.Render(fmt.Sprintf("  %-6s%-*s  %-*s  %s", "", nameW, "Check", valW, "Expected", "Actual")) + "\n")
-	for _, r := range c.results {
-		mark := s.st.Success.Render("pass  ")
-		switch r.Status {
-		case recovery.CheckFail:
-			mark = s.st.Danger.Render("FAIL  ")
-		case recovery.CheckWarn:
-			mark = s.st.Warning.Render("warn  ")
-		case recovery.CheckInfo, recovery.CheckSkip:
-			mark = s.st.Muted.Render(fmt.Sprintf("%-6s", string(r.Status)))
-		}
-		actual := strings.ReplaceAll(r.Actual, "\n", "; ")
-		b.WriteString(fmt.Sprintf("  %s%-*s  %-*s  %s\n", mark, nameW, ansiCut(r.Name, nameW), valW, ansiCut(r.Expected, valW), ansiCut(actual, valW)))
-		if r.Detail != "" && r.Status != recovery.CheckPass {
-			b.WriteString(s.st.Muted.Render(indent(r.Detail, w, 8)) + "\n")
-		}
-	}
-	b.WriteString("\n")
 	switch {
 	case c.workErr != nil:
 		b.WriteString(s.st.Danger.Render(wrap("✗ "+c.workErr.Error(), w)) + "\n")
@@ -249,12 +234,32 @@ func (c *checksScreen) view(w, h int) string {
 	case c.restored != nil:
 		b.WriteString(s.st.Danger.Render("Blocking checks failed: this copy cannot be swapped in.") + " a abandons it.\n")
 	}
+	b.WriteString("\n")
+	nameW := 26
+	valW := max((w-2-6-nameW-4)/2, 8)
+	b.WriteString(s.st.Muted.Render(fmt.Sprintf("  %-6s%-*s  %-*s  %s", "", nameW, "Check", valW, "Expected", "Actual")) + "\n")
+	for _, r := range c.results[min(c.scroll, len(c.results)):] {
+		mark := s.st.Success.Render("pass  ")
+		switch r.Status {
+		case recovery.CheckFail:
+			mark = s.st.Danger.Render("FAIL  ")
+		case recovery.CheckWarn:
+			mark = s.st.Warning.Render("warn  ")
+		case recovery.CheckInfo, recovery.CheckSkip:
+			mark = s.st.Muted.Render(fmt.Sprintf("%-6s", string(r.Status)))
+		}
+		actual := strings.ReplaceAll(r.Actual, "\n", "; ")
+		b.WriteString(fmt.Sprintf("  %s%-*s  %-*s  %s\n", mark, nameW, ansiCut(r.Name, nameW), valW, ansiCut(r.Expected, valW), ansiCut(actual, valW)))
+		if r.Detail != "" && (r.Status == recovery.CheckFail || r.Status == recovery.CheckWarn) {
+			b.WriteString(s.st.Muted.Render("        "+ansiCut(strings.ReplaceAll(r.Detail, "\n", "; "), w-8)) + "\n")
+		}
+	}
 	return b.String()
 }
 
 func (c *checksScreen) title() string { return "checks" }
 func (c *checksScreen) keys() []key.Binding {
-	var ks []key.Binding
+	ks := []key.Binding{key.NewBinding(key.WithKeys("up", "down"), key.WithHelp("↑/↓", "scroll"))}
 	if c.canSwap() {
 		ks = append(ks, keySwap)
 	}

@@ -169,25 +169,26 @@ func (p *preflightScreen) view(w, h int) string {
 		b.WriteString(p.field.View() + "\n")
 	case preflightConfirm:
 		pl := p.plan
-		b.WriteString(wrap(pl.Describe(), w) + "\n\n")
-		kv := func(k, v string) { b.WriteString(s.st.Muted.Render(fmt.Sprintf("  %-16s", k)) + v + "\n") }
-		kv("target", fmt.Sprintf("%s on %s (PostgreSQL %s)", pl.Target, pl.Server, pl.ServerVersion))
-		kv("scratch database", pl.Scratch)
+		kv := func(k, v string) {
+			b.WriteString(s.st.Muted.Render(fmt.Sprintf("  %-9s", k)) + ansiCut(v, w-11) + "\n")
+		}
+		kv("target", fmt.Sprintf("%s on %s", pl.Target, pl.Server))
+		kv("scratch", pl.Scratch)
 		if pl.Kept != "" {
 			kv("kept as", pl.Kept)
 		}
-		b.WriteString("\n")
-		for _, ok := range pl.Passed {
-			b.WriteString(s.st.Success.Render("  ✓ ") + ansiCut(ok, w-4) + "\n")
+		b.WriteString(wrap(modeSentence(pl), w) + "\n")
+		if s.drill {
+			b.WriteString(s.st.Drill.Render(" DRILL ") + " restore and checks run for real in the scratch database; nothing is swapped.\n")
 		}
+		b.WriteString("\n" + s.st.Bold.Render("Nothing has changed yet. Type the database name to start the restore.") + "\n")
+		b.WriteString(p.field.View() + "\n\n")
 		for _, wn := range pl.Warnings {
 			b.WriteString(s.st.Warning.Render("  ! "+ansiCut(wn, w-4)) + "\n")
 		}
-		if s.drill {
-			b.WriteString("\n" + s.st.Drill.Render(" DRILL ") + " the restore and checks run for real in the scratch database; nothing is swapped.\n")
+		for _, ok := range pl.Passed {
+			b.WriteString(s.st.Success.Render("  ✓ ") + ansiCut(ok, w-4) + "\n")
 		}
-		b.WriteString("\n" + s.st.Bold.Render("Nothing has changed yet. Type the database name to start the restore.") + "\n")
-		b.WriteString(p.field.View() + "\n")
 	}
 	return b.String()
 }
@@ -208,3 +209,14 @@ func (p *preflightScreen) typing() bool {
 	return p.state == preflightPassphrase || p.state == preflightConfirm
 }
 func (p *preflightScreen) busy() bool { return false }
+
+// modeSentence says what the restore will do, briefly.
+func modeSentence(pl *recovery.Plan) string {
+	switch pl.Mode {
+	case recovery.ModeSwap:
+		return "Restore into the scratch database and check it there; you then choose to swap it in (the live one is kept) or abandon it."
+	case recovery.ModeCreate:
+		return "The target does not exist: restore into the scratch database, check it, then rename it to the target."
+	}
+	return "Restore into a new database and check it; nothing is swapped."
+}

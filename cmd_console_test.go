@@ -1,0 +1,178 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"drconsole/internal/gpgtest"
+	"drconsole/internal/pgtest"
+)
+
+const consoleSchema = `
+CREATE TYPE "Role" AS ENUM ('USER', 'ADMIN');
+CREATE TABLE "User" (id serial PRIMARY KEY, username text NOT NULL, role "Role" NOT NULL DEFAULT 'USER');
+CREATE TABLE "Guild" (id serial PRIMARY KEY, name text NOT NULL, "ownerId" int REFERENCES "User"(id));
+CREATE TABLE "ApiKey" (id serial PRIMARY KEY, "userId" int REFERENCES "User"(id), key text NOT NULL);
+CREATE TABLE "Session" (id text PRIMARY KEY, "userId" int REFERENCES "User"(id));
+INSERT INTO "User" (username, role) SELECT 'user ' || g, CASE WHEN g % 10 = 0 THEN 'ADMIN'::"Role" ELSE 'USER' END FROM generate_series(1, 200) g;
+INSERT INTO "Guild" (name, "ownerId") SELECT 'guild ' || g, 1 + g % 200 FROM generate_series(1, 50) g;
+INSERT INTO "ApiKey" ("userId", key) SELECT 1 + g % 200, md5(g::text) FROM generate_series(1, 80) g;
+INSERT INTO "Session" VALUES ('s1', 1);
+`
+
+// tmuxSession drives the console in a real terminal of 80×24.
+type tmuxSession struct {
+	t    *testing.T
+	name string
+	sock string
+}
+
+func (s *tmuxSession) tmux(args ...string) string {
+	s.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-S", s.sock}, args...)...).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("tmux %v: %v: %s", args, err, out)
+	}
+	return string(out)
+}
+
+func (s *tmuxSession) screen() string { return s.tmux("capture-pane", "-p", "-t", s.name) }
+
+func (s *tmuxSession) keys(keys ...string) {
+	s.t.Helper()
+	for _, k := range keys {
+		s.tmux("send-keys", "-t", s.name, k)
+		time.Sleep(60 * time.Millisecond)
+	}
+}
+
+func (s *tmuxSession) typeText(text string) {
+	s.t.Helper()
+	s.tmux("send-keys", "-t", s.name, "-l", text)
+	time.Sleep(100 * time.Millisecond)
+}
+
+// waitFor waits until the screen shows want and returns the screen.
+func (s *tmuxSession) waitFor(want string, timeout time.Duration) string {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var screen string
+	for time.Now().Before(deadline) {
+		screen = s.screen()
+		if strings.Contains(screen, want) {
+			return screen
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("the screen never showed %q; it shows:\n%s", want, screen)
+	return ""
+}
+
+// TestConsoleRecoversCorruptDatabase builds drconsole, runs it in tmux at 80×24 against
+// a throwaway cluster, and recovers a damaged database by keystrokes alone: scenario,
+// restore step, backup, passphrase, typed confirmation, progress, checks, swap,
+// checklist, close.
+func TestConsoleRecoversCorruptDatabase(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux not installed")
+	}
+	c := pgtest.Shared(t)
+	db := c.NewDB(t)
+	c.Exec(t, db, consoleSchema)
+	key := gpgtest.NewKey(t, "Ops", "correct horse")
+	dir, state := t.TempDir(), t.TempDir()
+
+	// The backup job's format: pg_dump -Fc, gzip, gpg --encrypt.
+	raw := filepath.Join(dir, "raw.dump")
+	dump := exec.Command(filepath.Join(c.BinDir, "pg_dump"), "-Fc", "-b", "-f", raw, db)
+	dump.Env = append(os.Environ(), c.Env(db)...)
+	if out, err := dump.CombinedOutput(); err != nil {
+		t.Fatalf("pg_dump: %v: %s", err, out)
+	}
+	if out, err := exec.Command("gzip", raw).CombinedOutput(); err != nil {
+		t.Fatalf("gzip: %v: %s", err, out)
+	}
+	name := "spywatcher_full_" + time.Now().UTC().Add(-10*time.Minute).Format("20060102_150405") + ".dump.gz.gpg"
+	key.Encrypt(t, raw+".gz", filepath.Join(dir, name))
+	os.Remove(raw + ".gz")
+
+	// The corruption.
+	c.Exec(t, db, `DELETE FROM "ApiKey"; DELETE FROM "Session"; UPDATE "User" SET username = 'garbage'`)
+
+	bin := filepath.Join(t.TempDir(), "drconsole")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	s := &tmuxSession{t: t, name: "drconsole", sock: filepath.Join(t.TempDir(), "tmux.sock")}
+	env := []string{"NO_COLOR=1", "TERM=xterm-256color", "USER=alice", "BACKUP_DIR=" + dir, "XDG_CONFIG_HOME=" + state, "S3_BUCKET=", "S3_BUCKET_SECONDARY="}
+	cmdline := "env " + strings.Join(env, " ") + " " + bin + " --state-dir=" + state + " --db-url='" + c.URL(db) + "' --gpg-key=" + key.SecretFile + "; sleep 60"
+	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", cmdline)
+	t.Cleanup(func() { exec.Command("tmux", "-S", s.sock, "kill-server").Run() })
+
+	s.waitFor("Start a new incident", 10*time.Second)
+	s.keys("Enter")
+	s.waitFor("Which scenario is this?", 5*time.Second)
+	s.keys("Enter")
+	s.waitFor("Escalation level 1 now", 5*time.Second)
+	s.keys("Down", "Down", "Down", "Enter")
+	s.waitFor("Step 4. Restore Database", 5*time.Second)
+	s.keys("Enter")
+	s.waitFor(name[:30], 10*time.Second)
+	s.keys("Enter")
+	s.waitFor("passphrase:", 15*time.Second)
+	s.typeText("correct horse")
+	s.keys("Enter")
+	s.waitFor("Type the database name", 15*time.Second)
+	s.typeText(db)
+	s.keys("Enter")
+	checks := s.waitFor("All blocking checks passed", 60*time.Second)
+	t.Logf("checks screen:\n%s", checks)
+	s.keys("s")
+	s.waitFor("(y/n)", 5*time.Second)
+	s.keys("y")
+	s.waitFor("Post-recovery checklist", 30*time.Second)
+	for range 11 {
+		s.keys("Space")
+	}
+	s.waitFor("11 of 11 ticked", 5*time.Second)
+	s.keys("x")
+	s.waitFor("Close the incident", 5*time.Second)
+	s.keys("Enter")
+	s.waitFor("cannot be reopened", 5*time.Second)
+	s.keys("y")
+	closed := s.waitFor("Report written to", 10*time.Second)
+	t.Logf("close screen:\n%s", closed)
+	s.keys("q")
+
+	// The live database is the backup's data again; the damaged one is kept.
+	if got := c.Query(t, db, `SELECT count(*) FROM "ApiKey"`)[0][0]; got != "80" {
+		t.Errorf("ApiKey rows after the recovery: %s, want 80", got)
+	}
+	if got := c.Query(t, db, `SELECT count(*) FROM "User" WHERE username = 'garbage'`)[0][0]; got != "0" {
+		t.Errorf("damaged users after the recovery: %s, want 0", got)
+	}
+	kept := false
+	for _, d := range c.Databases(t) {
+		if strings.HasPrefix(d, db+"_pre_restore_") {
+			kept = true
+			c.Exec(t, "postgres", `DROP DATABASE "`+d+`" WITH (FORCE)`)
+		}
+	}
+	if !kept {
+		t.Error("the damaged database was not kept")
+	}
+	reports, _ := filepath.Glob(filepath.Join(state, "incidents", "*.report.md"))
+	if len(reports) != 1 {
+		t.Fatalf("reports written: %v", reports)
+	}
+	data, _ := os.ReadFile(reports[0])
+	for _, want := range []string{"Database Corruption", name, "recovered"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+}
