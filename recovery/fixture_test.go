@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -181,4 +182,53 @@ func (f *fixture) assertUntouched(t *testing.T, want string) {
 	if left := f.databasesLike(t, f.db+"_restore_"); len(left) > 0 {
 		t.Errorf("scratch databases left behind: %v", left)
 	}
+}
+
+// pgDump runs the cluster's pg_dump on the live database with args and writes the
+// output to name in the backup directory.
+func (f *fixture) pgDump(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	run(t, f.c.Env(f.db), filepath.Join(f.c.BinDir, "pg_dump"), append(args, "-f", filepath.Join(f.dir, name), f.db)...)
+	return name
+}
+
+// path is where a backup of the directory lives.
+func (f *fixture) path(name string) string { return filepath.Join(f.dir, name) }
+
+// restoreInto runs Prepare and Restore, checks that the restored database holds every
+// row of the backed-up data, then drops it and checks the live database is untouched.
+func (f *fixture) restoreInto(t *testing.T, name string, opts Options) *Restored {
+	t.Helper()
+	ctx := context.Background()
+	if opts.Conn == nil {
+		opts.Conn = f.conn(t)
+	}
+	plan, err := Prepare(ctx, f.source(t, name), opts)
+	if err != nil {
+		t.Fatalf("prepare %s: %v", name, err)
+	}
+	r, err := plan.Restore(ctx, nil)
+	if err != nil {
+		t.Fatalf("restore %s: %v", name, err)
+	}
+	if got := fingerprint(t, f.c, r.Database); got != f.print {
+		t.Errorf("restored %s differs from the backed-up data:\n got %s\nwant %s", name, got, f.print)
+	}
+	if err := r.Abandon(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.assertUntouched(t, f.print)
+	return r
+}
+
+// assertBad checks err is the sentinel want, in one line, and nothing was touched.
+func (f *fixture) assertBad(t *testing.T, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("err = %v, want %v", err, want)
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("error is more than one line: %q", err)
+	}
+	f.assertUntouched(t, f.print)
 }

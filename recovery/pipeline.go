@@ -164,7 +164,17 @@ func Decrypt(r io.Reader, keys *Keys) (io.Reader, error) {
 		}
 		return decryptErr(err)
 	}
-	md, err := openpgp.ReadMessage(frame, keys.Entities, keys.prompt(), nil)
+	prompt, symmetric := keys.prompt(), false
+	md, err := openpgp.ReadMessage(frame, keys.Entities, func(locked []openpgp.Key, sym bool) ([]byte, error) {
+		symmetric = symmetric || sym
+		return prompt(locked, sym)
+	}, nil)
+	var garbled pgperrors.DecryptWithSessionKeyError
+	if err != nil && symmetric && errors.As(err, &garbled) && !frame.truncated() {
+		// A wrong passphrase gives a wrong session key, and go-crypto reports the
+		// garbage it decrypts to as a parsing error before any plaintext.
+		return nil, fmt.Errorf("%w: the passphrase does not decrypt the backup", ErrWrongKey)
+	}
 	if err != nil {
 		return nil, mapErr(err)
 	}
