@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"drconsole/checklists"
 	"drconsole/recovery"
 	"drconsole/storage"
 )
@@ -50,6 +51,9 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 	testDB := fs.String("target-db", "", "restore into this new `database`, run the checks and stop, without any swap (the monthly restore test)")
 	noOwner := fs.Bool("no-owner", false, "do not restore object ownership (when the archive's roles do not exist on the target)")
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
+	scenario := fs.String("scenario", checklists.DefaultScenario, "runbook `scenario` of the incident to start when none is open")
+	drill := fs.Bool("drill", false, "record a new incident as a drill")
+	noJournal := fs.Bool("no-journal", false, "do not record the restore in an incident journal")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -71,8 +75,21 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 	}
 	a.reportSkipped(skipped, src.Location.Name())
 
+	var j *checklists.Journal
+	if !*noJournal {
+		if j, err = a.incidentJournal(*scenario, *drill); err != nil {
+			return fmt.Errorf("incident journal: %w", err)
+		}
+		defer j.Close()
+		j.AddSecret(cn.Password)
+		j.AddSecret(string(keys.Passphrase))
+		journalBackupChosen(j, src)
+		if !*asJSON {
+			fmt.Fprintf(a.stderr, "journal: %s\n", j.Path())
+		}
+	}
 	out := restoreResult{Backup: src.Backup, Location: src.Location.Name(), Skipped: skipped}
-	err = restore(ctx, a, src, recovery.Options{Conn: cn, Keys: keys, TestDB: *testDB, NoOwner: *noOwner}, *yes, *asJSON, &out)
+	err = restore(ctx, a, src, recovery.Options{Conn: cn, Keys: keys, TestDB: *testDB, NoOwner: *noOwner}, *yes, *asJSON, &out, j)
 	if *asJSON {
 		if err != nil {
 			out.Error = oneLine(err)
@@ -84,7 +101,7 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 	return err
 }
 
-func restore(ctx context.Context, a *app, src recovery.Source, opts recovery.Options, yes, quiet bool, out *restoreResult) error {
+func restore(ctx context.Context, a *app, src recovery.Source, opts recovery.Options, yes, quiet bool, out *restoreResult, j *checklists.Journal) error {
 	say := func(format string, args ...any) {
 		if !quiet {
 			fmt.Fprintf(a.stderr, format+"\n", args...)
@@ -104,7 +121,14 @@ func restore(ctx context.Context, a *app, src recovery.Source, opts recovery.Opt
 	}
 
 	prog := newProgress(a, "restore", quiet)
+	if j != nil {
+		j.Record(checklists.Event{Type: checklists.EventRestoreStarted, Backup: src.Backup.Name, Database: plan.Target, ScratchDB: plan.Scratch})
+		prog.onEvent = journalEvents(j, src.Backup.Name)
+	}
 	r, err := plan.Restore(ctx, prog)
+	if j != nil && r != nil {
+		journalChecks(j, r.Checks)
+	}
 	if r != nil {
 		out.Checks, out.Read, out.Dump, out.Tables, out.Seconds, out.Warnings = r.Checks, r.Read, r.Dump, r.Tables, r.Duration.Seconds(), r.Warnings
 	}
@@ -137,9 +161,18 @@ func restore(ctx context.Context, a *app, src recovery.Source, opts recovery.Opt
 			return fmt.Errorf("%w: not confirmed; %s dropped, %s untouched", recovery.ErrCancelled, plan.Scratch, plan.Target)
 		}
 	}
-	sw, err := r.Swap(ctx, newProgress(a, "swap", quiet))
+	swapProg := newProgress(a, "swap", quiet)
+	if j != nil {
+		swapProg.onEvent = func(e recovery.Event) {
+			j.Record(checklists.Event{Type: checklists.EventRestoreProgress, Milestone: "swap: " + e.Message})
+		}
+	}
+	sw, err := r.Swap(ctx, swapProg)
 	if err != nil {
 		return err
+	}
+	if j != nil {
+		j.Record(checklists.Event{Type: checklists.EventRestoreFinished, Result: checklists.ResultOK, Backup: src.Backup.Name, Database: sw.Live, ScratchDB: plan.Scratch, KeptDB: sw.Kept, Bytes: r.Read, Seconds: r.Duration.Seconds(), Detail: "swapped in"})
 	}
 	out.Swapped = true
 	if sw.Kept != "" {

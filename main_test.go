@@ -43,7 +43,8 @@ func TestCLIBackupRestoreVerifyCheck(t *testing.T) {
 	want := cliFingerprint(t, c, db)
 	key := gpgtest.NewKey(t, "Ops", "")
 	dir := t.TempDir()
-	env := map[string]string{"BACKUP_DIR": dir}
+	state := t.TempDir()
+	env := map[string]string{"BACKUP_DIR": dir, "XDG_STATE_HOME": state}
 
 	// drconsole backup writes the backup job's format...
 	out, errb, code := runCLI(t, env, "backup", "--db-url", c.URL(db), "--gpg-recipient", key.PublicFile, "--json")
@@ -118,6 +119,18 @@ func TestCLIBackupRestoreVerifyCheck(t *testing.T) {
 	if !strings.Contains(errb, "kept as "+db+"_pre_restore_") {
 		t.Errorf("restore output does not name the kept database:\n%s", errb)
 	}
+	// The CLI restore is on record in an incident journal, without the password.
+	journals, _ := filepath.Glob(filepath.Join(state, "drconsole", "incidents", "*"))
+	if len(journals) != 1 {
+		t.Fatalf("journals: %v", journals)
+	}
+	jdata, _ := os.ReadFile(journals[0])
+	if !strings.Contains(string(jdata), `"restore_finished"`) || !strings.Contains(string(jdata), "swapped in") || !strings.Contains(string(jdata), name) {
+		t.Errorf("journal lacks the restore:\n%s", jdata)
+	}
+	if strings.Contains(string(jdata), c.Password) {
+		t.Errorf("journal holds the database password")
+	}
 
 	// check --json against the live database.
 	out, errb, code = runCLI(t, env, "check", "--json", "--db-url", c.URL(db))
@@ -134,7 +147,7 @@ func TestCLIExitCodesForBadInput(t *testing.T) {
 	key := gpgtest.NewKey(t, "Ops", "")
 	other := gpgtest.NewKey(t, "Other", "")
 	dir := t.TempDir()
-	env := map[string]string{"BACKUP_DIR": dir}
+	env := map[string]string{"BACKUP_DIR": dir, "XDG_STATE_HOME": t.TempDir()}
 	if _, errb, code := runCLI(t, env, "backup", "--db-url", c.URL(db), "--gpg-recipient", key.PublicFile); code != 0 {
 		t.Fatalf("backup: %s", errb)
 	}
