@@ -295,6 +295,9 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%w: starting %s: %v", ErrRestoreTool, cmd.Path, err)
 	}
+	// A cancel must stop the child even after the stream was read to its end, while
+	// pg_restore still builds indexes and constraints.
+	stopKill := context.AfterFunc(ctx, func() { killGroup(cmd) })
 	var outputs sync.WaitGroup
 	outputs.Add(2)
 	go func() { defer outputs.Done(); child.readStderr(stderr) }()
@@ -311,6 +314,7 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored) error {
 	stdin.Close()
 	outputs.Wait()
 	waitErr := cmd.Wait()
+	stopKill()
 	r.Read, r.Dump, r.Tables = read.Count(), dump.Count(), int(child.done.Load())
 	r.Warnings = child.warnings()
 
