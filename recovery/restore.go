@@ -263,7 +263,8 @@ func validName(name string) error {
 // must be shortened, a hash of the whole base keeps two long names from colliding.
 func freeName(base, suffix string, existing map[string]bool) string {
 	name := base + suffix
-	if len(name) > maxIdentifier {
+	// A taken name gets a _NN counter, which must fit too.
+	if len(name) > maxIdentifier || existing[name] && len(name)+3 > maxIdentifier {
 		sum := sha256.Sum256([]byte(base))
 		tag := "_" + hex.EncodeToString(sum[:])[:6]
 		keep := maxIdentifier - len(suffix) - len(tag) - 3 // room for a _NN collision counter
