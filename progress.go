@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"drconsole/checklists"
 	"drconsole/recovery"
 )
 
@@ -98,18 +99,8 @@ func (p *progressPrinter) figures(e recovery.Event) string {
 	return s
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// humanBytes is the report's byte format, so the terminal and the report agree.
+func humanBytes(n int64) string { return checklists.HumanBytes(n) }
 
 func shortDuration(d time.Duration) string {
 	d = d.Round(time.Second)
