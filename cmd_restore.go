@@ -188,7 +188,7 @@ func printChecks(a *app, checks []recovery.CheckResult) {
 	for _, c := range checks {
 		line := fmt.Sprintf("  %-5s %-28s %s", strings.ToUpper(string(c.Status)), c.Name, c.Actual)
 		if c.Expected != "" && c.Expected != c.Actual {
-			line += " (live: " + c.Expected + ")"
+			line += " (expected " + c.Expected + ")"
 		}
 		if c.Detail != "" && !strings.Contains(c.Detail, "\n") && c.Status != recovery.CheckInfo {
 			line += " — " + c.Detail

@@ -185,9 +185,9 @@ func (a *app) confirm(ctx context.Context, prompt, want string) bool {
 	fmt.Fprint(a.stderr, prompt)
 	line := make(chan string, 1)
 	go func() {
-		s, err := bufio.NewReader(a.stdin).ReadString('\n')
-		if err != nil && s == "" {
-			fmt.Fprintln(a.stderr) // end of input: finish the prompt's line
+		s, _ := bufio.NewReader(a.stdin).ReadString('\n')
+		if f, ok := a.stdin.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
+			fmt.Fprintln(a.stderr) // nothing was echoed: finish the prompt's line
 		}
 		line <- strings.TrimSpace(s)
 	}()
