@@ -190,3 +190,50 @@ func TestCLIExitCodesForBadInput(t *testing.T) {
 		})
 	}
 }
+
+func TestCLITestRestoreAndVerifyRestoreTest(t *testing.T) {
+	c := pgtest.Shared(t)
+	db := c.NewDB(t)
+	c.Exec(t, db, cliSchema)
+	want := cliFingerprint(t, c, db)
+	dir := t.TempDir()
+	env := map[string]string{"BACKUP_DIR": dir, "XDG_STATE_HOME": t.TempDir()}
+	// An unencrypted plain SQL backup, named as the old docs name them.
+	sql := filepath.Join(dir, "spywatcher_full_20240125_120000.sql")
+	cmd := exec.Command(filepath.Join(c.BinDir, "pg_dump"), "--no-owner", "-f", sql, db)
+	cmd.Env = append(os.Environ(), c.Env(db)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pg_dump: %v %s", err, out)
+	}
+	if out, err := exec.Command("gzip", sql).CombinedOutput(); err != nil {
+		t.Fatalf("gzip: %v %s", err, out)
+	}
+	name := filepath.Base(sql) + ".gz"
+
+	// The monthly test: restore into a new database and stop.
+	testDB := db + "_monthly"
+	_, errb, code := runCLI(t, env, "restore", "--db-url", c.URL(db), "--target-db", testDB, name)
+	if code != 0 {
+		t.Fatalf("restore --target-db: exit %d: %s", code, errb)
+	}
+	if got := cliFingerprint(t, c, testDB); got != want {
+		t.Errorf("test database differs:\n got %s\nwant %s", got, want)
+	}
+	if got := cliFingerprint(t, c, db); got != want {
+		t.Errorf("live database changed by a test restore")
+	}
+	// Restoring into it again is refused: a test restore needs a new database.
+	if _, _, code := runCLI(t, env, "restore", "--db-url", c.URL(db), "--target-db", testDB, name); code != exitPreflight {
+		t.Errorf("second test restore into %s: exit %d, want %d", testDB, code, exitPreflight)
+	}
+
+	// verify --restore-test restores into a throwaway database and drops it.
+	before := c.Databases(t)
+	out, errb, code := runCLI(t, env, "verify", "--restore-test", "--db-url", c.URL(db), "--json", name)
+	if code != 0 || !strings.Contains(out, `"complete": true`) || !strings.Contains(out, `"restore_test"`) {
+		t.Fatalf("verify --restore-test: exit %d: %s %s", code, out, errb)
+	}
+	if after := c.Databases(t); strings.Join(after, ",") != strings.Join(before, ",") {
+		t.Errorf("verify --restore-test left databases behind: before %v, after %v", before, after)
+	}
+}
