@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -57,8 +58,16 @@ func (k *Keys) passphrase(prompt string) ([]byte, error) {
 		return nil, fmt.Errorf("%w (%s)", ErrNoKey, prompt)
 	}
 	p, err := k.Ask(prompt)
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrCancelled):
 		return nil, err
+	case errors.Is(err, context.Canceled):
+		return nil, fmt.Errorf("%w: no %s was given", ErrCancelled, prompt)
+	default:
+		// A prompt that cannot be answered (stdin closed, no terminal) is a missing
+		// passphrase, not a damaged backup.
+		return nil, fmt.Errorf("%w (%s: %v)", ErrNoKey, prompt, err)
 	}
 	k.Passphrase = p
 	return p, nil
