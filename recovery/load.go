@@ -335,6 +335,11 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored) error {
 		if writeErr != nil {
 			msg += " (it stopped reading the backup)"
 		}
+		if st.Format == storage.FormatCustom && strings.Contains(msg, "could not read from input file: end of file") {
+			// An unwrapped .dump has no framing of its own to say it was cut short:
+			// pg_restore's end of file is the only sign.
+			return inBackup(p.Source, fmt.Errorf("%w: the archive ends early (%s)", ErrTruncated, msg))
+		}
 		return fmt.Errorf("%w: %s into %s: %s", ErrRestoreTool, tool, p.Scratch, msg)
 	}
 	return nil

@@ -241,3 +241,24 @@ func TestRestoreIntoTestDatabase(t *testing.T) {
 		t.Errorf("Drop left %s (err %v)", testDB, err)
 	}
 }
+
+// With no database named anywhere, a custom archive's own database is the target; a
+// plain dump names none, so it is refused.
+func TestTargetFromArchive(t *testing.T) {
+	f := newFixture(t)
+	custom := f.pgDump(t, "spywatcher_full_20240101_000000.dump", "-Fc")
+	plain := f.pgDump(t, "spywatcher_full_20240101_000000.sql", "-Fp")
+	conn, err := ResolveConn(strings.TrimSuffix(f.c.URL(f.db), "/"+f.db+"?sslmode=disable")+"/?sslmode=disable", func(string) string { return "" })
+	if err != nil || conn.Database != "" {
+		t.Fatalf("conn %+v %v", conn, err)
+	}
+	plan, err := Prepare(context.Background(), f.source(t, custom), Options{Conn: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Target != f.db || plan.Mode != ModeSwap {
+		t.Errorf("target %s mode %s, want %s swap", plan.Target, plan.Mode, f.db)
+	}
+	_, err = Prepare(context.Background(), f.source(t, plain), Options{Conn: conn})
+	f.assertBad(t, err, ErrPreflight)
+}

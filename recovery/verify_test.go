@@ -28,7 +28,7 @@ func TestVerify(t *testing.T) {
 	}
 
 	f.pgDump(t, "plain.dump", "-Fc")
-	run(t, nil, "gzip", f.path("plain.dump"))
+	sh(t, nil, `cd "`+f.dir+`" && zstd -q plain.dump && gzip -k plain.dump`)
 	cases := []struct {
 		name   string
 		make   func() string
@@ -54,6 +54,15 @@ func TestVerify(t *testing.T) {
 		{"gzip truncated", func() string {
 			return f.mangle(t, "plain.dump.gz", "tr.dump.gz", func(b []byte) []byte { return b[:len(b)-4] })
 		}, nil, ErrTruncated, true},
+		{"zstd truncated", func() string {
+			return f.mangle(t, "plain.dump.zst", "tr.dump.zst", func(b []byte) []byte { return b[:len(b)*3/4] })
+		}, nil, ErrTruncated, true},
+		{"zstd flipped byte", func() string {
+			return f.mangle(t, "plain.dump.zst", "fl.dump.zst", func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b })
+		}, nil, ErrCorrupt, true},
+		{"raw dump truncated", func() string {
+			return f.mangle(t, "plain.dump", "tr.dump", func(b []byte) []byte { return b[:len(b)*3/4] })
+		}, nil, ErrTruncated, true},
 		{"wrong key", func() string { return good }, func() *Keys {
 			ents, err := ReadKeyFile(newOtherKey(t))
 			if err != nil {
@@ -73,12 +82,10 @@ func TestVerify(t *testing.T) {
 				t.Errorf("error is more than one line: %q", err)
 			}
 			plan, err := Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t), Keys: tc.keys})
-			if !tc.inLoad {
+			if !tc.inLoad || err != nil {
+				// Refused before anything started (a small zstd frame is checked whole).
 				f.assertBad(t, err, tc.want)
 				return
-			}
-			if err != nil {
-				t.Fatalf("prepare: %v", err)
 			}
 			var final []Event
 			_, err = plan.Restore(ctx, ReporterFunc(func(e Event) {
