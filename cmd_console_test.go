@@ -157,7 +157,7 @@ func TestConsoleRecoversCorruptDatabase(t *testing.T) {
 	}
 	kept := false
 	for _, d := range c.Databases(t) {
-		if strings.HasPrefix(d, db+"_pre_restore_") {
+		if strings.HasPrefix(d, db[:20]) && strings.Contains(d, "_pre_restore_") {
 			kept = true
 			c.Exec(t, "postgres", `DROP DATABASE "`+d+`" WITH (FORCE)`)
 		}

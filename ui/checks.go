@@ -83,10 +83,7 @@ func (c *checksScreen) init() tea.Cmd {
 func (c *checksScreen) journalResults() tea.Cmd {
 	var evs []checklists.Event
 	for _, r := range c.results {
-		res := checklists.CheckPass
-		if r.Status == recovery.CheckFail {
-			res = checklists.CheckFail
-		}
+		res := string(r.Status) // pass, fail, warn, info, skip
 		detail := r.Detail
 		if r.Expected != "" || r.Actual != "" {
 			detail = strings.TrimSpace(fmt.Sprintf("expected %s, actual %s %s", r.Expected, r.Actual, r.Detail))

@@ -136,13 +136,14 @@ func (c *closeScreen) view(w, h int) string {
 	}
 	pass, fail := 0, 0
 	for _, ch := range inc.Checks {
-		if ch.Result == checklists.CheckFail {
+		switch ch.Result {
+		case checklists.CheckFail:
 			fail++
-		} else {
+		case checklists.CheckPass:
 			pass++
 		}
 	}
-	kv("Checks", fmt.Sprintf("%d passed, %d failed", pass, fail))
+	kv("Checks", fmt.Sprintf("%d results: %d passed, %d failed", len(inc.Checks), pass, fail))
 	ticked := 0
 	for _, it := range s.checklist() {
 		if _, ok := inc.Ticked(it); ok {
@@ -153,8 +154,9 @@ func (c *closeScreen) view(w, h int) string {
 	b.WriteString("\n")
 	if c.path != "" {
 		b.WriteString(s.st.Success.Render("Closed as "+c.outcomes[c.pick]+".") + "\n")
-		b.WriteString("Report written to " + c.path + "\n")
-		b.WriteString(s.st.Muted.Render("Journal: "+s.journal.Path()) + "\n\n")
+		b.WriteString(wrap("Report written to "+c.path, w) + "\n")
+		b.WriteString(s.st.Muted.Render(wrap("Journal: "+s.journal.Path(), w)) + "\n")
+		b.WriteString(s.st.Muted.Render("drconsole report "+inc.ID+" prints it again.") + "\n\n")
 		b.WriteString("q quits.\n")
 		return b.String()
 	}

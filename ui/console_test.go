@@ -1,0 +1,469 @@
+package ui
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"drconsole/checklists"
+	"drconsole/recovery"
+	"drconsole/storage"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
+
+// t0 is the tests' fixed clock.
+var t0 = time.Date(2024, 1, 25, 14, 0, 0, 0, time.UTC)
+
+type harness struct {
+	t   *testing.T
+	m   Model
+	now time.Time
+}
+
+func newHarness(t *testing.T, drill bool) *harness {
+	h := &harness{t: t, now: t0}
+	h.m = New(Options{StateDir: t.TempDir(), Theme: PlainTheme(), Operator: "alice", Host: "bastion", Drill: drill,
+		Now: func() time.Time { return h.now }})
+	return h
+}
+
+// send delivers a message and runs the commands it returns, feeding their messages
+// back, the way the program would (ticks and quits are dropped).
+func (h *harness) send(msg tea.Msg) {
+	h.t.Helper()
+	var cmd tea.Cmd
+	var m tea.Model
+	m, cmd = h.m.Update(msg)
+	h.m = m.(Model)
+	h.run(cmd)
+}
+
+func (h *harness) run(cmd tea.Cmd) {
+	if cmd == nil {
+		return
+	}
+	msg := cmd()
+	switch msg.(type) {
+	case nil, tickMsg:
+		return
+	case tea.QuitMsg:
+		h.m.quitting = true
+		return
+	}
+	if v := reflect.ValueOf(msg); v.Kind() == reflect.Slice && v.Type().Elem() == reflect.TypeOf(tea.Cmd(nil)) {
+		for i := 0; i < v.Len(); i++ {
+			h.run(v.Index(i).Interface().(tea.Cmd))
+		}
+		return
+	}
+	if _, ok := msg.(restoreProgressMsg); ok {
+		return
+	}
+	h.send(msg)
+}
+
+func (h *harness) key(keys ...string) {
+	h.t.Helper()
+	for _, k := range keys {
+		h.send(keyPress(k))
+	}
+}
+
+func keyPress(k string) tea.KeyPressMsg {
+	switch k {
+	case "enter":
+		return tea.KeyPressMsg{Code: tea.KeyEnter}
+	case "esc":
+		return tea.KeyPressMsg{Code: tea.KeyEscape}
+	case "up":
+		return tea.KeyPressMsg{Code: tea.KeyUp}
+	case "down":
+		return tea.KeyPressMsg{Code: tea.KeyDown}
+	case "space":
+		return tea.KeyPressMsg{Code: tea.KeySpace, Text: " "}
+	case "backspace":
+		return tea.KeyPressMsg{Code: tea.KeyBackspace}
+	case "ctrl+c":
+		return tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl}
+	}
+	r := []rune(k)
+	return tea.KeyPressMsg{Code: r[0], Text: k}
+}
+
+func (h *harness) typeText(s string) {
+	for _, r := range s {
+		h.send(tea.KeyPressMsg{Code: r, Text: string(r)})
+	}
+}
+
+func (h *harness) size(w, hh int) { h.send(tea.WindowSizeMsg{Width: w, Height: hh}) }
+
+func (h *harness) screen() string { return h.m.Render() }
+
+func (h *harness) top() screen { return h.m.top() }
+
+// startIncident goes from the start screen to the database corruption scenario view.
+func (h *harness) startIncident() {
+	h.t.Helper()
+	h.send(h.m.top().init()())
+	h.key("enter") // new incident (or drill, under --drill)
+	h.key("enter") // Database Corruption
+	if _, ok := h.top().(*scenarioScreen); !ok {
+		h.t.Fatalf("not on the scenario view:\n%s", h.screen())
+	}
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./ui -update)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from the golden file (go test ./ui -update to accept):\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+// both renders the screen at 80×24 and 120×40 and compares each with its golden file.
+func (h *harness) both(name string) {
+	h.t.Helper()
+	for _, sz := range [][2]int{{80, 24}, {120, 40}} {
+		h.size(sz[0], sz[1])
+		got := ansi.Strip(h.screen())
+		lines := strings.Split(got, "\n")
+		if len(lines) != sz[1] {
+			h.t.Errorf("%s at %dx%d: %d lines", name, sz[0], sz[1], len(lines))
+		}
+		for i, l := range lines {
+			if w := ansi.StringWidth(l); w > sz[0] {
+				h.t.Errorf("%s at %dx%d: line %d is %d wide: %q", name, sz[0], sz[1], i+1, w, l)
+			}
+		}
+		golden(h.t, name+"_"+itoa(sz[0])+"x"+itoa(sz[1]), got)
+	}
+}
+
+func itoa(n int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + fmtInt(n)) }
+
+func fmtInt(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b []byte
+	for n > 0 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+		n /= 10
+	}
+	return string(b)
+}
+
+func testCatalog() storage.Catalog {
+	mk := func(name, loc string, size int64) storage.Backup {
+		b := storage.ParseName(name)
+		b.Location, b.Size = loc, size
+		return b
+	}
+	return storage.Catalog{
+		Locations: []storage.LocationStatus{
+			{Name: "primary", Where: "s3://spywatcher-backups/", Reachable: false, Err: "location unreachable: dial tcp: i/o timeout"},
+			{Name: "local", Where: "/var/backups/spywatcher", Reachable: true, Backups: 3},
+		},
+		Backups: []storage.Backup{
+			mk("spywatcher_full_20240125_130000.dump.gz.gpg", "local", 512<<20),
+			mk("spywatcher_full_20240125_020000.dump.gz.gpg", "local", 498<<20),
+			mk("spywatcher_full_20240124_020000.dump.gz", "local", 470<<20),
+		},
+	}
+}
+
+func testPlan() *recovery.Plan {
+	b := storage.ParseName("spywatcher_full_20240125_130000.dump.gz.gpg")
+	b.Location, b.Size = "local", 512<<20
+	return &recovery.Plan{
+		Source: recovery.Source{Backup: b}, Mode: recovery.ModeSwap, Target: "spywatcher",
+		Scratch: "spywatcher_restore_20240125_140000", Kept: "spywatcher_pre_restore_20240125_140000",
+		Server: "db.internal:5432", ServerVersion: "15.5",
+		Passed: []string{"key decrypts the backup", "archive parses: version 1.14, pg_dump 15.5, database \"spywatcher\", 42 tables with data",
+			"pg_restore 15.5 reads archive version 1.14", "server db.internal:5432 reachable (PostgreSQL 15.5)"},
+	}
+}
+
+func TestStartScreenOffersOpenIncidents(t *testing.T) {
+	h := newHarness(t, false)
+	h.send(h.top().init()())
+	h.both("start")
+	// An incident left open is offered first.
+	h.key("enter", "enter")
+	h2 := &harness{t: t, now: t0.Add(25 * time.Minute)}
+	h2.m = New(Options{StateDir: h.m.s.opt.StateDir, Theme: PlainTheme(), Operator: "alice", Now: func() time.Time { return h2.now }})
+	h.m.s.journal.Close()
+	h2.send(h2.top().init()())
+	if !strings.Contains(h2.screen(), "Resume incident: Database Corruption (started 25m ago, 0/8 steps done)") {
+		t.Fatalf("no resume offered:\n%s", h2.screen())
+	}
+	h2.key("enter")
+	if _, ok := h2.top().(*scenarioScreen); !ok || h2.m.s.inc.Scenario != "database-corruption" {
+		t.Fatalf("resume did not open the scenario view:\n%s", h2.screen())
+	}
+}
+
+func TestScenarioPickerAndView(t *testing.T) {
+	h := newHarness(t, false)
+	h.send(h.top().init()())
+	h.key("enter")
+	h.both("picker")
+	h.key("enter")
+	h.now = t0.Add(35 * time.Minute)
+	h.send(tickMsg(h.now))
+	h.both("scenario")
+	if !strings.Contains(h.screen(), "Team Lead") {
+		t.Errorf("35 minutes in, the team lead is due:\n%s", h.screen())
+	}
+}
+
+func TestStepDoneAndSkipAreJournaled(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	h.key("enter") // step 1
+	if st := h.m.s.inc.Steps[0].Status; st != checklists.StepRunning {
+		t.Fatalf("opening a step starts it: %s", st)
+	}
+	h.both("step")
+	h.key("d")
+	h.typeText("scope: one table")
+	h.key("enter")
+	if st := h.m.s.inc.Steps[0]; st.Status != checklists.StepDone || st.Note != "scope: one table" {
+		t.Fatalf("step 1 after done: %+v", st)
+	}
+	h.key("down", "enter", "s", "enter")
+	if h.m.status == "" {
+		t.Error("skipping without a reason must be refused")
+	}
+	h.typeText("app already stopped")
+	h.key("enter")
+	if st := h.m.s.inc.Steps[1]; st.Status != checklists.StepSkipped {
+		t.Fatalf("step 2 after skip: %+v", st)
+	}
+}
+
+func TestDrillCommandIsRecordedNotRun(t *testing.T) {
+	h := newHarness(t, true)
+	h.startIncident()
+	h.key("enter", "r")
+	if !strings.Contains(h.screen(), "drill: dry run") {
+		t.Fatalf("no confirmation:\n%s", h.screen())
+	}
+	h.key("y")
+	inc := h.m.s.journal.Incident()
+	if len(inc.Commands) != 1 || !inc.Commands[0].DryRun || inc.Commands[0].Ran {
+		t.Fatalf("commands: %+v", inc.Commands)
+	}
+}
+
+func TestBackupPickerFiltersAndChooses(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	h.key("down", "down", "down", "enter", "enter")
+	bs, ok := h.top().(*backupsScreen)
+	if !ok {
+		t.Fatalf("not on the backups screen:\n%s", h.screen())
+	}
+	h.send(catalogListedMsg{testCatalog()})
+	h.both("backups")
+	h.key("/")
+	h.typeText("20240124")
+	h.key("enter")
+	if len(bs.shown) != 1 {
+		t.Fatalf("filter kept %d backups", len(bs.shown))
+	}
+	h.key("/", "ctrl+c")
+	if !h.m.quitting {
+		t.Fatal("ctrl+c quits even while typing when nothing runs")
+	}
+}
+
+func TestBackupPickerBeforeFilter(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	h.key("down", "down", "down", "enter", "enter")
+	h.send(catalogListedMsg{testCatalog()})
+	h.key("b")
+	h.typeText("2024-01-25 12:00")
+	h.key("enter")
+	bs := h.top().(*backupsScreen)
+	if len(bs.shown) != 2 || bs.shown[0].Name != "spywatcher_full_20240125_020000.dump.gz.gpg" {
+		t.Fatalf("before filter: %+v", bs.shown)
+	}
+}
+
+func TestPreflightAsksPassphraseAndTypedName(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	p := newPreflightScreen(h.m.s, 4, storage.NewDir("local", t.TempDir()), testPlan().Source.Backup)
+	p.attempt = 1
+	h.send(pushMsg{p})
+	// No connection settings: refused with the reason.
+	if p.state != preflightFailed {
+		t.Fatalf("state %v", p.state)
+	}
+	p.state, p.attempt = preflightChecking, 1
+	h.send(planPreparedMsg{attempt: 1, err: recovery.ErrNoKey})
+	if p.state != preflightPassphrase || !p.typing() {
+		t.Fatalf("a missing passphrase is asked for: state %v", p.state)
+	}
+	h.typeText("s3cret")
+	if strings.Contains(h.screen(), "s3cret") {
+		t.Fatal("the passphrase is echoed")
+	}
+	p.state = preflightChecking
+	h.send(planPreparedMsg{attempt: p.attempt, plan: testPlan()})
+	if p.state != preflightConfirm {
+		t.Fatalf("state %v", p.state)
+	}
+	h.both("preflight")
+	h.typeText("spywatche")
+	h.key("enter")
+	if _, ok := h.top().(*preflightScreen); !ok || !strings.Contains(h.m.status, "not \"spywatcher\"") {
+		t.Fatalf("a wrong name must not start the restore: %q", h.m.status)
+	}
+	h.key("q") // typed into the field, not quitting
+	if h.m.quitting || p.field.Value() != "spywatcheq" {
+		t.Fatalf("q while typing: quitting %v, field %q", h.m.quitting, p.field.Value())
+	}
+}
+
+func TestProgressCancelAsksFirst(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	cancelled := false
+	p := newProgressScreen(h.m.s, 4, testPlan())
+	p.running, p.started = true, t0
+	p.events = make(chan tea.Msg, 10) // each re-armed read gets a nil, which the harness drops
+	for range 10 {
+		p.events <- nil
+	}
+	h.m.s.cancelWork = func() { cancelled = true }
+	h.m.stack = append(h.m.stack, p)
+	h.m.s.now = t0.Add(3 * time.Minute)
+	h.send(restoreProgressMsg(recovery.Event{Time: t0, Stage: recovery.StageStream, Read: 200 << 20, Size: 512 << 20,
+		Decompressed: 1400 << 20, Rate: 48 << 20, ETA: 7 * time.Second, TablesDone: 17, TablesTotal: 42, Table: `"Guild"`, Message: "streaming into spywatcher_restore_20240125_140000"}))
+	h.both("progress")
+	h.key("q")
+	if !h.m.confirmQuit || h.m.quitting {
+		t.Fatal("q during a restore must ask first")
+	}
+	h.key("n", "esc")
+	if h.top() != screen(p) {
+		t.Fatal("esc must not leave a running restore")
+	}
+	h.key("c")
+	if cancelled || !p.confirm {
+		t.Fatal("cancel must ask first")
+	}
+	h.key("y")
+	if !cancelled {
+		t.Fatal("cancel confirmed but not cancelled")
+	}
+	h.send(restoreFinishedMsg{err: recovery.ErrCancelled})
+	if p.running || h.m.s.cancelWork != nil || !strings.Contains(h.screen(), "scratch database was dropped") {
+		t.Fatalf("after the final message:\n%s", h.screen())
+	}
+}
+
+func TestChecksSwapNeedsConfirmation(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	r := &recovery.Restored{Plan: testPlan(), Database: "spywatcher_restore_20240125_140000", Read: 512 << 20, Tables: 42, Duration: 95 * time.Second,
+		Checks: []recovery.CheckResult{
+			{Name: `users ("User" rows)`, Status: recovery.CheckPass, Expected: "10234", Actual: "10234"},
+			{Name: `API keys ("ApiKey" rows)`, Status: recovery.CheckWarn, Expected: "0", Actual: "812", Detail: "live database spywatcher has 0; the backup has 812"},
+			{Name: `"Session" table exists`, Status: recovery.CheckPass, Actual: "true"},
+		}}
+	h.send(pushMsg{newChecksScreen(h.m.s, 4, r, nil)})
+	h.both("checks")
+	if got := len(h.m.s.inc.Checks); got != 3 {
+		t.Errorf("journaled checks: %d", got)
+	}
+	h.key("q")
+	if !h.m.confirmQuit {
+		t.Error("quitting with the scratch database in place asks first")
+	}
+	h.key("n", "s")
+	c := h.top().(*checksScreen)
+	if c.confirm != "swap" || c.working {
+		t.Fatalf("swap must ask: %+v", c.confirm)
+	}
+	h.key("n")
+	if c.confirm != "" || c.working {
+		t.Fatal("n must not swap")
+	}
+}
+
+func TestChecklistTicksWithOperator(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	h.now = t0.Add(90 * time.Minute)
+	h.key("c", "space", "space")
+	inc := h.m.s.inc
+	if len(inc.Ticks) != 2 || inc.Ticks[0].Who != "alice" || inc.Ticks[0].Item != "Verify all services are operational" {
+		t.Fatalf("ticks: %+v", inc.Ticks)
+	}
+	h.both("checklist")
+	h.key("x")
+	h.both("close")
+	h.key("enter", "y")
+	c := h.top().(*closeScreen)
+	if c.path == "" {
+		t.Fatalf("no report written: %v", c.err)
+	}
+	data, err := os.ReadFile(c.path)
+	if err != nil || !strings.Contains(string(data), "Database Corruption") {
+		t.Fatalf("report: %v %s", err, data)
+	}
+	if !h.m.s.inc.Closed {
+		t.Error("incident not closed")
+	}
+}
+
+func TestHangupCancelsWorkAndRecords(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	cancelled := false
+	h.m.s.cancelWork = func() { cancelled = true }
+	h.send(HangupMsg{})
+	if !cancelled || !h.m.quitting {
+		t.Fatalf("hang-up: cancelled %v, quitting %v", cancelled, h.m.quitting)
+	}
+	inc := h.m.s.journal.Incident()
+	if len(inc.Sessions) == 0 || !strings.Contains(inc.Sessions[len(inc.Sessions)-1].Text, "hung up") {
+		t.Fatalf("sessions: %+v", inc.Sessions)
+	}
+}
+
+func TestHelpShowsAllKeys(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	h.key("?")
+	if !strings.Contains(h.screen(), "close incident") || !strings.Contains(h.screen(), "back") {
+		t.Fatalf("full help:\n%s", h.screen())
+	}
+	h.key("?")
+	if h.m.showHelp {
+		t.Fatal("? toggles the help")
+	}
+}
