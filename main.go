@@ -65,15 +65,16 @@ func (a *app) main(args []string) int {
 		stop()
 	}()
 
-	name, rest := "", args
-	for i, arg := range args {
-		if !strings.HasPrefix(arg, "-") {
-			name, rest = arg, append(append([]string{}, args[:i]...), args[i+1:]...)
+	name, rest := subcommand(args)
+	for _, arg := range args {
+		if arg == "--" {
 			break
 		}
 		if arg == "-h" || arg == "--help" || arg == "-help" {
-			a.usage(a.stdout)
-			return exitOK
+			if name == "" {
+				a.usage(a.stdout)
+				return exitOK
+			}
 		}
 		if arg == "--version" {
 			fmt.Fprintln(a.stdout, "drconsole", version)
@@ -102,6 +103,35 @@ func (a *app) main(args []string) int {
 	}
 	fmt.Fprintf(a.stderr, "drconsole %s: %s\n", displayName(c), oneLine(err))
 	return exitCode(err)
+}
+
+// valueFlags are the flags (global or the console's) whose value is the next argument
+// when written without "=": their values are never taken for a subcommand's name.
+var valueFlags = map[string]bool{
+	"config": true, "state-dir": true, "runbook": true, "db-url": true, "gpg-key": true,
+	"passphrase-file": true, "backup-dir": true,
+}
+
+// subcommand finds the subcommand in args: the first argument that is not a flag or a
+// flag's value. Without one, the whole command line belongs to the console
+// ("drconsole --gpg-key FILE").
+func subcommand(args []string) (string, []string) {
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			break
+		}
+		if strings.HasPrefix(arg, "-") {
+			name := strings.TrimLeft(arg, "-")
+			if !strings.Contains(name, "=") && valueFlags[name] {
+				i++
+			}
+			continue
+		}
+		// A registered name, or a mistyped one: "drconsole bakups" must not open the console.
+		return arg, append(append([]string{}, args[:i]...), args[i+1:]...)
+	}
+	return "", args
 }
 
 func displayName(c *command) string {
