@@ -225,7 +225,7 @@ func (c *checksScreen) view(w, h int) string {
 	case c.done == "abandoned":
 		b.WriteString(s.st.Muted.Render("Abandoned: the scratch database was dropped; the live database is untouched.") + "\n")
 	case c.canSwap():
-		b.WriteString(s.st.Success.Render("All blocking checks passed.") + " s swaps it in; a abandons it (drops the scratch database).\n")
+		b.WriteString(s.st.Success.Render("All blocking checks passed:") + " s swaps it in, a abandons it.\n")
 	case c.restored != nil && s.drill:
 		b.WriteString(s.st.Drill.Render(" DRILL ") + " nothing is swapped: a drops the scratch database.\n")
 	case c.restored != nil:

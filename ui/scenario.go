@@ -101,6 +101,7 @@ func (sc *scenarioScreen) view(w, h int) string {
 	var b strings.Builder
 	c := checklists.ClockAt(s.inc, s.opt.Runbook.Escalation, s.now)
 	b.WriteString(s.st.Header.Render(scen.Name) + s.st.Muted.Render(fmt.Sprintf("  RTO %s · RPO %s · %s", checklists.FormatDuration(scen.RTO), checklists.FormatDuration(scen.RPO), s.inc.ID)) + "\n")
+	extra := 0
 	left := fmt.Sprintf("Clock %s elapsed, %s left of the RTO", clockText(c.Elapsed), clockText(c.RTORemaining))
 	if c.OverRTO {
 		b.WriteString(s.st.Danger.Render(fmt.Sprintf("Clock %s elapsed: %s OVER the RTO", clockText(c.Elapsed), clockText(-c.RTORemaining))) + "\n")
@@ -109,11 +110,16 @@ func (sc *scenarioScreen) view(w, h int) string {
 	}
 	esc := fmt.Sprintf("Escalation level %d now: %s", c.Level, contactOf(s.opt.Runbook, c.Escalation.Role))
 	if c.Next != nil {
-		esc += fmt.Sprintf(" · then %s in %s", c.Next.Role, checklists.FormatDuration(c.NextIn.Truncate(60e9)))
+		next := fmt.Sprintf(" · then %s in %s", c.Next.Role, checklists.FormatDuration(c.NextIn.Truncate(60e9)))
+		if len([]rune(esc+next)) > w {
+			esc += "\n " + next[3:]
+			extra++
+		} else {
+			esc += next
+		}
 	}
 	b.WriteString(s.st.Warning.Render(esc) + "\n")
 	b.WriteString("Contact: " + contactOf(s.opt.Runbook, scen.Contact) + "\n")
-	extra := 0
 	if wn := scen.PlanWarning(); wn != "" {
 		ws := wrap("! "+wn, w)
 		extra = strings.Count(ws, "\n") + 1
