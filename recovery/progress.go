@@ -78,10 +78,14 @@ type throttled struct {
 
 func (t *throttled) Report(e Event) {
 	t.mu.Lock()
-	pass := e.Final || e.Message != "" || e.Stage != t.stage || e.Time.Sub(t.last) >= t.every
-	if pass {
-		t.last, t.stage = e.Time, e.Stage
+	always := e.Final || e.Message != "" || e.Stage != t.stage
+	// Only figures-only events count against the interval: a chatty pg_restore must not
+	// starve the byte counts.
+	pass := always || e.Time.Sub(t.last) >= t.every
+	if pass && e.Message == "" {
+		t.last = e.Time
 	}
+	t.stage = e.Stage
 	t.mu.Unlock()
 	if pass {
 		t.next.Report(e)
