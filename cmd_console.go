@@ -13,6 +13,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"drconsole/checklists"
+	"drconsole/recovery"
 	"drconsole/storage"
 	"drconsole/ui"
 )
@@ -115,13 +116,16 @@ func runConsole(ctx context.Context, a *app, args []string) error {
 		p.Send(ui.HangupMsg{})
 	}()
 
-	_, runErr := p.Run()
+	final, runErr := p.Run()
 	done := make(chan struct{})
 	go func() { work.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(consoleWait):
 		return fmt.Errorf("gave up waiting for the restore to clean up after %s; check for a scratch database (*_restore_*)", consoleWait)
+	}
+	if m, ok := final.(ui.Model); ok && m.HungUp() {
+		return fmt.Errorf("%w: the terminal hung up; the incident stays open (run drconsole to resume it)", recovery.ErrCancelled)
 	}
 	if runErr != nil && !errors.Is(runErr, tea.ErrProgramKilled) {
 		return runErr

@@ -183,6 +183,9 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.status = string(msg)
 		return m, nil
 	case HangupMsg:
+		if m.hungUp { // the signal and the cancelled context both report it
+			return m, nil
+		}
 		m.hungUp = true
 		if s.cancelWork != nil {
 			s.cancelWork()
@@ -274,6 +277,9 @@ func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	}
 	return m.forward(msg)
 }
+
+// HungUp reports whether the console ended because the terminal went away.
+func (m Model) HungUp() bool { return m.hungUp }
 
 // View draws the header, the screen, a status line and the help bar, in exactly the
 // terminal's size.
