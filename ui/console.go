@@ -191,7 +191,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			s.cancelWork()
 		}
 		rec := s.record(checklists.Event{Type: checklists.EventSession, Note: "hung up: the terminal went away; work in progress cancelled"})
-		return m, tea.Sequence(rec, tea.Quit)
+		return m, tea.Sequence(rec, s.dropScratch(), tea.Quit)
 	case incidentOpenedMsg:
 		if msg.err != nil {
 			m.status = msg.err.Error()
@@ -246,7 +246,7 @@ func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			if m.s.cancelWork != nil {
 				m.s.cancelWork()
 			}
-			return m, tea.Sequence(m.s.record(checklists.Event{Type: checklists.EventSession, Note: "operator quit; work in progress cancelled"}), tea.Quit)
+			return m, tea.Sequence(m.s.record(checklists.Event{Type: checklists.EventSession, Note: "operator quit; work in progress cancelled"}), m.s.dropScratch(), tea.Quit)
 		}
 		return m, nil
 	}
@@ -276,6 +276,29 @@ func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		return m, nil
 	}
 	return m.forward(msg)
+}
+
+// dropScratch drops a restored copy that was neither swapped in nor abandoned, so that
+// leaving the console never leaves a scratch database behind.
+func (s *session) dropScratch() tea.Cmd {
+	r, j := s.restored, s.journal
+	if r == nil {
+		return nil
+	}
+	s.restored = nil
+	work := s.opt.Work
+	work.Add(1)
+	return func() tea.Msg {
+		defer work.Done()
+		note := "scratch database " + r.Plan.Scratch + " dropped on leaving the console"
+		if err := r.Abandon(context.Background()); err != nil {
+			note = "could not drop scratch database " + r.Plan.Scratch + ": " + err.Error()
+		}
+		if j != nil {
+			_ = j.Record(checklists.Event{Type: checklists.EventNote, Note: note})
+		}
+		return nil
+	}
 }
 
 // HungUp reports whether the console ended because the terminal went away.

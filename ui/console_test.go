@@ -418,6 +418,7 @@ func TestChecklistTicksWithOperator(t *testing.T) {
 	h := newHarness(t, false)
 	h.startIncident()
 	h.now = t0.Add(90 * time.Minute)
+	h.send(tickMsg(h.now))
 	h.key("c", "space", "space")
 	inc := h.m.s.inc
 	if len(inc.Ticks) != 2 || inc.Ticks[0].Who != "alice" || inc.Ticks[0].Item != "Verify all services are operational" {
