@@ -186,7 +186,7 @@ func restore(ctx context.Context, a *app, src recovery.Source, opts recovery.Opt
 func printChecks(a *app, checks []recovery.CheckResult) {
 	fmt.Fprintln(a.stderr, "checks:")
 	for _, c := range checks {
-		line := fmt.Sprintf("  %-5s %-28s %s", strings.ToUpper(string(c.Status)), c.Name, c.Actual)
+		line := fmt.Sprintf("  %-5s %-32s %s", strings.ToUpper(string(c.Status)), c.Name, c.Actual)
 		if c.Expected != "" && c.Expected != c.Actual {
 			line += " (expected " + c.Expected + ")"
 		}
@@ -194,5 +194,10 @@ func printChecks(a *app, checks []recovery.CheckResult) {
 			line += " — " + c.Detail
 		}
 		fmt.Fprintln(a.stderr, strings.TrimRight(line, " "))
+		if c.Status == recovery.CheckInfo && c.Detail != "" { // listed rows, or the live figure
+			for _, row := range strings.Split(c.Detail, "\n") {
+				fmt.Fprintf(a.stderr, "          %s\n", row)
+			}
+		}
 	}
 }

@@ -41,6 +41,8 @@ var RunbookChecks = []Check{
 	{Name: `"Session" table exists`, SQL: `SELECT to_regclass('"Session"') IS NOT NULL`},
 	{Name: "database size", SQL: `SELECT pg_size_pretty(pg_database_size($1))`, Database: true, Compare: true},
 	{Name: "pg_stat_database", SQL: `SELECT format('backends=%s commits=%s rollbacks=%s conflicts=%s deadlocks=%s', numbackends, xact_commit, xact_rollback, conflicts, deadlocks) FROM pg_stat_database WHERE datname = $1`, Database: true},
+	// Cluster-wide: whether WAL archiving (the runbook's RPO) is working on this server.
+	{Name: "WAL archiving (pg_stat_archiver)", SQL: `SELECT format('archived=%s failed=%s last=%s', archived_count, failed_count, coalesce(last_archived_wal || ' at ' || last_archived_time, 'none')) FROM pg_stat_archiver`},
 }
 
 // CheckResult is one check's outcome. Blocking results are the only ones that can stop a swap.
