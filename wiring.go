@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/term"
 
@@ -83,11 +84,28 @@ func (a *app) locations(ctx context.Context) ([]storage.Location, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	locs, err := storage.Locations(ctx, cfg, storage.WithLog(a.stderr, a.debug))
+	locs, err := storage.Locations(ctx, cfg, a.sdkLog())
 	if err != nil {
 		return nil, usageError{err}
 	}
 	return locs, nil
+}
+
+// sdkLog sends the AWS SDK's log lines to stderr under --debug. Each location's client
+// has its own logger and logs from its own goroutines (backups lists every location at
+// once), so their writes go through one lock: whole lines, and no race on the writer.
+func (a *app) sdkLog() storage.Option {
+	return storage.WithLog(lockedWriter{a.stderr}, a.debug)
+}
+
+var sdkLogMu sync.Mutex
+
+type lockedWriter struct{ w io.Writer }
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	sdkLogMu.Lock()
+	defer sdkLogMu.Unlock()
+	return l.w.Write(p)
 }
 
 // resolveBackup turns a BACKUP argument into a source: "latest" (the newest full
@@ -123,7 +141,7 @@ func (a *app) resolveBackup(ctx context.Context, arg string) (recovery.Source, [
 		if err != nil {
 			return recovery.Source{}, nil, err
 		}
-		loc, b, err := storage.ResolveS3URL(ctx, arg, locs, storage.WithLog(a.stderr, a.debug))
+		loc, b, err := storage.ResolveS3URL(ctx, arg, locs, a.sdkLog())
 		return recovery.Source{Location: loc, Backup: b}, nil, err
 	case strings.ContainsRune(arg, filepath.Separator) || fileExists(arg):
 		abs, err := filepath.Abs(arg)
