@@ -8,6 +8,7 @@ import (
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 
 	"drconsole/checklists"
 	"drconsole/storage"
@@ -50,7 +51,14 @@ func (bs *backupsScreen) init() tea.Cmd {
 	return func() tea.Msg { return catalogListedMsg{storage.ListAll(ctx, locs)} }
 }
 
+// apply filters and orders the catalog. The highlight stays on the backup it was on when
+// that is still shown; otherwise it goes to the default choice.
 func (bs *backupsScreen) apply() {
+	var was *storage.Backup
+	if bs.cur.i < len(bs.shown) {
+		b := bs.shown[bs.cur.i]
+		was = &b
+	}
 	bs.shown = nil
 	f := strings.ToLower(bs.filter)
 	for _, b := range bs.catalog.Backups {
@@ -62,15 +70,57 @@ func (bs *backupsScreen) apply() {
 		}
 		bs.shown = append(bs.shown, b)
 	}
+	sort.SliceStable(bs.shown, func(i, j int) bool { return bs.less(bs.shown[i], bs.shown[j]) })
+	bs.cur.setLen(len(bs.shown))
+	if was != nil {
+		for i, b := range bs.shown {
+			if b.Location == was.Location && b.Key == was.Key {
+				bs.cur.i = i
+				return
+			}
+		}
+	}
+	bs.cur.i = bs.defaultChoice()
+}
+
+// less orders backups for the table. Files whose names the backup job does not make go
+// after every recognised backup in every order: their time is only when the file was
+// last written, and they must never look like the latest backup.
+func (bs *backupsScreen) less(a, b storage.Backup) bool {
+	if a.Recognized() != b.Recognized() {
+		return a.Recognized()
+	}
+	ta, tb := a.SortTime(), b.SortTime()
 	switch bs.sortBy {
 	case 1:
-		sort.SliceStable(bs.shown, func(i, j int) bool { return bs.shown[i].SortTime().Before(bs.shown[j].SortTime()) })
+		if !ta.Equal(tb) {
+			return ta.Before(tb)
+		}
 	case 2:
-		sort.SliceStable(bs.shown, func(i, j int) bool { return bs.shown[i].Size > bs.shown[j].Size })
+		if a.Size != b.Size {
+			return a.Size > b.Size
+		}
 	case 3:
-		sort.SliceStable(bs.shown, func(i, j int) bool { return bs.shown[i].Location < bs.shown[j].Location })
+		if a.Location != b.Location {
+			return a.Location < b.Location
+		}
 	}
-	bs.cur.setLen(len(bs.shown))
+	if !ta.Equal(tb) {
+		return ta.After(tb)
+	}
+	return a.Name > b.Name
+}
+
+// defaultChoice is the row highlighted first: the newest recognised full backup shown,
+// else the first row.
+func (bs *backupsScreen) defaultChoice() int {
+	best := -1
+	for i, b := range bs.shown {
+		if b.Kind == storage.KindFull && (best < 0 || b.SortTime().After(bs.shown[best].SortTime())) {
+			best = i
+		}
+	}
+	return max(best, 0)
 }
 
 func (bs *backupsScreen) update(msg tea.Msg) (screen, tea.Cmd) {
@@ -193,47 +243,173 @@ func (bs *backupsScreen) view(w, h int) string {
 	var bad []string
 	for _, l := range bs.catalog.Locations {
 		if !l.Reachable {
-			bad = append(bad, s.st.Danger.Render(fmt.Sprintf("✗ %s (%s) unreachable: %s", l.Name, l.Where, l.Err)))
+			for _, line := range strings.Split(wrap(fmt.Sprintf("✗ %s (%s) unreachable: %s", l.Name, l.Where, l.Err), w), "\n") {
+				bad = append(bad, s.st.Danger.Render(line))
+			}
 		}
 	}
-	nameW := max(w-2-61, 0)
-	row := func(when, ago, size, loc, enc, rpo, name string) string {
-		r := fmt.Sprintf("%-16s  %6s  %10s  %-10s  %-3s  %-4s", when, ago, size, loc, enc, rpo)
-		if nameW > 4 {
-			r += "  " + ansiCut(name, nameW)
-		}
-		return r
-	}
-	b.WriteString("  " + s.st.Muted.Render(row("Taken (UTC)", "Age", "Size", "Location", "Enc", "RPO", "Name")) + "\n")
+	t := bs.table(w)
+	b.WriteString("  " + s.st.Muted.Render(t.row("Taken (UTC)", "Age", "Size", "Location", "Enc", "RPO", "Name")) + "\n")
 	if len(bs.shown) == 0 {
 		b.WriteString(s.st.Muted.Render("  No backups match.") + "\n")
 	}
-	listH := h - 5 - len(bad) - strings.Count(b.String(), "\n") + 1
+	var detail []string
+	if len(bs.shown) > 0 {
+		detail = bs.detail(bs.shown[bs.cur.i], w)
+	}
+	listH := h - len(detail) - len(bad) - strings.Count(b.String(), "\n")
 	for _, l := range s.rows(bs.cur, listH, func(i int) string {
 		bk := bs.shown[i]
-		t := bk.SortTime()
+		t0 := bk.SortTime()
 		enc, rpo := "no", "ok"
 		if bk.Encrypted {
 			enc = "yes"
 		}
-		if !s.meetsRPO(bk) {
+		switch {
+		case !bk.Recognized():
+			rpo = "-" // the file's time says when it was written, not what it holds
+		case !s.meetsRPO(bk):
 			rpo = "old"
 		}
-		return row(t.UTC().Format("2006-01-02 15:04"), age(s.now, t), bytesText(bk.Size), bk.Location, enc, rpo, bk.Name)
+		return t.row(t0.UTC().Format("2006-01-02 15:04"), age(s.now, t0), bytesText(bk.Size), ansiCut(bk.Location, t.loc), enc, rpo, shortName(bk, t.name))
 	}) {
 		b.WriteString(l + "\n")
 	}
-	if len(bs.shown) > 0 {
-		bk := bs.shown[bs.cur.i]
-		b.WriteString("\n" + s.st.Accent.Render(ansiCut(bk.Name, w)) + "\n")
-		if !s.meetsRPO(bk) {
-			b.WriteString(s.st.Warning.Render(fmt.Sprintf("older than the %s RPO before the incident started", checklists.FormatDuration(s.scenario.RPO))) + "\n")
-		}
+	for _, l := range detail {
+		b.WriteString(l + "\n")
 	}
 	for _, l := range bad {
 		b.WriteString(l + "\n")
 	}
 	return b.String()
+}
+
+// backupTable is the table's column widths at one terminal width.
+type backupTable struct {
+	loc, size, name int
+	enc             bool // the Enc column; narrow terminals leave it to the name's .gpg
+}
+
+func (bs *backupsScreen) table(w int) backupTable {
+	t := backupTable{loc: len("Location"), size: len("Size"), enc: w >= 100}
+	for _, b := range bs.catalog.Backups {
+		t.loc = max(t.loc, len([]rune(b.Location)))
+		t.size = max(t.size, len(bytesText(b.Size)))
+	}
+	t.loc = min(t.loc, 16)
+	// marker, Taken, Age, Size, Location, RPO and the gaps between them
+	used := 2 + 16 + 2 + 6 + 2 + t.size + 2 + t.loc + 2 + 3 + 2
+	if t.enc {
+		used += 3 + 2
+	}
+	t.name = max(w-used, 0)
+	return t
+}
+
+func (t backupTable) row(when, ago, size, loc, enc, rpo, name string) string {
+	r := fmt.Sprintf("%-16s  %6s  %*s  %-*s  ", when, ago, t.size, size, t.loc, loc)
+	if t.enc {
+		r += fmt.Sprintf("%-3s  ", enc)
+	}
+	r += fmt.Sprintf("%-3s", rpo)
+	if t.name > 4 {
+		r += "  " + name
+	}
+	return r
+}
+
+// shortName fits a backup's name into w columns keeping what the operator must read:
+// the kind and the layers (.dump or .sql, .gz, .gpg). The date is in the Taken column,
+// so a recognised name drops it first: "full …130000.dump.gz.gpg".
+func shortName(b storage.Backup, w int) string {
+	name := b.Name
+	if len([]rune(name)) <= w {
+		return name
+	}
+	suffix := ""
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		suffix = name[i:]
+	}
+	if b.Recognized() && !b.Time.IsZero() {
+		kind, short := string(b.Kind), string(b.Kind)
+		if b.Kind == storage.KindIncremental {
+			short = "incr"
+		}
+		for _, c := range []string{
+			strings.TrimPrefix(name, "spywatcher_"),
+			kind + " …" + b.Time.Format("150405") + suffix,
+			short + " …" + b.Time.Format("150405") + suffix,
+			short + " …" + suffix,
+		} {
+			if len([]rune(c)) <= w {
+				return c
+			}
+		}
+	}
+	// Cut from the middle, keeping the layers' suffix whole where it leaves room.
+	r := []rune(name)
+	tail := len([]rune(suffix))
+	if tail == 0 || tail > w-4 {
+		tail = (w - 1) / 2
+	}
+	head := w - 1 - tail
+	if head < 1 {
+		return ansiCut(name, w)
+	}
+	return string(r[:head]) + "…" + string(r[len(r)-tail:])
+}
+
+// detail describes the highlighted backup under the table: its whole name, never cut,
+// where it is kept and the layers its name says it has.
+func (bs *backupsScreen) detail(bk storage.Backup, w int) []string {
+	s := bs.s
+	out := []string{""}
+	for _, l := range strings.Split(ansi.Hardwrap(bk.Name, w, false), "\n") {
+		out = append(out, s.st.Accent.Render(l))
+	}
+	where := "in " + bk.Location
+	for _, l := range bs.catalog.Locations {
+		if l.Name == bk.Location && l.Where != "" {
+			where += " (" + l.Where + ")"
+		}
+	}
+	if bk.Key != "" && bk.Key != bk.Name {
+		where += " as " + bk.Key
+	}
+	info := where + " · " + layers(bk)
+	if !bk.Recognized() {
+		info += " · not a name the backup job makes: written " + bk.Modified.UTC().Format("2006-01-02 15:04") + " UTC; its content is read at pre-flight"
+	}
+	for _, l := range strings.Split(wrap(info, w), "\n") {
+		out = append(out, s.st.Muted.Render(l))
+	}
+	if bk.Recognized() && !s.meetsRPO(bk) {
+		out = append(out, s.st.Warning.Render(wrap(fmt.Sprintf("older than the %s RPO before the incident started", checklists.FormatDuration(s.scenario.RPO)), w)))
+	}
+	return out
+}
+
+// layers says, outermost first, what the name says the file is.
+func layers(b storage.Backup) string {
+	var l []string
+	if b.Encrypted {
+		l = append(l, "OpenPGP")
+	}
+	switch b.Compression {
+	case storage.CompressionGzip:
+		l = append(l, "gzip")
+	case storage.CompressionZstd:
+		l = append(l, "zstd")
+	}
+	switch b.Format {
+	case storage.FormatCustom:
+		l = append(l, "custom dump")
+	case storage.FormatPlain:
+		l = append(l, "plain SQL")
+	default:
+		l = append(l, "format unknown")
+	}
+	return strings.Join(l, " → ")
 }
 
 func ansiCut(s string, w int) string {

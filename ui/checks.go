@@ -232,8 +232,7 @@ func (c *checksScreen) view(w, h int) string {
 		b.WriteString(s.st.Danger.Render("Blocking checks failed: this copy cannot be swapped in.") + " a abandons it.\n")
 	}
 	b.WriteString("\n")
-	nameW := 26
-	valW := max((w-2-6-nameW-4)/2, 8)
+	nameW, valW := checkColumns(c.results, w)
 	b.WriteString(s.st.Muted.Render(fmt.Sprintf("  %-6s%-*s  %-*s  %s", "", nameW, "Check", valW, "Expected", "Actual")) + "\n")
 	for _, r := range c.results[min(c.scroll, len(c.results)):] {
 		mark := s.st.Success.Render("pass  ")
@@ -246,12 +245,28 @@ func (c *checksScreen) view(w, h int) string {
 			mark = s.st.Muted.Render(fmt.Sprintf("%-6s", string(r.Status)))
 		}
 		actual := strings.ReplaceAll(r.Actual, "\n", "; ")
-		b.WriteString(fmt.Sprintf("  %s%-*s  %-*s  %s\n", mark, nameW, ansiCut(r.Name, nameW), valW, ansiCut(r.Expected, valW), ansiCut(actual, valW)))
+		line := fmt.Sprintf("  %s%-*s  %-*s  %s", mark, nameW, ansiCut(r.Name, nameW), valW, ansiCut(r.Expected, valW), ansiCut(actual, max(w-2-6-nameW-2-valW-2, 1)))
+		b.WriteString(strings.TrimRight(line, " ") + "\n")
 		if r.Detail != "" && (r.Status == recovery.CheckFail || r.Status == recovery.CheckWarn) {
 			b.WriteString(s.st.Muted.Render("        "+ansiCut(strings.ReplaceAll(r.Detail, "\n", "; "), w-8)) + "\n")
 		}
 	}
 	return b.String()
+}
+
+// checkColumns sizes the Check and Expected columns to what they hold: check names are
+// what the operator reads against the runbook, so they get their width first; Expected
+// (a live count, "42 with data") is short, and Actual takes the rest of the line.
+func checkColumns(results []recovery.CheckResult, w int) (nameW, valW int) {
+	nameW, valW = len("Check"), len("Expected")
+	for _, r := range results {
+		nameW = max(nameW, len([]rune(r.Name)))
+		valW = max(valW, len([]rune(r.Expected)))
+	}
+	rest := w - 2 - 6 - 2 - 2 // indent, status, gaps
+	nameW = min(nameW, max(rest-2*12, 12))
+	valW = min(valW, max((rest-nameW)/2, 8))
+	return nameW, valW
 }
 
 func (c *checksScreen) title() string { return "checks" }

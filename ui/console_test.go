@@ -178,12 +178,17 @@ func testCatalog() storage.Catalog {
 		b.Location, b.Size = loc, size
 		return b
 	}
+	// Copied in by hand during the incident: the newest file, but not a backup the job made.
+	unknown := mk("spywatcher-before-fix.dump", "local", 530<<20)
+	unknown.Key, unknown.Modified = "manual/spywatcher-before-fix.dump", t0.Add(-10*time.Minute)
 	return storage.Catalog{
 		Locations: []storage.LocationStatus{
 			{Name: "primary", Where: "s3://spywatcher-backups/", Reachable: false, Err: "location unreachable: dial tcp: i/o timeout"},
-			{Name: "local", Where: "/var/backups/spywatcher", Reachable: true, Backups: 3},
+			{Name: "local", Where: "/var/backups/spywatcher", Reachable: true, Backups: 5},
 		},
 		Backups: []storage.Backup{
+			unknown,
+			mk("spywatcher_incremental_20240125_133000.dump.gz.gpg", "local", 36<<20),
 			mk("spywatcher_full_20240125_130000.dump.gz.gpg", "local", 512<<20),
 			mk("spywatcher_full_20240125_020000.dump.gz.gpg", "local", 498<<20),
 			mk("spywatcher_full_20240124_020000.dump.gz", "local", 470<<20),
@@ -285,6 +290,38 @@ func TestBackupPickerFiltersAndChooses(t *testing.T) {
 	}
 	h.send(catalogListedMsg{testCatalog()})
 	h.both("backups")
+	var order []string
+	for _, b := range bs.shown {
+		order = append(order, b.Name)
+	}
+	want := []string{"spywatcher_incremental_20240125_133000.dump.gz.gpg", "spywatcher_full_20240125_130000.dump.gz.gpg",
+		"spywatcher_full_20240125_020000.dump.gz.gpg", "spywatcher_full_20240124_020000.dump.gz", "spywatcher-before-fix.dump"}
+	if !reflect.DeepEqual(order, want) {
+		t.Errorf("recognised backups newest first, then unknown files:\n got %q\nwant %q", order, want)
+	}
+	if got := bs.shown[bs.cur.i].Name; got != "spywatcher_full_20240125_130000.dump.gz.gpg" {
+		t.Errorf("highlighted first: %s, want the newest full backup", got)
+	}
+	h.size(80, 24)
+	screen := ansi.Strip(h.screen())
+	for _, want := range []string{
+		"full …130000.dump.gz.gpg",                        // the table's name keeps kind and layers
+		"\nspywatcher_full_20240125_130000.dump.gz.gpg\n", // and the highlighted one is whole under it
+		"local     -    spywatcher-before-fix.dump",       // no RPO verdict from a file's write time
+	} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("80×24 picker lacks %q:\n%s", want, screen)
+		}
+	}
+	h.key("G")
+	if screen := ansi.Strip(h.screen()); !strings.Contains(screen, "manual/spywatcher-before-fix.dump") || !strings.Contains(screen, "not a name the backup job makes") {
+		t.Errorf("an unknown file's detail says where it is and what it is not:\n%s", screen)
+	}
+	h.key("o")
+	if got := bs.shown[bs.cur.i].Name; got != "spywatcher-before-fix.dump" || bs.shown[0].Name != "spywatcher_full_20240124_020000.dump.gz" {
+		t.Errorf("sorting keeps the highlight and unknown files last: highlight %s, first %s", got, bs.shown[0].Name)
+	}
+	h.key("o", "o", "o", "g")
 	h.key("/")
 	h.typeText("20240124")
 	h.key("enter")
@@ -390,13 +427,29 @@ func TestChecksSwapNeedsConfirmation(t *testing.T) {
 	h.startIncident()
 	r := &recovery.Restored{Plan: testPlan(), Database: "spywatcher_restore_20240125_140000", Read: 512 << 20, Tables: 42, Duration: 95 * time.Second,
 		Checks: []recovery.CheckResult{
+			{Name: "restored database reachable", Status: recovery.CheckPass, Blocking: true},
+			{Name: "tables restored", Status: recovery.CheckPass, Blocking: true, Expected: "42 with data", Actual: "42"},
 			{Name: `users ("User" rows)`, Status: recovery.CheckPass, Expected: "10234", Actual: "10234"},
 			{Name: `API keys ("ApiKey" rows)`, Status: recovery.CheckWarn, Expected: "0", Actual: "812", Detail: "live database spywatcher has 0; the backup has 812"},
 			{Name: `"Session" table exists`, Status: recovery.CheckPass, Actual: "true"},
+			{Name: "WAL archiving (pg_stat_archiver)", Status: recovery.CheckInfo, Actual: "archived=120 failed=0 last=000000010000000000000042 at 2024-01-25 13:59:01+00"},
 		}}
 	h.send(pushMsg{newChecksScreen(h.m.s, 4, r, nil)})
 	h.both("checks")
-	if got := len(h.m.s.inc.Checks); got != 3 {
+	screen := ansi.Strip(h.screen())
+	for _, r := range h.top().(*checksScreen).results {
+		if !strings.Contains(screen, r.Name) {
+			t.Errorf("check name %q is cut at 120×40:\n%s", r.Name, screen)
+		}
+	}
+	h.size(80, 24)
+	screen = ansi.Strip(h.screen())
+	for _, r := range h.top().(*checksScreen).results {
+		if !strings.Contains(screen, r.Name) {
+			t.Errorf("check name %q is cut at 80×24:\n%s", r.Name, screen)
+		}
+	}
+	if got := len(h.m.s.inc.Checks); got != 6 {
 		t.Errorf("journaled checks: %d", got)
 	}
 	h.key("q")
