@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"drconsole/internal/gpgtest"
 	"drconsole/internal/pgtest"
 	"drconsole/storage"
@@ -90,7 +92,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() {
 		for _, d := range c.Databases(t) {
 			if strings.HasPrefix(d, f.db+"_") {
-				c.Exec(t, "postgres", `DROP DATABASE "`+d+`" WITH (FORCE)`)
+				c.Exec(t, "postgres", "DROP DATABASE "+pgx.Identifier{d}.Sanitize()+" WITH (FORCE)")
 			}
 		}
 	})

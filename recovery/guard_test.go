@@ -92,3 +92,32 @@ func TestSwapEndsLiveSessions(t *testing.T) {
 	}
 	kept.Close(ctx)
 }
+
+// Database names that need quoting survive scratch, swap and kept names.
+func TestSwapDatabaseWithAwkwardName(t *testing.T) {
+	f := newFixture(t)
+	name := f.backupJob(t, "20240125_120000")
+	weird := f.db + `_Wé "ird" d'b`
+	f.c.CreateDB(t, weird)
+	f.c.Exec(t, weird, `CREATE TABLE "User" (id int); CREATE TABLE "Guild" (id int); CREATE TABLE "ApiKey" (id int); CREATE TABLE "Session" (id int)`)
+	ctx := context.Background()
+	plan, err := Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t).With(weird), Keys: f.keys(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := plan.Restore(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := r.Swap(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fingerprint(t, f.c, weird); got != f.print {
+		t.Errorf("after swap:\n got %s\nwant %s", got, f.print)
+	}
+	if !contains(f.c.Databases(t), sw.Kept) || len(sw.Kept) > 63 {
+		t.Errorf("kept %q missing or too long", sw.Kept)
+	}
+	f.assertUntouched(t, f.print)
+}
