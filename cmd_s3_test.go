@@ -528,7 +528,7 @@ func TestS3RestoreRefusesAnObjectOverwrittenMidDownload(t *testing.T) {
 	if putErr != nil {
 		t.Fatal(putErr)
 	}
-	refused(t, f.c, f.db, func() string { return f.fingerprint(t) }, before, errb, code, exitCorrupt, f.name)
+	refused(t, f.c, f.db, func() string { return f.fingerprint(t) }, before, errb, code, exitCorrupt, f.name, "backup changed while it was being read")
 	// It stopped at the first part fetched after the overwrite, not at the end. (A splice
 	// would fail too, at the end, on the OpenPGP integrity check; and the OpenPGP layer
 	// does not say why its input failed, so this is what tells the two apart.)

@@ -16,6 +16,7 @@ type framing struct {
 	partial   bool   // the current chunk is a partial body: another length follows
 	toEOF     bool   // old-format indeterminate length: the body runs to the end
 	eof       bool
+	srcErr    error // the source's own failure (object changed, location unreachable, cancel)
 }
 
 const (
@@ -32,6 +33,9 @@ func (f *framing) Read(p []byte) (int, error) {
 	f.scan(p[:n])
 	if err == io.EOF {
 		f.eof = true
+	} else if err != nil && f.srcErr == nil {
+		// go-crypto replaces errors from below with "parsing error": keep the real one.
+		f.srcErr = err
 	}
 	return n, err
 }

@@ -158,6 +158,9 @@ func Decrypt(r io.Reader, keys *Keys) (io.Reader, error) {
 	}
 	frame := newFraming(r)
 	mapErr := func(err error) error {
+		if err != nil && err != io.EOF && frame.srcErr != nil {
+			return frame.srcErr
+		}
 		if err != nil && !errors.Is(err, ErrWrongKey) && !errors.Is(err, ErrNoKey) && !isStorageErr(err) &&
 			!errors.Is(err, pgperrors.ErrMDCHashMismatch) && frame.truncated() {
 			return fmt.Errorf("%w: encrypted data ends in the middle of a packet", ErrTruncated)
