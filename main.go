@@ -55,6 +55,9 @@ func main() {
 
 // main runs one command line and returns the process exit code.
 func (a *app) main(args []string) int {
+	if _, ok := a.stderr.(*lockedWriter); !ok {
+		a.stderr = &lockedWriter{w: a.stderr}
+	}
 	// The first cancel (Ctrl-C, a terminal hang-up, a kill) asks the running work to stop in
 	// order: children such as pg_restore run in their own process group and are stopped by
 	// us, and scratch databases are dropped. A second signal is left to the default action.

@@ -92,19 +92,21 @@ func (a *app) locations(ctx context.Context) ([]storage.Location, error) {
 }
 
 // sdkLog sends the AWS SDK's log lines to stderr under --debug. Each location's client
-// has its own logger and logs from its own goroutines (backups lists every location at
-// once), so their writes go through one lock: whole lines, and no race on the writer.
+// logs from its own goroutines; a.stderr is a lockedWriter (see app.main), so lines from
+// them and from the progress printer never interleave or race.
 func (a *app) sdkLog() storage.Option {
-	return storage.WithLog(lockedWriter{a.stderr}, a.debug)
+	return storage.WithLog(a.stderr, a.debug)
 }
 
-var sdkLogMu sync.Mutex
+// lockedWriter serialises writes from several goroutines to one writer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
 
-type lockedWriter struct{ w io.Writer }
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	sdkLogMu.Lock()
-	defer sdkLogMu.Unlock()
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
 
@@ -193,6 +195,9 @@ func fileExists(p string) bool {
 }
 
 func (a *app) isTerminal(w io.Writer) bool {
+	if l, ok := w.(*lockedWriter); ok {
+		w = l.w
+	}
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd())) && a.getenv("TERM") != "dumb"
 }
