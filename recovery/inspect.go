@@ -2,7 +2,6 @@ package recovery
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -145,49 +144,6 @@ func verify(ctx context.Context, src Source, keys *Keys, rep Reporter) (*Content
 // inBackup names the backup in an error: `backup "NAME": wrong decryption key …`.
 func inBackup(src Source, err error) error {
 	return fmt.Errorf("backup %q: %w", src.Backup.Name, err)
-}
-
-// scanSQLHead refuses plain dumps that would leave the scratch database: pg_dump -C
-// writes CREATE DATABASE and \connect near the top.
-func scanSQLHead(r *bufio.Reader) error {
-	head, _ := r.Peek(1 << 20)
-	if i := sqlSwitchesDatabase(head); i >= 0 {
-		return fmt.Errorf("%w: this plain SQL dump connects to another database (%s); it was made with pg_dump -C or pg_dumpall, which drconsole does not replay into a scratch database", ErrPreflight, bytes.TrimSpace(lineAt(head, i)))
-	}
-	return nil
-}
-
-// sqlSwitchesDatabase returns the offset of the first \connect / \c meta-command or
-// CREATE/DROP DATABASE at the start of a line, or -1.
-func sqlSwitchesDatabase(b []byte) int {
-	for off := 0; off < len(b); {
-		line := b[off:]
-		if i := bytes.IndexByte(line, '\n'); i >= 0 {
-			line = line[:i]
-		}
-		t := bytes.TrimLeft(line, " \t")
-		if bytes.HasPrefix(t, []byte(`\connect`)) || bytes.HasPrefix(t, []byte(`\c `)) ||
-			hasPrefixFold(t, "CREATE DATABASE") || hasPrefixFold(t, "DROP DATABASE") {
-			return off
-		}
-		off += len(line) + 1
-	}
-	return -1
-}
-
-func hasPrefixFold(b []byte, prefix string) bool {
-	return len(b) >= len(prefix) && bytes.EqualFold(b[:len(prefix)], []byte(prefix))
-}
-
-func lineAt(b []byte, off int) []byte {
-	line := b[off:]
-	if i := bytes.IndexByte(line, '\n'); i >= 0 {
-		line = line[:i]
-	}
-	if len(line) > 80 {
-		line = line[:80]
-	}
-	return line
 }
 
 // contextReader stops a stream when its context ends.

@@ -2,7 +2,6 @@ package recovery
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -464,30 +463,6 @@ func (c *restoreChild) warnings() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]string(nil), c.warns...)
-}
-
-// sqlGuard stops a plain SQL stream that would connect to another database or create
-// or drop one: such a dump must never be replayed beside a live database.
-type sqlGuard struct {
-	r    io.Reader
-	tail []byte
-}
-
-var sqlDanger = [][]byte{[]byte("\n\\connect"), []byte("\n\\c "), []byte("\nCREATE DATABASE "), []byte("\nDROP DATABASE ")}
-
-func (g *sqlGuard) Read(p []byte) (int, error) {
-	n, err := g.r.Read(p)
-	if n > 0 {
-		window := append(g.tail, p[:n]...)
-		for _, d := range sqlDanger {
-			if i := bytes.Index(window, d); i >= 0 {
-				return 0, fmt.Errorf("%w: the SQL dump switches or creates databases (%s); refusing to replay it", ErrPreflight, bytes.TrimSpace(lineAt(window, i+1)))
-			}
-		}
-		keep := min(len(window), 20)
-		g.tail = append(g.tail[:0], window[len(window)-keep:]...)
-	}
-	return n, err
 }
 
 // Swap puts the restored database in place. ModeSwap: new connections to the live
