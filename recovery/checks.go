@@ -75,8 +75,25 @@ func RunChecks(ctx context.Context, c *Conn, database, compareWith string) []Che
 		return []CheckResult{{Name: "database reachable", Status: CheckFail, Blocking: true, Detail: err.Error()}}
 	}
 	defer conn.Close(context.Background())
+	return runbookChecks(ctx, c, conn, database, compareWith)
+}
+
+// checkRestored runs, over one connection, the checks that prove the restore went
+// right and then the runbook's checks.
+func checkRestored(ctx context.Context, c *Conn, database, compareWith string, arch *Archive) []CheckResult {
+	conn, err := c.Connect(ctx, database)
+	if err != nil {
+		return []CheckResult{{Name: "restored database reachable", Status: CheckFail, Blocking: true, Detail: err.Error()}}
+	}
+	defer conn.Close(context.Background())
+	out := restoreChecks(ctx, conn, arch)
+	return append(out, runbookChecks(ctx, c, conn, database, compareWith)...)
+}
+
+func runbookChecks(ctx context.Context, c *Conn, conn *pgx.Conn, database, compareWith string) []CheckResult {
 	var live *pgx.Conn
 	if compareWith != "" && compareWith != database {
+		var err error
 		if live, err = c.Connect(ctx, compareWith); err != nil {
 			live = nil
 		} else {
@@ -179,13 +196,9 @@ func listRows(ctx context.Context, conn *pgx.Conn, sql string) ([]string, error)
 }
 
 // restoreChecks are the checks that prove the restore itself went wrong, and so block
-// the swap: the scratch database is unreachable or holds none of the archive's tables.
-func restoreChecks(ctx context.Context, c *Conn, database string, arch *Archive) []CheckResult {
-	conn, err := c.Connect(ctx, database)
-	if err != nil {
-		return []CheckResult{{Name: "restored database reachable", Status: CheckFail, Blocking: true, Detail: err.Error()}}
-	}
-	defer conn.Close(context.Background())
+// the swap: the scratch database holds none of the archive's tables (or, for plain SQL,
+// no tables at all).
+func restoreChecks(ctx context.Context, conn *pgx.Conn, arch *Archive) []CheckResult {
 	out := []CheckResult{{Name: "restored database reachable", Status: CheckPass, Blocking: true}}
 	var tables int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -201,21 +214,23 @@ func restoreChecks(ctx context.Context, c *Conn, database string, arch *Archive)
 		return append(out, r)
 	}
 	r.Expected = fmt.Sprintf("%d with data", len(arch.Tables))
-	missing := 0
-	var names []string
-	for _, t := range arch.Tables {
-		var ok bool
-		q := pgx.Identifier{t.Schema, t.Name}.Sanitize()
-		if t.Schema == "" {
-			q = pgx.Identifier{t.Name}.Sanitize()
-		}
-		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, q).Scan(&ok); err != nil || !ok {
-			missing++
-			if len(names) < 5 {
-				names = append(names, t.QualifiedName())
-			}
-		}
+	schemas, names := make([]string, len(arch.Tables)), make([]string, len(arch.Tables))
+	for i, t := range arch.Tables {
+		schemas[i], names[i] = t.Schema, t.Name
 	}
+	// One round trip for all of them, however many tables the archive has.
+	rows, err := conn.Query(ctx, `SELECT CASE WHEN s = '' THEN n ELSE s || '.' || n END
+		FROM unnest($1::text[], $2::text[]) AS t(s, n)
+		WHERE to_regclass(CASE WHEN s = '' THEN quote_ident(n) ELSE quote_ident(s) || '.' || quote_ident(n) END) IS NULL`, schemas, names)
+	if err != nil {
+		return append(out, CheckResult{Name: "tables restored", Status: CheckFail, Blocking: true, Detail: err.Error()})
+	}
+	missingNames, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return append(out, CheckResult{Name: "tables restored", Status: CheckFail, Blocking: true, Detail: err.Error()})
+	}
+	missing := len(missingNames)
+	names = missingNames[:min(5, missing)]
 	switch {
 	case len(arch.Tables) > 0 && missing == len(arch.Tables):
 		r.Status, r.Detail = CheckFail, "none of the archive's tables exist in the restored database"

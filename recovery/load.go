@@ -74,18 +74,15 @@ func (p *Plan) restore(ctx context.Context, rep Reporter, r *Restored) (created 
 	rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: fmt.Sprintf("loaded %d tables (%s of dump) into %s", r.Tables, formatBytes(r.Dump), p.Scratch)})
 
 	rep.Report(Event{Time: time.Now(), Stage: StageChecks, Message: fmt.Sprintf("running checks in %s", p.Scratch)})
-	r.Checks = restoreChecks(ctx, p.opts.Conn, p.Scratch, p.Contents.Archive)
 	compare := ""
 	if p.Mode == ModeSwap {
 		compare = p.Target
 	}
-	r.Checks = append(r.Checks, RunChecks(ctx, p.opts.Conn, p.Scratch, compare)...)
+	r.Checks = checkRestored(ctx, p.opts.Conn, p.Scratch, compare, p.Contents.Archive)
 	if ctx.Err() != nil {
 		return true, ctx.Err()
 	}
-	for _, c := range r.Checks {
-		rep.Report(Event{Time: time.Now(), Stage: StageChecks, Message: fmt.Sprintf("check %s: %s %s", c.Name, c.Status, c.Actual)})
-	}
+	// The results are returned in r.Checks; callers show and journal them as a table.
 	if failed := Failed(r.Checks); len(failed) > 0 {
 		return true, fmt.Errorf("%w in %s: %s: %s", ErrChecksFailed, p.Scratch, failed[0].Name, failed[0].Detail)
 	}

@@ -85,6 +85,7 @@ func (s *Stream) Encrypted() bool {
 func Unwrap(r io.Reader, keys *Keys) (*Stream, error) {
 	s := &Stream{}
 	br := bufio.NewReaderSize(r, stageBuffer)
+	symmetricBelow := false // the layer just peeled was decrypted with a passphrase alone
 	for depth := 0; ; depth++ {
 		head, err := br.Peek(storage.SniffLen)
 		if err != nil && !isEOF(err) {
@@ -107,12 +108,18 @@ func Unwrap(r io.Reader, keys *Keys) (*Stream, error) {
 			return s, nil
 		case storage.LayerEmpty:
 			s.Close()
+			if symmetricBelow {
+				return nil, fmt.Errorf("%w: the passphrase decrypts the backup to nothing", ErrWrongKey)
+			}
 			if depth == 0 {
 				return nil, fmt.Errorf("%w: the file is empty", ErrNotBackup)
 			}
 			return nil, fmt.Errorf("%w: nothing inside the %s layer", ErrCorrupt, s.Layers[depth-1])
 		case storage.LayerUnknown:
 			s.Close()
+			if symmetricBelow {
+				return nil, fmt.Errorf("%w: the passphrase decrypts the backup to something that is not a backup", ErrWrongKey)
+			}
 			if depth == 0 {
 				return nil, fmt.Errorf("%w: content is neither OpenPGP, gzip, zstd, a pg_dump archive nor SQL", ErrNotBackup)
 			}
@@ -129,6 +136,8 @@ func Unwrap(r io.Reader, keys *Keys) (*Stream, error) {
 			s.Close()
 			return nil, err
 		}
+		em, ok := next.(*errMapper)
+		symmetricBelow = ok && em.symmetric
 		if c, ok := next.(io.Closer); ok {
 			s.closers = append(s.closers, c)
 		}
@@ -181,7 +190,7 @@ func Decrypt(r io.Reader, keys *Keys) (io.Reader, error) {
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	return &errMapper{r: md.UnverifiedBody, mapErr: mapErr, md: md}, nil
+	return &errMapper{r: md.UnverifiedBody, mapErr: mapErr, md: md, symmetric: symmetric}, nil
 }
 
 // Decompress is the gzip or zstd stage. Corruption and truncation surface as read errors
@@ -217,6 +226,10 @@ type errMapper struct {
 	r      io.Reader
 	mapErr func(error) error
 	md     *openpgp.MessageDetails
+	// symmetric: decrypted with a passphrase alone. Such a message has no check that
+	// tells a wrong passphrase from garbage (go-crypto dropped the quick check, an
+	// oracle), so what it decrypts to must be judged: nonsense means a wrong passphrase.
+	symmetric bool
 }
 
 func (e *errMapper) Read(p []byte) (int, error) {

@@ -69,19 +69,26 @@ func Prepare(ctx context.Context, src Source, opts Options) (*Plan, error) {
 		now = opts.Now
 	}
 	p := &Plan{Source: src, opts: opts, now: now().UTC(), Server: opts.Conn.Server()}
+	// Running pg_restore --version and reading the backup's header overlap: both are
+	// start-up cost paid before any row moves.
 	tools := opts.Tools
-	if tools == nil {
-		var err error
-		if tools, err = FindTools(ctx, ""); err != nil {
-			return nil, err
+	var toolsErr error
+	found := make(chan struct{})
+	go func() {
+		defer close(found)
+		if tools == nil {
+			tools, toolsErr = FindTools(ctx, "")
 		}
-	}
-	p.tools = tools
-
+	}()
 	contents, err := Inspect(ctx, src, opts.Keys)
+	<-found
+	if toolsErr != nil {
+		return nil, toolsErr
+	}
 	if err != nil {
 		return nil, err
 	}
+	p.tools = tools
 	p.Contents = contents
 	if contents.Encrypted() {
 		p.Passed = append(p.Passed, "key decrypts the backup")
