@@ -68,7 +68,7 @@ func (p *preflightScreen) prepare() tea.Cmd {
 	}
 	// Copies: the engine may keep a passphrase it was given in its Keys.
 	keys := recovery.Keys{Entities: p.decrypt.Entities, Passphrase: p.decrypt.Passphrase}
-	opts := recovery.Options{Conn: s.opt.Conn, Keys: &keys, NoOwner: s.opt.NoOwner, Now: s.opt.Now}
+	opts := recovery.Options{Conn: s.opt.Conn, Keys: &keys, NoOwner: s.opt.NoOwner, Now: s.opt.Now, Interval: s.opt.Progress}
 	ctx, src, attempt := s.opt.Context, p.src, p.attempt
 	return func() tea.Msg {
 		plan, err := recovery.Prepare(ctx, src, opts)
