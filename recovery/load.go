@@ -61,14 +61,19 @@ func (p *Plan) tablesTotal() int {
 }
 
 func (p *Plan) restore(ctx context.Context, rep Reporter, r *Restored) (created bool, err error) {
+	// Opening the backup (a download, a key exchange, the first buffers decoded) overlaps
+	// CREATE DATABASE: both are start-up time before any row moves.
+	opened := make(chan openedStream, 1)
+	go func() { opened <- p.openStream(ctx) }()
 	rep.Report(Event{Time: time.Now(), Stage: StageCreate, Message: fmt.Sprintf("creating scratch database %s", p.Scratch)})
 	if err := p.createScratch(ctx); err != nil {
+		(<-opened).close()
 		return false, err
 	}
 	rep.Report(Event{Time: time.Now(), Stage: StageCreate, Message: fmt.Sprintf("created scratch database %s", p.Scratch)})
 
 	rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: fmt.Sprintf("streaming %s into %s", p.Source.Backup.Name, p.Scratch)})
-	if err := p.load(ctx, rep, r); err != nil {
+	if err := p.load(ctx, rep, r, <-opened); err != nil {
 		return true, err
 	}
 	rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: fmt.Sprintf("loaded %d tables (%s of dump) into %s", r.Tables, formatBytes(r.Dump), p.Scratch)})
@@ -241,19 +246,44 @@ func cutACLName(item string) (name, rest string, ok bool) {
 	return "", "", false
 }
 
-// load streams the backup through the pipeline into pg_restore (custom) or psql (plain).
-func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored) error {
+// openedStream is the backup opened and unwrapped down to the dump.
+type openedStream struct {
+	rc   io.ReadCloser
+	read *Meter // bytes read from the location
+	st   *Stream
+	err  error
+}
+
+func (o openedStream) close() {
+	if o.st != nil {
+		o.st.Close()
+	}
+	if o.rc != nil {
+		o.rc.Close()
+	}
+}
+
+func (p *Plan) openStream(ctx context.Context) openedStream {
 	rc, err := p.Source.open(ctx)
 	if err != nil {
-		return err
+		return openedStream{err: err}
 	}
-	defer rc.Close()
 	read := NewMeter(contextReader{ctx, rc})
 	st, err := Unwrap(read, p.opts.Keys)
 	if err != nil {
-		return inBackup(p.Source, err)
+		rc.Close()
+		return openedStream{err: inBackup(p.Source, err)}
 	}
-	defer st.Close()
+	return openedStream{rc: rc, read: read, st: st}
+}
+
+// load streams the opened backup into pg_restore (custom) or psql (plain).
+func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStream) error {
+	if o.err != nil {
+		return o.err
+	}
+	defer o.close()
+	read, st := o.read, o.st
 	var src io.Reader = st.Reader
 	if st.Format == storage.FormatPlain {
 		src = &sqlGuard{r: src}

@@ -90,6 +90,9 @@ func Unwrap(r io.Reader, keys *Keys) (*Stream, error) {
 		head, err := br.Peek(storage.SniffLen)
 		if err != nil && !isEOF(err) {
 			s.Close()
+			if symmetricBelow && !isStorageErr(err) && !errors.Is(err, ErrTruncated) {
+				return nil, fmt.Errorf("%w: the passphrase does not decrypt the backup (or its very start is damaged)", ErrWrongKey)
+			}
 			return nil, layerErr(s.Layers, err)
 		}
 		layer := storage.Sniff(head)
@@ -181,8 +184,8 @@ func Decrypt(r io.Reader, keys *Keys) (io.Reader, error) {
 		symmetric = symmetric || sym
 		return prompt(locked, sym)
 	}, nil)
-	var garbled pgperrors.DecryptWithSessionKeyError
-	if err != nil && symmetric && errors.As(err, &garbled) && !frame.truncated() {
+	if err != nil && symmetric && !frame.truncated() && frame.srcErr == nil &&
+		!errors.Is(err, ErrWrongKey) && !errors.Is(err, ErrNoKey) && !errors.Is(err, ErrCancelled) {
 		// A wrong passphrase gives a wrong session key, and go-crypto reports the
 		// garbage it decrypts to as a parsing error before any plaintext.
 		return nil, fmt.Errorf("%w: the passphrase does not decrypt the backup", ErrWrongKey)
