@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"drconsole/checklists"
+	"drconsole/storage"
 )
 
 func init() {
@@ -47,15 +48,24 @@ func runRunbook(ctx context.Context, a *app, args []string) error {
 // are returned for the caller to show; errors are printed to stderr, one a line, and
 // reported as one error.
 func loadRunbook(a *app) (*checklists.Runbook, []checklists.Problem, error) {
-	if a.runbookPath == "" {
+	path := a.runbookPath
+	if path == "" {
+		// The configuration file may name the team's runbook; --runbook wins over it.
+		if cfg, err := storage.LoadConfig(a.configPath, a.getenv); err == nil {
+			path = cfg.Runbook
+		} else if a.configPath != "" {
+			return nil, nil, usageError{err}
+		}
+	}
+	if path == "" {
 		return checklists.Default(), nil, nil
 	}
-	r, problems, err := checklists.Load(a.runbookPath)
+	r, problems, err := checklists.Load(path)
 	if errors.Is(err, checklists.ErrInvalidRunbook) {
 		for _, p := range problems {
 			fmt.Fprintln(a.stderr, p)
 		}
-		return nil, problems, fmt.Errorf("runbook %s has errors (listed above); check it with drconsole runbook validate", a.runbookPath)
+		return nil, problems, fmt.Errorf("runbook %s has errors (listed above); check it with drconsole runbook validate", path)
 	}
 	if err != nil {
 		return nil, nil, err

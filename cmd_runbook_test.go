@@ -149,3 +149,28 @@ func TestRunbookExportStdout(t *testing.T) {
 		t.Errorf("runbook without action: exit %d, want 2", code)
 	}
 }
+
+// The configuration file may name the team's runbook; --runbook still wins.
+func TestRunbookFromConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	out, _, code := runCLI(t, nil, "runbook", "export")
+	if code != 0 {
+		t.Fatal("export failed")
+	}
+	custom := strings.Replace(out, "name: Database Corruption", "name: Database Corruption (team copy)", 1)
+	if err := os.WriteFile(filepath.Join(dir, "team-runbook.yaml"), []byte(custom), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "drconsole.yaml")
+	if err := os.WriteFile(cfg, []byte("runbook: team-runbook.yaml\nlocations:\n  - name: local\n    path: "+dir+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errb, code := runCLI(t, nil, "runbook", "show", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "Database Corruption (team copy)") {
+		t.Errorf("runbook show with a config naming a runbook: exit %d, %s\n%s", code, errb, out)
+	}
+	out, _, _ = runCLI(t, nil, "runbook", "show", "--config", cfg, "--runbook", filepath.Join(dir, "missing.yaml"))
+	if strings.Contains(out, "team copy") {
+		t.Error("--runbook did not win over the configuration file")
+	}
+}

@@ -26,6 +26,9 @@ type Config struct {
 	// File is where the configuration was read from; "" when it came from the environment.
 	File      string           `yaml:"-"`
 	Locations []LocationConfig `yaml:"locations"`
+	// Runbook is a runbook file to use instead of the embedded one (--runbook wins).
+	// A relative path is relative to the configuration file.
+	Runbook string `yaml:"runbook"`
 }
 
 // LocationConfig is one location in the configuration file.
@@ -161,6 +164,9 @@ func ParseConfig(data []byte, file string) (*Config, error) {
 				}
 			}
 		}
+	}
+	if cfg.Runbook != "" && !filepath.IsAbs(cfg.Runbook) && file != "" {
+		cfg.Runbook = filepath.Join(filepath.Dir(file), cfg.Runbook)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
