@@ -27,43 +27,8 @@ fi
 renice -n "${BENCH_NICE:--10}" -p $$ >/dev/null
 for t in gpg gzip gunzip go bc; do command -v $t >/dev/null || die "$t not found"; done
 
-# Short paths: the server's socket and gpg-agent's socket live in these.
-WORK=$(mktemp -d /tmp/drb.XXXXXX)
-GNUPGHOME=$WORK/g
-export GNUPGHOME
-PGDATA=$WORK/data
-cleanup() {
-	set +e
-	if [[ -f $PGDATA/postmaster.pid ]]; then
-		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1
-	fi
-	[[ -d $GNUPGHOME ]] && gpgconf --kill gpg-agent >/dev/null 2>&1
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# --- cluster -------------------------------------------------------------------------
-# The same settings serve every variant. fsync is off: the benchmark is about feeding
-# pg_restore, not about the disk.
-chown postgres: "$WORK"
-say "starting PostgreSQL 15 in $PGDATA (port $PORT)"
-runuser -u postgres -- "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-cat >>"$PGDATA/postgresql.conf" <<EOF
-listen_addresses = '127.0.0.1'
-port = $PORT
-unix_socket_directories = '$WORK'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-max_wal_size = 8GB
-checkpoint_timeout = 30min
-autovacuum = off
-EOF
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORK/server.log" -w start >/dev/null ||
-	{ cat "$WORK/server.log" >&2; die "server did not start"; }
-export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
-psql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+source "$(dirname "$0")/../cluster.sh"
+start_bench_cluster drb
 
 # --- dataset ---------------------------------------------------------------------------
 # One table, about 98 bytes a row in COPY text: a hex fragment and a few numbers carry

@@ -24,40 +24,8 @@ for t in gpg gzip go; do command -v $t >/dev/null || die "$t not found"; done
 # its server (children inherit it) keeps that out of the figures as far as it can.
 renice -n "${BENCH_NICE:--10}" -p $$ >/dev/null
 
-WORK=$(mktemp -d /tmp/drt.XXXXXX)
-GNUPGHOME=$WORK/g
-export GNUPGHOME
-PGDATA=$WORK/data
-cleanup() {
-	set +e
-	if [[ -f $PGDATA/postmaster.pid ]]; then
-		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1
-	fi
-	[[ -d $GNUPGHOME ]] && gpgconf --kill gpg-agent >/dev/null 2>&1
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# --- cluster: the settings of bench/restore/run.sh --------------------------------------
-chown postgres: "$WORK"
-say "starting PostgreSQL 15 in $PGDATA (port $PORT)"
-runuser -u postgres -- "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-cat >>"$PGDATA/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $PORT
-unix_socket_directories = '$WORK'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-max_wal_size = 8GB
-checkpoint_timeout = 30min
-autovacuum = off
-CONF
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORK/server.log" -w start >/dev/null ||
-	{ cat "$WORK/server.log" >&2; die "server did not start"; }
-export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
-psql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+source "$(dirname "$0")/../cluster.sh"
+start_bench_cluster drt
 
 # --- dataset: as bench/restore/run.sh builds it (only the full size) ---------------------
 if [[ ! -f $BENCH_DATA/full/done || $(cat "$BENCH_DATA/full/done") != "$ROWS" ]]; then
