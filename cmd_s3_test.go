@@ -435,6 +435,14 @@ func TestS3RestoreRoundTrip(t *testing.T) {
 		}
 	}
 
+	// verify reads the whole object from S3 too, by name and by URL.
+	for _, arg := range []string{f.name, "s3://" + primaryBucket + "/" + f.objKey} {
+		out, errb, code := runCLI(t, f.env, "verify", "--json", "--config", cfg, "--gpg-key", f.key.SecretFile, arg)
+		if code != 0 || !strings.Contains(out, `"complete": true`) || !strings.Contains(out, fmt.Sprintf(`"bytes_read": %d`, len(f.data))) {
+			t.Errorf("verify %s: exit %d\n%s\n%s", arg, code, out, errb)
+		}
+	}
+
 	// The check above would see SDK lines if they were let through: --debug lets them.
 	_, errb, _ = runCLI(t, f.env, "backups", "--debug", "--config", cfg)
 	if len(sdkNoise(errb)) == 0 {
