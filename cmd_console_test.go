@@ -179,3 +179,115 @@ func TestConsoleRecoversCorruptDatabase(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleHangUpDuringRestoreCleansUp drops the terminal (tmux kill-session sends
+// SIGHUP, as a dropped SSH session does) while a restore streams: drconsole records the
+// hang-up, cancels the restore, drops the scratch database, leaves the live database as it
+// was and the incident open, and exits.
+func TestConsoleHangUpDuringRestoreCleansUp(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("tmux not installed: .ci/run installs it; in CI this test must run")
+		}
+		t.Skip("tmux not installed (apt-get install tmux)")
+	}
+	c := pgtest.Shared(t)
+	db := c.NewDB(t)
+	c.Exec(t, db, consoleSchema+`
+CREATE TABLE "Event" (id bigserial PRIMARY KEY, payload text, at timestamptz DEFAULT now());
+INSERT INTO "Event" (payload) SELECT md5(g::text) || repeat('x', 100) FROM generate_series(1, 600000) g;
+CREATE INDEX ON "Event" (payload);
+CREATE INDEX ON "Event" (at, payload);`)
+	key := gpgtest.NewKey(t, "Ops", "")
+	dir, state := t.TempDir(), t.TempDir()
+	raw := filepath.Join(dir, "raw.dump")
+	dump := exec.Command(filepath.Join(c.BinDir, "pg_dump"), "-Fc", "-Z0", "-f", raw, db)
+	dump.Env = append(os.Environ(), c.Env(db)...)
+	if out, err := dump.CombinedOutput(); err != nil {
+		t.Fatalf("pg_dump: %v: %s", err, out)
+	}
+	if out, err := exec.Command("gzip", "-1", raw).CombinedOutput(); err != nil {
+		t.Fatalf("gzip: %v: %s", err, out)
+	}
+	name := "spywatcher_full_" + time.Now().UTC().Add(-10*time.Minute).Format("20060102_150405") + ".dump.gz.gpg"
+	key.Encrypt(t, raw+".gz", filepath.Join(dir, name))
+	os.Remove(raw + ".gz")
+	c.Exec(t, db, `DELETE FROM "ApiKey"`)
+	live := c.Query(t, db, `SELECT count(*) || ':' || (SELECT count(*) FROM "Event") FROM "ApiKey"`)[0][0]
+
+	bin := filepath.Join(t.TempDir(), "drconsole")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	s := &tmuxSession{t: t, name: "hup", sock: filepath.Join(t.TempDir(), "tmux.sock")}
+	env := []string{"NO_COLOR=1", "TERM=xterm-256color", "USER=alice", "BACKUP_DIR=" + dir, "XDG_CONFIG_HOME=" + state, "S3_BUCKET=", "S3_BUCKET_SECONDARY="}
+	// exec: drconsole is the pane's process, and gets the hang-up as over SSH.
+	cmdline := "exec env " + strings.Join(env, " ") + " " + bin + " --state-dir=" + state + " --db-url='" + c.URL(db) + "' --gpg-key=" + key.SecretFile
+	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", cmdline)
+	t.Cleanup(func() { exec.Command("tmux", "-S", s.sock, "kill-server").Run() })
+
+	s.waitFor("Start a new incident", 10*time.Second)
+	s.keys("Enter")
+	s.waitFor("Which scenario is this?", 5*time.Second)
+	s.keys("Enter")
+	s.waitFor("Escalation level 1 now", 5*time.Second)
+	s.keys("Down", "Down", "Down", "Enter")
+	s.waitFor("Step 4. Restore Database", 5*time.Second)
+	s.keys("Enter")
+	s.waitFor(name[:30], 10*time.Second)
+	s.keys("Enter")
+	s.waitFor("Type the database name", 15*time.Second)
+	s.typeText(db)
+	s.keys("Enter")
+	s.waitFor("Restoring", 10*time.Second)
+	time.Sleep(500 * time.Millisecond) // well inside the stream
+
+	scratch := func() []string {
+		var out []string
+		for _, d := range c.Databases(t) {
+			if strings.Contains(d, "_restore_") && strings.HasPrefix(d, db[:20]) {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	if len(scratch()) == 0 {
+		t.Fatal("no scratch database while the restore runs: the restore finished too soon to test a hang-up")
+	}
+	s.tmux("kill-session", "-t", s.name) // SIGHUP to drconsole
+
+	// drconsole exits and leaves nothing behind.
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if exec.Command("pgrep", "-f", bin).Run() != nil && len(scratch()) == 0 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if exec.Command("pgrep", "-f", bin).Run() == nil {
+		t.Error("drconsole still runs a minute after the hang-up")
+	}
+	if left := scratch(); len(left) > 0 {
+		t.Errorf("scratch database left after the hang-up: %v", left)
+	}
+	if exec.Command("pgrep", "-f", "pg_restore.*"+db[:20]).Run() == nil {
+		t.Error("pg_restore still runs after the hang-up")
+	}
+	if got := c.Query(t, db, `SELECT count(*) || ':' || (SELECT count(*) FROM "Event") FROM "ApiKey"`)[0][0]; got != live {
+		t.Errorf("live database changed by a hung-up restore: %s, was %s", got, live)
+	}
+	journals, _ := filepath.Glob(filepath.Join(state, "incidents", "*.jsonl"))
+	if len(journals) != 1 {
+		t.Fatalf("journals: %v", journals)
+	}
+	data, _ := os.ReadFile(journals[0])
+	if !strings.Contains(string(data), `"session"`) || !strings.Contains(string(data), "hung up") {
+		t.Errorf("the journal does not record the hang-up:\n%s", data)
+	}
+	if strings.Contains(string(data), `"incident_closed"`) {
+		t.Error("a hang-up closed the incident; it must stay open to be resumed")
+	}
+	if !strings.Contains(string(data), `"restore_finished"`) || !strings.Contains(string(data), `"cancelled"`) {
+		t.Errorf("the journal does not record the restore as cancelled:\n%s", data)
+	}
+}
