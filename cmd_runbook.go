@@ -95,6 +95,10 @@ func runbookValidate(a *app, c *command, args []string) error {
 		name = pos[0]
 	case a.runbookPath != "":
 		name = a.runbookPath
+	default:
+		if cfg, err := storage.LoadConfig(a.configPath, a.getenv); err == nil && cfg.Runbook != "" {
+			name = cfg.Runbook
+		}
 	}
 	if name != "runbook.yaml (embedded)" {
 		if data, err = os.ReadFile(name); err != nil {
