@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +31,66 @@ type tmuxSession struct {
 	t    *testing.T
 	name string
 	sock string
+	bin  string // the drconsole binary it runs
+}
+
+// requireTmux fails in CI, where .ci/run installs tmux, and skips elsewhere without it.
+func requireTmux(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("tmux not installed: .ci/run installs it; in CI this test must run")
+		}
+		t.Skip("tmux not installed (apt-get install tmux)")
+	}
+}
+
+var consoleBinary struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// startConsole runs drconsole, built once per test binary, as the only process of a tmux
+// window of 80×24, so closing the window hangs it up as a dropped SSH session does.
+func startConsole(t *testing.T, c *pgtest.Cluster, db, backupDir, state, keyFile string) *tmuxSession {
+	t.Helper()
+	consoleBinary.once.Do(func() {
+		dir, err := os.MkdirTemp("", "drconsole-bin")
+		if err != nil {
+			consoleBinary.err = err
+			return
+		}
+		consoleBinary.path = filepath.Join(dir, "drconsole")
+		if out, err := exec.Command("go", "build", "-o", consoleBinary.path, ".").CombinedOutput(); err != nil {
+			consoleBinary.err = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if consoleBinary.err != nil {
+		t.Fatal(consoleBinary.err)
+	}
+	s := &tmuxSession{t: t, name: "drconsole", sock: filepath.Join(t.TempDir(), "tmux.sock"), bin: consoleBinary.path}
+	env := []string{"NO_COLOR=1", "TERM=xterm-256color", "USER=alice", "BACKUP_DIR=" + backupDir, "XDG_CONFIG_HOME=" + state, "S3_BUCKET=", "S3_BUCKET_SECONDARY="}
+	cmdline := "exec env " + strings.Join(env, " ") + " " + s.bin + " --state-dir=" + state + " --db-url='" + c.URL(db) + "' --gpg-key=" + keyFile
+	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", cmdline)
+	t.Cleanup(func() { exec.Command("tmux", "-S", s.sock, "kill-server").Run() })
+	return s
+}
+
+// chooseBackup starts a real incident of database corruption, opens step 4 and picks the
+// backup called name.
+func (s *tmuxSession) chooseBackup(name string) {
+	s.t.Helper()
+	s.waitFor("Start a new incident", 10*time.Second)
+	s.keys("Enter")
+	s.waitFor("Which scenario is this?", 5*time.Second)
+	s.keys("Enter")
+	s.waitFor("Escalation level 1 now", 5*time.Second)
+	s.keys("Down", "Down", "Down", "Enter")
+	s.waitFor("Step 4. Restore Database", 5*time.Second)
+	s.keys("Enter")
+	s.waitFor(name[:30], 10*time.Second)
+	s.keys("Enter")
 }
 
 func (s *tmuxSession) tmux(args ...string) string {
@@ -77,12 +139,7 @@ func (s *tmuxSession) waitFor(want string, timeout time.Duration) string {
 // restore step, backup, passphrase, typed confirmation, progress, checks, swap,
 // checklist, close.
 func TestConsoleRecoversCorruptDatabase(t *testing.T) {
-	if _, err := exec.LookPath("tmux"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("tmux not installed: .ci/run installs it; in CI this test must run")
-		}
-		t.Skip("tmux not installed (apt-get install tmux)")
-	}
+	requireTmux(t)
 	c := pgtest.Shared(t)
 	db := c.NewDB(t)
 	c.Exec(t, db, consoleSchema)
@@ -106,26 +163,8 @@ func TestConsoleRecoversCorruptDatabase(t *testing.T) {
 	// The corruption.
 	c.Exec(t, db, `DELETE FROM "ApiKey"; DELETE FROM "Session"; UPDATE "User" SET username = 'garbage'`)
 
-	bin := filepath.Join(t.TempDir(), "drconsole")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v: %s", err, out)
-	}
-	s := &tmuxSession{t: t, name: "drconsole", sock: filepath.Join(t.TempDir(), "tmux.sock")}
-	env := []string{"NO_COLOR=1", "TERM=xterm-256color", "USER=alice", "BACKUP_DIR=" + dir, "XDG_CONFIG_HOME=" + state, "S3_BUCKET=", "S3_BUCKET_SECONDARY="}
-	cmdline := "env " + strings.Join(env, " ") + " " + bin + " --state-dir=" + state + " --db-url='" + c.URL(db) + "' --gpg-key=" + key.SecretFile + "; sleep 60"
-	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", cmdline)
-	t.Cleanup(func() { exec.Command("tmux", "-S", s.sock, "kill-server").Run() })
-
-	s.waitFor("Start a new incident", 10*time.Second)
-	s.keys("Enter")
-	s.waitFor("Which scenario is this?", 5*time.Second)
-	s.keys("Enter")
-	s.waitFor("Escalation level 1 now", 5*time.Second)
-	s.keys("Down", "Down", "Down", "Enter")
-	s.waitFor("Step 4. Restore Database", 5*time.Second)
-	s.keys("Enter")
-	s.waitFor(name[:30], 10*time.Second)
-	s.keys("Enter")
+	s := startConsole(t, c, db, dir, state, key.SecretFile)
+	s.chooseBackup(name)
 	s.waitFor("passphrase:", 15*time.Second)
 	s.typeText("correct horse")
 	s.keys("Enter")
@@ -185,12 +224,7 @@ func TestConsoleRecoversCorruptDatabase(t *testing.T) {
 // hang-up, cancels the restore, drops the scratch database, leaves the live database as it
 // was and the incident open, and exits.
 func TestConsoleHangUpDuringRestoreCleansUp(t *testing.T) {
-	if _, err := exec.LookPath("tmux"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("tmux not installed: .ci/run installs it; in CI this test must run")
-		}
-		t.Skip("tmux not installed (apt-get install tmux)")
-	}
+	requireTmux(t)
 	c := pgtest.Shared(t)
 	db := c.NewDB(t)
 	c.Exec(t, db, consoleSchema+`
@@ -215,27 +249,8 @@ CREATE INDEX ON "Event" (at, payload);`)
 	c.Exec(t, db, `DELETE FROM "ApiKey"`)
 	live := c.Query(t, db, `SELECT count(*) || ':' || (SELECT count(*) FROM "Event") FROM "ApiKey"`)[0][0]
 
-	bin := filepath.Join(t.TempDir(), "drconsole")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v: %s", err, out)
-	}
-	s := &tmuxSession{t: t, name: "hup", sock: filepath.Join(t.TempDir(), "tmux.sock")}
-	env := []string{"NO_COLOR=1", "TERM=xterm-256color", "USER=alice", "BACKUP_DIR=" + dir, "XDG_CONFIG_HOME=" + state, "S3_BUCKET=", "S3_BUCKET_SECONDARY="}
-	// exec: drconsole is the pane's process, and gets the hang-up as over SSH.
-	cmdline := "exec env " + strings.Join(env, " ") + " " + bin + " --state-dir=" + state + " --db-url='" + c.URL(db) + "' --gpg-key=" + key.SecretFile
-	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", cmdline)
-	t.Cleanup(func() { exec.Command("tmux", "-S", s.sock, "kill-server").Run() })
-
-	s.waitFor("Start a new incident", 10*time.Second)
-	s.keys("Enter")
-	s.waitFor("Which scenario is this?", 5*time.Second)
-	s.keys("Enter")
-	s.waitFor("Escalation level 1 now", 5*time.Second)
-	s.keys("Down", "Down", "Down", "Enter")
-	s.waitFor("Step 4. Restore Database", 5*time.Second)
-	s.keys("Enter")
-	s.waitFor(name[:30], 10*time.Second)
-	s.keys("Enter")
+	s := startConsole(t, c, db, dir, state, key.SecretFile)
+	s.chooseBackup(name)
 	s.waitFor("Type the database name", 15*time.Second)
 	s.typeText(db)
 	s.keys("Enter")
@@ -259,12 +274,12 @@ CREATE INDEX ON "Event" (at, payload);`)
 	// drconsole exits and leaves nothing behind.
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if exec.Command("pgrep", "-f", bin).Run() != nil && len(scratch()) == 0 {
+		if exec.Command("pgrep", "-f", s.bin).Run() != nil && len(scratch()) == 0 {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if exec.Command("pgrep", "-f", bin).Run() == nil {
+	if exec.Command("pgrep", "-f", s.bin).Run() == nil {
 		t.Error("drconsole still runs a minute after the hang-up")
 	}
 	if left := scratch(); len(left) > 0 {

@@ -12,7 +12,13 @@ import (
 	"drconsole/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m)
+	if consoleBinary.path != "" { // built once for the tmux tests
+		os.RemoveAll(filepath.Dir(consoleBinary.path))
+	}
+	os.Exit(code)
+}
 
 const cliSchema = `
 CREATE TYPE "Role" AS ENUM ('USER', 'ADMIN');
