@@ -111,26 +111,24 @@ func createBackup(ctx context.Context, opts BackupOptions, loc storage.Location,
 	if err := cmd.Start(); err != nil {
 		return storage.Backup{}, fmt.Errorf("%w: starting pg_dump: %v", ErrPreflight, err)
 	}
-	stopped := make(chan struct{})
-	defer close(stopped)
-	go func() {
-		select {
-		case <-ctx.Done():
-			killGroup(cmd)
-		case <-stopped:
-		}
-	}()
+	exited := make(chan struct{}) // closed once encode has reaped pg_dump
+	stopKill := context.AfterFunc(ctx, func() { killGroup(cmd, exited) })
+	defer stopKill()
 	rep.Report(Event{Time: time.Now(), Stage: StageDump, Message: fmt.Sprintf("pg_dump of %s on %s into %s/%s", opts.Conn.Database, opts.Conn.Server(), loc.String(), name)})
 
 	pr, pw := io.Pipe()
 	dumped := NewMeter(stdout)
-	go func() { pw.CloseWithError(encode(pw, dumped, opts.Recipients, cmd, &stderr)) }()
+	go func() {
+		err := encode(pw, dumped, opts.Recipients, cmd, &stderr)
+		close(exited)
+		pw.CloseWithError(err)
+	}()
 	stop := sampleProgress(ctx, rep, StageDump, 0, dumped, nil, nil)
 	b, err := loc.Put(ctx, name, pr)
 	stop()
 	pr.CloseWithError(io.ErrClosedPipe)
 	if err != nil {
-		killGroup(cmd)
+		killGroup(cmd, exited)
 		return storage.Backup{}, fmt.Errorf("backup of %s: %w", opts.Conn.Database, err)
 	}
 	rep.Report(Event{Time: time.Now(), Stage: StageDump, Message: fmt.Sprintf("stored %s (%s) in %s", b.Name, formatBytes(b.Size), loc.Name())})

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"drconsole/storage"
 )
@@ -323,7 +324,8 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStre
 	}
 	// A cancel must stop the child even after the stream was read to its end, while
 	// pg_restore still builds indexes and constraints.
-	stopKill := context.AfterFunc(ctx, func() { killGroup(cmd) })
+	exited := make(chan struct{})
+	stopKill := context.AfterFunc(ctx, func() { killGroup(cmd, exited) })
 	var outputs sync.WaitGroup
 	outputs.Add(2)
 	go func() { defer outputs.Done(); child.readStderr(stderr) }()
@@ -335,11 +337,12 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStre
 	if streamErr != nil {
 		// The backup is damaged or the run was cancelled: pg_restore must not finish on a
 		// stream that failed its integrity check, so stop it before it sees EOF.
-		killGroup(cmd)
+		killGroup(cmd, exited)
 	}
 	stdin.Close()
 	outputs.Wait()
 	waitErr := cmd.Wait()
+	close(exited)
 	stopKill()
 	r.Read, r.Dump, r.Tables = read.Count(), dump.Count(), int(child.done.Load())
 	r.Warnings = child.warnings()
@@ -392,14 +395,19 @@ func feed(w io.Writer, r io.Reader) (streamErr, writeErr error) {
 	}
 }
 
-func killGroup(cmd *exec.Cmd) {
+// killGroup asks a child's process group to stop, and forces it after 5 s unless the
+// child has been reaped by then (exited closed): its PID may belong to another process.
+func killGroup(cmd *exec.Cmd, exited <-chan struct{}) {
 	if cmd.Process == nil {
 		return
 	}
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	go func(pid int) {
-		time.Sleep(5 * time.Second)
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
 	}(cmd.Process.Pid)
 }
 
@@ -619,9 +627,9 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 
 // pgMessage is the server's message without pgx's decoration.
 func pgMessage(err error) string {
-	var pe interface{ Error() string }
+	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		return strings.TrimPrefix(pe.Error(), "ERROR: ")
+		return pe.Message
 	}
 	return err.Error()
 }

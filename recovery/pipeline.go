@@ -93,7 +93,7 @@ func Unwrap(r io.Reader, keys *Keys) (*Stream, error) {
 			if symmetricBelow && !isStorageErr(err) && !errors.Is(err, ErrTruncated) {
 				return nil, fmt.Errorf("%w: the passphrase does not decrypt the backup (or its very start is damaged)", ErrWrongKey)
 			}
-			return nil, layerErr(s.Layers, err)
+			return nil, readErr(err)
 		}
 		layer := storage.Sniff(head)
 		s.Layers = append(s.Layers, layer)
@@ -109,24 +109,9 @@ func Unwrap(r io.Reader, keys *Keys) (*Stream, error) {
 		case storage.LayerSQL:
 			s.Format, s.Reader = storage.FormatPlain, br
 			return s, nil
-		case storage.LayerEmpty:
+		case storage.LayerEmpty, storage.LayerUnknown:
 			s.Close()
-			if symmetricBelow {
-				return nil, fmt.Errorf("%w: the passphrase decrypts the backup to nothing", ErrWrongKey)
-			}
-			if depth == 0 {
-				return nil, fmt.Errorf("%w: the file is empty", ErrNotBackup)
-			}
-			return nil, fmt.Errorf("%w: nothing inside the %s layer", ErrCorrupt, s.Layers[depth-1])
-		case storage.LayerUnknown:
-			s.Close()
-			if symmetricBelow {
-				return nil, fmt.Errorf("%w: the passphrase decrypts the backup to something that is not a backup", ErrWrongKey)
-			}
-			if depth == 0 {
-				return nil, fmt.Errorf("%w: content is neither OpenPGP, gzip, zstd, a pg_dump archive nor SQL", ErrNotBackup)
-			}
-			return nil, fmt.Errorf("%w: what the %s layer holds is neither a pg_dump archive nor SQL", ErrNotBackup, s.Layers[depth-1])
+			return nil, notADump(layer, s.Layers[:depth], symmetricBelow)
 		case storage.LayerOpenPGP:
 			if keys == nil {
 				keys = &Keys{}
@@ -152,6 +137,24 @@ func Unwrap(r io.Reader, keys *Keys) (*Stream, error) {
 		s.closers = append(s.closers, ra)
 		br = bufio.NewReaderSize(ra, stageBuffer)
 	}
+}
+
+// notADump says why a stream that should hold a dump does not, after the layers outer.
+func notADump(layer storage.Layer, outer []storage.Layer, symmetric bool) error {
+	empty := layer == storage.LayerEmpty
+	switch {
+	case symmetric && empty:
+		return fmt.Errorf("%w: the passphrase decrypts the backup to nothing", ErrWrongKey)
+	case symmetric:
+		return fmt.Errorf("%w: the passphrase decrypts the backup to something that is not a backup", ErrWrongKey)
+	case len(outer) == 0 && empty:
+		return fmt.Errorf("%w: the file is empty", ErrNotBackup)
+	case len(outer) == 0:
+		return fmt.Errorf("%w: content is neither OpenPGP, gzip, zstd, a pg_dump archive nor SQL", ErrNotBackup)
+	case empty:
+		return fmt.Errorf("%w: nothing inside the %s layer", ErrCorrupt, outer[len(outer)-1])
+	}
+	return fmt.Errorf("%w: what the %s layer holds is neither a pg_dump archive nor SQL", ErrNotBackup, outer[len(outer)-1])
 }
 
 // Decrypt is the OpenPGP stage: public-key (gpg --encrypt) or symmetric (gpg --symmetric),
@@ -249,12 +252,17 @@ func (e *errMapper) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// known reports errors that already say what went wrong: ours, the location's, a cancel.
+// Every stage passes them through untouched.
+func known(err error) bool {
+	return errors.Is(err, ErrTruncated) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrWrongKey) ||
+		errors.Is(err, ErrNoKey) || errors.Is(err, ErrCancelled) || isStorageErr(err)
+}
+
 func gzipErr(err error) error {
 	var ce flate.CorruptInputError
 	switch {
-	case err == nil || err == io.EOF:
-		return err
-	case errors.Is(err, ErrTruncated), errors.Is(err, ErrCorrupt), errors.Is(err, ErrWrongKey), errors.Is(err, ErrCancelled):
+	case err == nil || err == io.EOF || known(err):
 		return err
 	case isEOF(err):
 		return fmt.Errorf("%w: gzip data ends early", ErrTruncated)
@@ -265,23 +273,15 @@ func gzipErr(err error) error {
 	case errors.As(err, &ce):
 		return fmt.Errorf("%w: gzip data is damaged (%v)", ErrCorrupt, err)
 	}
-	if isStorageErr(err) {
-		return err
-	}
 	return fmt.Errorf("%w: gzip: %v", ErrCorrupt, err)
 }
 
 func zstdErr(err error) error {
 	switch {
-	case err == nil || err == io.EOF:
-		return err
-	case errors.Is(err, ErrTruncated), errors.Is(err, ErrCorrupt), errors.Is(err, ErrWrongKey), errors.Is(err, ErrCancelled):
+	case err == nil || err == io.EOF || known(err):
 		return err
 	case isEOF(err):
 		return fmt.Errorf("%w: zstd data ends early", ErrTruncated)
-	}
-	if isStorageErr(err) {
-		return err
 	}
 	return fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
 }
@@ -291,8 +291,9 @@ func isStorageErr(err error) bool {
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
-func layerErr(layers []storage.Layer, err error) error {
-	if isStorageErr(err) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTruncated) || errors.Is(err, ErrWrongKey) {
+// readErr is a failure to read a layer that no stage explained.
+func readErr(err error) error {
+	if known(err) {
 		return err
 	}
 	return fmt.Errorf("%w: reading the backup: %v", ErrCorrupt, err)
