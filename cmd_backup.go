@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"drconsole/recovery"
@@ -75,9 +74,7 @@ func runBackup(ctx context.Context, a *app, args []string) error {
 		}
 	}
 	if *asJSON {
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"stored": stored})
+		return writeJSON(a.stdout, map[string]any{"stored": stored})
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -68,9 +67,7 @@ func runBackups(ctx context.Context, a *app, args []string) error {
 			}
 			out.Backups = append(out.Backups, j)
 		}
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return writeJSON(a.stdout, out)
 	}
 	for _, l := range cat.Locations {
 		state := fmt.Sprintf("%d backups", l.Backups)

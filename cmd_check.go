@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"drconsole/recovery"
@@ -50,9 +49,7 @@ func runCheck(ctx context.Context, a *app, args []string) error {
 			Server   string                 `json:"server"`
 			Checks   []recovery.CheckResult `json:"checks"`
 		}{cn.Database, cn.Server(), results}
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := writeJSON(a.stdout, out); err != nil {
 			return err
 		}
 	} else {

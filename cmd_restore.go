@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -69,11 +68,10 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	src, skipped, err := a.resolveBackup(ctx, pos[0])
+	src, skipped, err := a.oneBackup(ctx, pos, "restore")
 	if err != nil {
 		return err
 	}
-	a.reportSkipped(skipped, src.Location.Name())
 
 	var j *checklists.Journal
 	if !*noJournal {
@@ -94,9 +92,7 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			out.Error = oneLine(err)
 		}
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(out)
+		writeJSON(a.stdout, out)
 	}
 	return err
 }

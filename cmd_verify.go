@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -59,27 +58,21 @@ func runVerify(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("verify needs exactly one BACKUP")
-	}
 	keys, err := key.keys(a)
 	if err != nil {
 		return err
 	}
-	src, skipped, err := a.resolveBackup(ctx, pos[0])
+	src, _, err := a.oneBackup(ctx, pos, "verify")
 	if err != nil {
 		return err
 	}
-	a.reportSkipped(skipped, src.Location.Name())
 	out := verifyResult{Backup: src.Backup, Location: src.Location.Name()}
 	err = verify(ctx, a, src, keys, conn, *restoreTest, *asJSON, &out)
 	if *asJSON {
 		if err != nil {
 			out.Error = oneLine(err)
 		}
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(out)
+		writeJSON(a.stdout, out)
 	}
 	return err
 }

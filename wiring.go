@@ -183,6 +183,20 @@ func (a *app) resolveBackup(ctx context.Context, arg string) (recovery.Source, [
 	return recovery.Source{}, skipped, fmt.Errorf("%w: %q could not be found (%s)", storage.ErrUnreachable, arg, strings.Join(why, "; "))
 }
 
+// oneBackup takes the single BACKUP argument of restore and verify and resolves it,
+// telling the operator on stderr which locations were skipped on the way and why.
+func (a *app) oneBackup(ctx context.Context, pos []string, verb string) (recovery.Source, []storage.Skip, error) {
+	if len(pos) != 1 {
+		return recovery.Source{}, nil, usagef("%s needs exactly one BACKUP (a path, a name, an s3:// URL or latest)", verb)
+	}
+	src, skipped, err := a.resolveBackup(ctx, pos[0])
+	if err != nil {
+		return src, skipped, err
+	}
+	a.reportSkipped(skipped, src.Location.Name())
+	return src, skipped, nil
+}
+
 func (a *app) reportSkipped(skipped []storage.Skip, served string) {
 	for _, s := range skipped {
 		fmt.Fprintf(a.stderr, "drconsole: location %s skipped: %s; using %s\n", s.Location, s.Reason, served)
