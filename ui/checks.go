@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -104,27 +103,23 @@ func (c *checksScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 	case liveChecksMsg:
 		c.loaded, c.results = true, msg.results
 		return c, c.journalResults()
-	case swappedMsg:
+	case swappedMsg: // the command has journaled the outcome
 		c.working, s.cancelWork = false, nil
+		refresh := func() tea.Msg { return journaledMsg{} }
 		if msg.err != nil {
 			c.workErr = msg.err
-			return c, s.record(checklists.Event{Type: checklists.EventNote, Who: s.opt.Operator, Note: "swap failed: " + msg.err.Error()})
+			return c, refresh
 		}
 		c.done, s.swapped, s.restored = "swapped", msg.swapped, nil
-		note := fmt.Sprintf("swapped: %s is the restored database", msg.swapped.Live)
-		if msg.swapped.Kept != "" {
-			note += "; the previous one is kept as " + msg.swapped.Kept
-		}
-		return c, tea.Sequence(s.record(append([]checklists.Event{{Type: checklists.EventNote, Who: s.opt.Operator, Note: note}}, c.finishSteps("restored, checked and swapped in")...)...),
-			func() tea.Msg { return replaceMsg{newChecklistScreen(s)} })
-	case abandonedMsg:
+		return c, tea.Sequence(refresh, func() tea.Msg { return replaceMsg{newChecklistScreen(s)} })
+	case abandonedMsg: // the command has journaled the outcome
 		c.working, s.cancelWork = false, nil
 		if msg.err != nil {
 			c.workErr = msg.err
 			return c, nil
 		}
 		c.done, s.restored = "abandoned", nil
-		return c, s.record(checklists.Event{Type: checklists.EventNote, Who: s.opt.Operator, Note: "restored copy abandoned: scratch database " + c.restored.Plan.Scratch + " dropped"})
+		return c, func() tea.Msg { return journaledMsg{} }
 	case tea.KeyPressMsg:
 		k := msg.String()
 		if c.confirm != "" {
@@ -176,25 +171,56 @@ func (c *checksScreen) finishSteps(note string) []checklists.Event {
 	return evs
 }
 
+// work swaps in or abandons the restored copy. The command owns the copy while it runs
+// (dropScratch leaves it alone), is counted in Work, and journals its own outcome, so a
+// quit or hang-up that ends the program before its message arrives loses nothing.
 func (c *checksScreen) work(what string) tea.Cmd {
 	s := c.s
 	r := c.restored
-	ctx, cancel := context.WithCancel(s.opt.Context)
-	s.cancelWork, c.working = cancel, true
-	work := s.opt.Work
-	work.Add(1)
-	if what == "swap" {
-		return func() tea.Msg {
-			defer work.Done()
-			defer cancel()
-			sw, err := r.Swap(ctx, nil)
-			return swappedMsg{sw, err}
+	if owned := s.takeScratch(); owned != nil && owned != r {
+		s.keepScratch(owned, s.journal) // not ours: leave it where it was
+	}
+	ctx, done := s.startWork()
+	c.working = true
+	j, who := s.journal, s.opt.Operator
+	record := func(evs ...checklists.Event) {
+		if j == nil {
+			return
+		}
+		for _, e := range evs {
+			if j.Record(e) != nil {
+				return
+			}
 		}
 	}
+	if what == "swap" {
+		finish, swap := c.finishSteps("restored, checked and swapped in"), s.swap
+		return func() tea.Msg {
+			defer done()
+			sw, err := swap(ctx, r)
+			if err != nil {
+				record(checklists.Event{Type: checklists.EventNote, Who: who, Note: "swap failed: " + err.Error()})
+				s.keepScratch(r, j) // still beside the live one: dropped on leaving
+				return swappedMsg{nil, err}
+			}
+			note := fmt.Sprintf("swapped: %s is the restored database", sw.Live)
+			if sw.Kept != "" {
+				note += "; the previous one is kept as " + sw.Kept
+			}
+			record(append([]checklists.Event{{Type: checklists.EventNote, Who: who, Note: note}}, finish...)...)
+			return swappedMsg{sw, nil}
+		}
+	}
+	abandon := s.abandon
 	return func() tea.Msg {
-		defer work.Done()
-		defer cancel()
-		return abandonedMsg{r.Abandon(ctx)}
+		defer done()
+		err := abandon(ctx, r)
+		if err != nil {
+			record(checklists.Event{Type: checklists.EventNote, Who: who, Note: "could not abandon the restored copy: scratch database " + r.Plan.Scratch + ": " + err.Error()})
+		} else {
+			record(checklists.Event{Type: checklists.EventNote, Who: who, Note: "restored copy abandoned: scratch database " + r.Plan.Scratch + " dropped"})
+		}
+		return abandonedMsg{err}
 	}
 }
 

@@ -53,9 +53,22 @@ type session struct {
 	scenario      *checklists.Scenario
 	drill         bool
 	cancelWork    context.CancelFunc // the restore or swap running now, if any
-	restored      *recovery.Restored
+	restored      *recovery.Restored // the screens' view of the scratch copy; scratch owns it
 	swapped       *recovery.Swapped
 	reportPath    string
+
+	// The engine's operations, replaceable in tests.
+	restore func(context.Context, *recovery.Plan, recovery.Reporter) (*recovery.Restored, error)
+	swap    func(context.Context, *recovery.Restored) (*recovery.Swapped, error)
+	abandon func(context.Context, *recovery.Restored) error
+
+	// mu guards scratch and leaving, which work goroutines share with Update. scratch is
+	// a restored copy nobody is working on; a swap or abandon in flight takes it out and
+	// owns it until it ends. leaving: the console is quitting, so a copy handed back
+	// after that is dropped by whoever hands it back.
+	mu      sync.Mutex
+	scratch *recovery.Restored
+	leaving bool
 }
 
 // Model is the root model.
@@ -121,7 +134,13 @@ func New(opt Options) Model {
 	if opt.Progress == 0 {
 		opt.Progress = 100 * time.Millisecond
 	}
-	s := &session{opt: opt, st: newStyles(opt.Theme), width: 80, height: 24, now: opt.Now(), drill: opt.Drill}
+	s := &session{opt: opt, st: newStyles(opt.Theme), width: 80, height: 24, now: opt.Now(), drill: opt.Drill,
+		restore: func(ctx context.Context, p *recovery.Plan, rep recovery.Reporter) (*recovery.Restored, error) {
+			return p.Restore(ctx, rep)
+		},
+		swap:    func(ctx context.Context, r *recovery.Restored) (*recovery.Swapped, error) { return r.Swap(ctx, nil) },
+		abandon: func(ctx context.Context, r *recovery.Restored) error { return r.Abandon(ctx) },
+	}
 	h := help.New()
 	h.Styles = s.st.Help
 	return Model{s: s, stack: []screen{newStartScreen(s)}, help: h}
@@ -279,25 +298,73 @@ func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 }
 
 // dropScratch drops a restored copy that was neither swapped in nor abandoned, so that
-// leaving the console never leaves a scratch database behind.
+// leaving the console never leaves a scratch database behind. A swap or abandon in
+// flight owns its copy: it is not touched here, and the command, which is counted in
+// Work, journals its outcome and drops the copy itself if the swap did not happen.
 func (s *session) dropScratch() tea.Cmd {
-	r, j := s.restored, s.journal
+	s.mu.Lock()
+	s.leaving = true
+	r := s.scratch
+	s.scratch = nil
+	s.mu.Unlock()
+	s.restored = nil
 	if r == nil {
 		return nil
 	}
-	s.restored = nil
-	work := s.opt.Work
+	j, work, abandon := s.journal, s.opt.Work, s.abandon
 	work.Add(1)
 	return func() tea.Msg {
 		defer work.Done()
-		note := "scratch database " + r.Plan.Scratch + " dropped on leaving the console"
-		if err := r.Abandon(context.Background()); err != nil {
-			note = "could not drop scratch database " + r.Plan.Scratch + ": " + err.Error()
-		}
-		if j != nil {
-			_ = j.Record(checklists.Event{Type: checklists.EventNote, Note: note})
-		}
+		dropOnLeaving(r, j, abandon)
 		return nil
+	}
+}
+
+// dropOnLeaving drops r's scratch database and journals it.
+func dropOnLeaving(r *recovery.Restored, j *checklists.Journal, abandon func(context.Context, *recovery.Restored) error) {
+	note := "scratch database " + r.Plan.Scratch + " dropped on leaving the console"
+	if err := abandon(context.Background(), r); err != nil {
+		note = "could not drop scratch database " + r.Plan.Scratch + ": " + err.Error()
+	}
+	if j != nil {
+		_ = j.Record(checklists.Event{Type: checklists.EventNote, Note: note})
+	}
+}
+
+// keepScratch hands a restored copy to the session, from a work goroutine, before it
+// reports itself done in Work. If the console is already leaving, the copy is dropped
+// here instead, since dropScratch has run and will not see it.
+func (s *session) keepScratch(r *recovery.Restored, j *checklists.Journal) {
+	s.mu.Lock()
+	leaving := s.leaving
+	if !leaving {
+		s.scratch = r
+	}
+	s.mu.Unlock()
+	if leaving {
+		dropOnLeaving(r, j, s.abandon)
+	}
+}
+
+// takeScratch takes the restored copy for a swap or abandon, which then owns it.
+func (s *session) takeScratch() *recovery.Restored {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.scratch
+	s.scratch = nil
+	return r
+}
+
+// startWork starts work that quitting or a hang-up cancels: it is counted in Work and
+// cancelled by cancelWork. done must be called once the work has ended.
+func (s *session) startWork() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(s.opt.Context)
+	s.cancelWork = cancel
+	work := s.opt.Work
+	work.Add(1)
+	return ctx, func() {
+		cancel()
+		work.Done()
 	}
 }
 

@@ -1,11 +1,13 @@
 package ui
 
 import (
+	"context"
 	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -519,5 +521,118 @@ func TestHelpShowsAllKeys(t *testing.T) {
 	h.key("?")
 	if h.m.showHelp {
 		t.Fatal("? toggles the help")
+	}
+}
+
+// abandonLog records the copies the session dropped, from any goroutine.
+type abandonLog struct {
+	mu sync.Mutex
+	rs []*recovery.Restored
+}
+
+func (a *abandonLog) abandon(_ context.Context, r *recovery.Restored) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.rs = append(a.rs, r)
+	return nil
+}
+
+func (a *abandonLog) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.rs)
+}
+
+func journalNotes(inc *checklists.Incident) string {
+	var b strings.Builder
+	for _, n := range inc.Notes {
+		b.WriteString(n.Text + "\n")
+	}
+	return b.String()
+}
+
+// A hang-up while a swap runs must leave the copy to the swap, which journals its outcome
+// even though the program ends before its message is handled.
+func TestHangupDuringSwapLeavesTheCopyToTheSwap(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	s := h.m.s
+	var dropped abandonLog
+	s.abandon = dropped.abandon
+	release := make(chan struct{})
+	s.swap = func(ctx context.Context, r *recovery.Restored) (*recovery.Swapped, error) {
+		<-release // commits whatever the context says, as a swap past its transaction does
+		return &recovery.Swapped{Live: r.Plan.Target, Kept: r.Plan.Kept}, nil
+	}
+	r := &recovery.Restored{Plan: testPlan(), Database: testPlan().Scratch,
+		Checks: []recovery.CheckResult{{Name: "tables restored", Status: recovery.CheckPass, Blocking: true}}}
+	s.keepScratch(r, s.journal)
+	s.restored = r
+	h.send(pushMsg{newChecksScreen(s, 4, r, nil)})
+	h.key("s")
+	m, cmd := h.m.Update(keyPress("y"))
+	h.m = m.(Model)
+	if cmd == nil {
+		t.Fatal("y did not start the swap")
+	}
+	result := make(chan tea.Msg)
+	go func() { result <- cmd() }()
+	h.send(HangupMsg{})
+	if n := dropped.count(); n != 0 {
+		t.Fatalf("hang-up dropped the copy a swap is working on (%d)", n)
+	}
+	close(release)
+	<-result // never delivered: the program has quit
+	s.opt.Work.Wait()
+	notes := journalNotes(s.journal.Incident())
+	if !strings.Contains(notes, "swapped: spywatcher is the restored database") || strings.Contains(notes, "dropped") {
+		t.Fatalf("journal after the swap:\n%s", notes)
+	}
+}
+
+// A restore that ends just as the console quits, before its message is handled, must
+// not leave the scratch database behind.
+func TestRestoreFinishingAtHangupIsDropped(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	s := h.m.s
+	var dropped abandonLog
+	s.abandon = dropped.abandon
+	r := &recovery.Restored{Plan: testPlan(), Database: testPlan().Scratch}
+	s.restore = func(context.Context, *recovery.Plan, recovery.Reporter) (*recovery.Restored, error) { return r, nil }
+	m, _ := h.m.Update(pushMsg{newProgressScreen(s, 4, testPlan())}) // restoreFinishedMsg is never read
+	h.m = m.(Model)
+	s.opt.Work.Wait()
+	h.send(HangupMsg{})
+	s.opt.Work.Wait()
+	if dropped.count() != 1 || dropped.rs[0] != r {
+		t.Fatalf("scratch copy dropped %d times", dropped.count())
+	}
+}
+
+// A swap that fails because the console is leaving drops the copy it was handed.
+func TestSwapFailingAfterHangupDropsTheCopy(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	s := h.m.s
+	var dropped abandonLog
+	s.abandon = dropped.abandon
+	s.swap = func(ctx context.Context, r *recovery.Restored) (*recovery.Swapped, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	r := &recovery.Restored{Plan: testPlan(), Database: testPlan().Scratch,
+		Checks: []recovery.CheckResult{{Name: "tables restored", Status: recovery.CheckPass, Blocking: true}}}
+	s.keepScratch(r, s.journal)
+	s.restored = r
+	h.send(pushMsg{newChecksScreen(s, 4, r, nil)})
+	h.key("s")
+	m, cmd := h.m.Update(keyPress("y"))
+	h.m = m.(Model)
+	go cmd()
+	h.send(HangupMsg{})
+	s.opt.Work.Wait()
+	if dropped.count() != 1 {
+		t.Fatalf("scratch copy dropped %d times", dropped.count())
 	}
 }

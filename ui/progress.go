@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -46,14 +45,11 @@ func newProgressScreen(s *session, step int, plan *recovery.Plan) *progressScree
 
 func (p *progressScreen) init() tea.Cmd {
 	s := p.s
-	ctx, cancel := context.WithCancel(s.opt.Context)
-	s.cancelWork = cancel
+	ctx, done := s.startWork()
 	p.running, p.started = true, s.opt.Now()
 	p.events = make(chan tea.Msg, 256)
-	ch, plan, j, work, step := p.events, p.plan, s.journal, s.opt.Work, p.step
-	work.Add(1)
+	ch, plan, j, step, restore := p.events, p.plan, s.journal, p.step, s.restore
 	go func() {
-		defer cancel()
 		record := func(e checklists.Event) {
 			if j != nil {
 				_ = j.Record(e)
@@ -72,7 +68,7 @@ func (p *progressScreen) init() tea.Cmd {
 			}
 		})
 		start := time.Now()
-		restored, err := plan.Restore(ctx, rep)
+		restored, err := restore(ctx, plan, rep)
 		fin := checklists.Event{Type: checklists.EventRestoreFinished, Step: step, Result: checklists.ResultOK, Backup: plan.Source.Backup.Name,
 			Database: plan.Target, ScratchDB: plan.Scratch, Seconds: time.Since(start).Seconds()}
 		if restored != nil {
@@ -85,7 +81,10 @@ func (p *progressScreen) init() tea.Cmd {
 			}
 		}
 		record(fin)
-		work.Done()                             // the scratch database is dropped or kept by now: a hang-up may exit
+		if err == nil && restored != nil {
+			s.keepScratch(restored, j) // before Done: a hang-up from now on finds it and drops it
+		}
+		done()                                  // the scratch database is dropped or kept by now: a hang-up may exit
 		ch <- restoreFinishedMsg{restored, err} // always delivered: the reader is re-armed until it comes
 	}()
 	return waitForRestore(ch)
