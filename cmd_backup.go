@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"drconsole/recovery"
 	"drconsole/storage"
@@ -61,17 +62,32 @@ func runBackup(ctx context.Context, a *app, args []string) error {
 		return fmt.Errorf("location %s: %w", targets[0].Name(), err)
 	}
 	stored := []storage.Backup{first}
-	for _, loc := range targets[1:] {
-		b, err := copyBackup(ctx, targets[0], first, loc)
-		if err != nil {
-			return fmt.Errorf("stored %s in %s, but the copy to %s failed: %w", first.Name, targets[0].Name(), loc.Name(), err)
+	var failed []storage.Copied
+	for _, c := range storage.Replicate(ctx, targets[0], first, targets[1:]) {
+		if c.Err != nil {
+			failed = append(failed, c)
+			continue
 		}
-		stored = append(stored, b)
+		stored = append(stored, c.Backup)
 	}
 	if !*asJSON {
-		for i, b := range stored {
-			fmt.Fprintf(a.stdout, "stored %s (%s) in %s (%s)\n", b.Name, humanBytes(b.Size), targets[i].Name(), targets[i].String())
+		where := map[string]string{}
+		for _, l := range targets {
+			where[l.Name()] = l.String()
 		}
+		for _, b := range stored {
+			fmt.Fprintf(a.stdout, "stored %s (%s) in %s (%s)\n", b.Name, humanBytes(b.Size), b.Location, where[b.Location])
+		}
+	}
+	if len(failed) > 0 {
+		if *asJSON {
+			writeJSON(a.stdout, map[string]any{"stored": stored, "failed": failed})
+		}
+		var why []string
+		for _, c := range failed {
+			why = append(why, c.Location+": "+c.Error)
+		}
+		return fmt.Errorf("stored %s in %s, but not in every location (%s): %w", first.Name, targets[0].Name(), strings.Join(why, "; "), failed[0].Err)
 	}
 	if *asJSON {
 		return writeJSON(a.stdout, map[string]any{"stored": stored})
@@ -105,13 +121,4 @@ func backupTargets(locs []storage.Location, name string) []storage.Location {
 		}
 	}
 	return out
-}
-
-func copyBackup(ctx context.Context, from storage.Location, b storage.Backup, to storage.Location) (storage.Backup, error) {
-	rc, err := from.Open(ctx, b)
-	if err != nil {
-		return storage.Backup{}, err
-	}
-	defer rc.Close()
-	return to.Put(ctx, b.Name, rc)
 }

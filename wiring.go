@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -158,29 +157,11 @@ func (a *app) resolveBackup(ctx context.Context, arg string) (recovery.Source, [
 	if err != nil {
 		return recovery.Source{}, nil, err
 	}
-	var skipped []storage.Skip
-	for _, l := range locs {
-		b, err := l.Stat(ctx, arg)
-		if err == nil {
-			return recovery.Source{Location: l, Backup: b}, skipped, nil
-		}
-		if ctx.Err() != nil {
-			return recovery.Source{}, skipped, ctx.Err()
-		}
-		skipped = append(skipped, storage.Skip{Location: l.Name(), Reason: oneLine(err), Err: err})
+	f, err := storage.FindWithFailover(ctx, locs, arg)
+	if err != nil {
+		return recovery.Source{}, nil, err
 	}
-	var why []string
-	allMissing := true
-	for _, s := range skipped {
-		why = append(why, s.Location+": "+s.Reason)
-		if !errors.Is(s.Err, storage.ErrNotFound) {
-			allMissing = false
-		}
-	}
-	if allMissing {
-		return recovery.Source{}, skipped, fmt.Errorf("%w: %q is in none of the locations (%s)", storage.ErrNotFound, arg, strings.Join(why, "; "))
-	}
-	return recovery.Source{}, skipped, fmt.Errorf("%w: %q could not be found (%s)", storage.ErrUnreachable, arg, strings.Join(why, "; "))
+	return recovery.Source{Location: f.Location, Backup: f.Backup}, f.Skipped, nil
 }
 
 // oneBackup takes the single BACKUP argument of restore and verify and resolves it,

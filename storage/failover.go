@@ -162,24 +162,65 @@ type Skip struct {
 	Err      error  `json:"-"`
 }
 
-// Served is a backup stream and the location serving it, with the locations tried before
-// it and why each was skipped: the caller must say so (stderr, --json), never fall back
-// silently.
-type Served struct {
-	io.ReadCloser `json:"-"`
-	Backup        Backup   `json:"backup"`
-	Location      Location `json:"-"`
-	Served        string   `json:"served_by"`
-	Skipped       []Skip   `json:"skipped,omitempty"`
+// Found is the location chosen to serve a backup, with the locations tried before it and
+// why each was skipped: the caller must say so (stderr, --json), never fall back silently.
+type Found struct {
+	Backup   Backup   `json:"backup"`
+	Location Location `json:"-"`
+	Served   string   `json:"served_by"`
+	Skipped  []Skip   `json:"skipped,omitempty"`
 }
 
-// OpenWithFailover opens the backup called name from the first location, in order, that
-// has it and can be read; a location that is unreachable, denies access, lacks the bucket
-// or times out is skipped with the reason. The error, when every location fails, lists
-// each reason; it wraps ErrNotFound when no reachable location has the backup.
+// Served is a backup stream and the location serving it.
+type Served struct {
+	io.ReadCloser `json:"-"`
+	Found
+}
+
+// FindWithFailover finds the backup called name in the first location, in order, that has
+// it; a location that is unreachable, denies access, lacks the bucket or takes longer than
+// ListTimeout is skipped with the reason. The error, when every location fails, lists each
+// reason; it wraps ErrNotFound when no reachable location has the backup.
+func FindWithFailover(ctx context.Context, locs []Location, name string) (*Found, error) {
+	f, err := find(ctx, locs, name, nil)
+	if err != nil {
+		return nil, failoverErr(name, f.Skipped, len(locs))
+	}
+	return f, nil
+}
+
+// OpenWithFailover is FindWithFailover, then opens the backup; a location that has it but
+// cannot stream it is skipped like one that cannot be reached.
 func OpenWithFailover(ctx context.Context, locs []Location, name string) (*Served, error) {
 	var skipped []Skip
-	allNotFound := true
+	for rest := locs; ; {
+		f, err := find(ctx, rest, name, skipped)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, failoverErr(name, f.Skipped, len(locs))
+		}
+		rc, err := f.Location.Open(ctx, f.Backup)
+		if err == nil {
+			return &Served{ReadCloser: rc, Found: *f}, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		skipped = append(f.Skipped, Skip{Location: f.Location.Name(), Reason: oneLine(err), Err: err})
+		for i, l := range rest {
+			if l == f.Location {
+				rest = rest[i+1:]
+				break
+			}
+		}
+	}
+}
+
+// find stats name in each location in turn; on failure the returned Found still carries
+// every skip, for the error.
+func find(ctx context.Context, locs []Location, name string, skipped []Skip) (*Found, error) {
 	for _, loc := range locs {
 		// A hung endpoint must not hold up the others; only finding the backup is
 		// bounded, the stream itself lives as long as ctx.
@@ -187,30 +228,32 @@ func OpenWithFailover(ctx context.Context, locs []Location, name string) (*Serve
 		b, err := loc.Stat(sctx, name)
 		cancel()
 		if err == nil {
-			var rc io.ReadCloser
-			if rc, err = loc.Open(ctx, b); err == nil {
-				return &Served{ReadCloser: rc, Backup: b, Location: loc, Served: loc.Name(), Skipped: skipped}, nil
-			}
+			return &Found{Backup: b, Location: loc, Served: loc.Name(), Skipped: skipped}, nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if !errors.Is(err, ErrNotFound) {
-			allNotFound = false
+			return &Found{Skipped: skipped}, ctx.Err()
 		}
 		skipped = append(skipped, Skip{Location: loc.Name(), Reason: oneLine(err), Err: err})
 	}
+	return &Found{Skipped: skipped}, ErrNotFound
+}
+
+func failoverErr(name string, skipped []Skip, locations int) error {
 	var why []string
+	allNotFound := true
 	for _, s := range skipped {
 		why = append(why, s.Location+": "+s.Reason)
+		if !errors.Is(s.Err, ErrNotFound) {
+			allNotFound = false
+		}
 	}
-	if len(locs) == 0 {
+	if locations == 0 {
 		why = []string{"no location configured"}
 	}
 	if allNotFound {
-		return nil, fmt.Errorf("%w: %q (%s)", ErrNotFound, name, strings.Join(why, "; "))
+		return fmt.Errorf("%w: %q (%s)", ErrNotFound, name, strings.Join(why, "; "))
 	}
-	return nil, fmt.Errorf("cannot open backup %q from any location (%s)", name, strings.Join(why, "; "))
+	return fmt.Errorf("%w: backup %q could not be found or opened in any location (%s)", ErrUnreachable, name, strings.Join(why, "; "))
 }
 
 func oneLine(err error) string {
