@@ -181,9 +181,15 @@ func (d *Dir) Put(ctx context.Context, name string, r io.Reader) (Backup, error)
 	if err := tmp.Close(); err != nil {
 		return Backup{}, fmt.Errorf("write %s: %w", final, err)
 	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return Backup{}, fmt.Errorf("write %s: %w", final, err)
+	// A hard link, unlike a rename, fails when final appeared meanwhile: a backup is
+	// never overwritten, even by a concurrent Put of the same name.
+	if err := os.Link(tmp.Name(), final); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return Backup{}, fmt.Errorf("%s already exists; backups are never overwritten", final)
+		}
+		return Backup{}, fmt.Errorf("write %s: %w", final, unwrapPathErr(err))
 	}
+	os.Remove(tmp.Name())
 	done = true
 	if dir, err := os.Open(d.root); err == nil {
 		dir.Sync()

@@ -124,9 +124,10 @@ func (s *S3) multipart(ctx context.Context, key string, first []byte, partSize i
 
 	data := first
 	var readErr error
+	tooManyParts := fmt.Errorf("backup is larger than %d parts of %d MiB: raise the location's part_size", maxUploadParts, partSize>>20)
 	for num := int32(1); ; num++ {
 		if num > maxUploadParts {
-			readErr = fmt.Errorf("backup is larger than %d parts of %d MiB: raise the location's part_size", maxUploadParts, partSize>>20)
+			readErr = tooManyParts
 			break
 		}
 		wg.Add(1)
@@ -153,6 +154,10 @@ func (s *S3) multipart(ctx context.Context, key string, first []byte, partSize i
 		}
 		data = buf[:n]
 		if err == io.ErrUnexpectedEOF { // the last, short part
+			if num+1 > maxUploadParts {
+				readErr = tooManyParts
+				break
+			}
 			wg.Add(1)
 			go send(num+1, data)
 			break

@@ -76,7 +76,7 @@ func (r *rangeReader) schedule(concurrency int) {
 	for start := int64(0); start < r.size; start += r.psize {
 		var buf []byte
 		if allocated < concurrency {
-			buf = make([]byte, r.psize)
+			buf = make([]byte, min(r.psize, r.size)) // a small object gets a small buffer
 			allocated++
 		} else {
 			select {
