@@ -636,3 +636,42 @@ func TestSwapFailingAfterHangupDropsTheCopy(t *testing.T) {
 		t.Fatalf("scratch copy dropped %d times", dropped.count())
 	}
 }
+
+// commandStep is a step screen over one shell command.
+func commandStep(s *session, run string) *stepScreen {
+	step := checklists.Step{Title: "run it", Kind: checklists.KindCommand, Commands: []checklists.Command{{Run: run}}}
+	return &stepScreen{s: s, n: 1, step: step, cur: cursor{n: 1}, note: newField(s, "note: ", false)}
+}
+
+// A step command is work: counted, cancelled by a hang-up, and killed with its children.
+func TestHangupKillsStepCommandAndItsChildren(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	s := h.m.s
+	h.send(pushMsg{commandStep(s, "sleep 60 & sleep 60; wait")})
+	h.key("r")
+	m, cmd := h.m.Update(keyPress("y"))
+	h.m = m.(Model)
+	if s.cancelWork == nil || cmd == nil {
+		t.Fatal("a running step command must be cancellable")
+	}
+	result := make(chan tea.Msg, 1)
+	go func() { result <- cmd() }()
+	time.Sleep(200 * time.Millisecond)
+	h.send(HangupMsg{})
+	select {
+	case msg := <-result:
+		if _, ok := msg.(commandFinishedMsg); !ok {
+			t.Fatalf("finished with %T", msg)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the step command outlived the hang-up")
+	}
+	waited := make(chan struct{})
+	go func() { s.opt.Work.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Work not released")
+	}
+}

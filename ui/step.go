@@ -45,6 +45,7 @@ type commandFinishedMsg struct {
 	step   int
 	output string
 	err    error
+	work   bool // a command started with startWork
 }
 
 var (
@@ -74,6 +75,9 @@ func (st *stepScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 	s := st.s
 	switch msg := msg.(type) {
 	case commandFinishedMsg:
+		if msg.work {
+			s.cancelWork = nil
+		}
 		st.running = false
 		st.output = strings.Split(strings.TrimRight(msg.output, "\n"), "\n")
 		if msg.err != nil {
@@ -167,22 +171,24 @@ func (st *stepScreen) run() tea.Cmd {
 	c := st.step.Commands[st.cur.i]
 	text := commandText(c)
 	n, j, drill := st.n, s.journal, s.drill
-	ctx := s.opt.Context
 	var env []string
 	if s.opt.Conn != nil {
 		env = s.opt.Conn.Env(s.opt.Conn.Database)
 	}
 	st.running = true
 	st.output = []string{"running…"}
-	return func() tea.Msg {
-		e := checklists.Event{Type: checklists.EventCommandRun, Step: n, Command: text, DryRun: drill}
-		if drill {
-			e.Output = "(drill: not run)"
+	if drill {
+		return func() tea.Msg {
 			if j != nil {
-				_ = j.Record(e)
+				_ = j.Record(checklists.Event{Type: checklists.EventCommandRun, Step: n, Command: text, DryRun: true, Output: "(drill: not run)"})
 			}
 			return commandFinishedMsg{step: n, output: "drill: recorded, not run:\n" + text}
 		}
+	}
+	ctx, done := s.startWork() // quitting or a hang-up kills it, and the exit waits for it
+	return func() tea.Msg {
+		defer done()
+		e := checklists.Event{Type: checklists.EventCommandRun, Step: n, Command: text}
 		start := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
@@ -194,6 +200,10 @@ func (st *stepScreen) run() tea.Cmd {
 		}
 		cmd.Env = append(cmd.Environ(), env...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the terminal's signals reach only drconsole
+		// Its own process group: cancelling must kill the shell's children too, and not
+		// wait for ever on a pipe a background child still holds.
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = 3 * time.Second
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()
@@ -209,7 +219,7 @@ func (st *stepScreen) run() tea.Cmd {
 		if j != nil {
 			_ = j.Record(e)
 		}
-		return commandFinishedMsg{step: n, output: fmt.Sprintf("%s\n(exit %d, %.1fs)", out.String(), code, e.Seconds), err: nil}
+		return commandFinishedMsg{step: n, output: fmt.Sprintf("%s\n(exit %d, %.1fs)", out.String(), code, e.Seconds), work: true}
 	}
 }
 
