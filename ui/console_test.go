@@ -675,3 +675,30 @@ func TestHangupKillsStepCommandAndItsChildren(t *testing.T) {
 		t.Fatal("Work not released")
 	}
 }
+
+// While a step's command runs, enter, d and s wait: the result comes back to this screen.
+func TestStepKeysWaitForRunningCommand(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	s := h.m.s
+	n := 0
+	for i, st := range s.scenario.Steps {
+		if st.Kind == checklists.KindRestore {
+			n = i + 1
+		}
+	}
+	if n == 0 {
+		t.Fatal("no restore step")
+	}
+	st := newStepScreen(s, n)
+	h.send(pushMsg{st})
+	st.running = true
+	h.key("enter", "d", "s")
+	if h.top() != screen(st) || st.mode != stepBrowse {
+		t.Fatalf("keys acted on a busy step: top %T, mode %v", h.top(), st.mode)
+	}
+	h.send(commandFinishedMsg{output: "ok"})
+	if st.running {
+		t.Fatal("still running")
+	}
+}

@@ -128,13 +128,13 @@ func (st *stepScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		case key.Matches(msg, keyCopy) && st.cur.n > 0:
 			c := commandText(st.step.Commands[st.cur.i])
 			return st, tea.Batch(tea.SetClipboard(c), s.record(checklists.Event{Type: checklists.EventCommandShown, Step: st.n, Command: c}), status("Copied to the clipboard (OSC 52)."))
-		case key.Matches(msg, keyDone):
+		case key.Matches(msg, keyDone) && !st.running:
 			st.mode, st.note = stepNoteDone, newField(s, "done, note (optional): ", false)
 			return st, st.note.Focus()
-		case key.Matches(msg, keySkip):
+		case key.Matches(msg, keySkip) && !st.running:
 			st.mode, st.note = stepNoteSkip, newField(s, "skip, because: ", false)
 			return st, st.note.Focus()
-		case key.Matches(msg, keyAction):
+		case key.Matches(msg, keyAction) && !st.running: // its result must come back to this screen
 			return st, st.action()
 		}
 	}
