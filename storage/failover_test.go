@@ -179,8 +179,18 @@ func TestOpenedLocationsFromConfigAndTheEnvironment(t *testing.T) {
 	if got, err := readAll(t, loc, b); err != nil || string(got) != "a" {
 		t.Errorf("read ad-hoc: %q %v", got, err)
 	}
+	// A URL names exactly one object: a key at the bucket's root is read from the root
+	// even when postgres/full/ holds an object of the same name.
+	srv.PutObject(t, "spywatcher-backups", "spywatcher_full_20240125_120000.dump.gz", []byte("root"))
+	loc, b, err = ResolveS3URL(ctx, "s3://spywatcher-backups/spywatcher_full_20240125_120000.dump.gz", locs, testOpts()...)
+	if err != nil || b.Key != "spywatcher_full_20240125_120000.dump.gz" {
+		t.Fatalf("resolve a root key: %+v %v", b, err)
+	}
+	if got, err := readAll(t, loc, b); err != nil || string(got) != "root" {
+		t.Errorf("read root key: %q %v, want the root object", got, err)
+	}
 	spool, err := SpoolPath("/var/tmp/spool", b)
-	if err != nil || spool != "/var/tmp/spool/spywatcher_full_20240125_120000.dump.gz.gpg" {
+	if err != nil || spool != "/var/tmp/spool/spywatcher_full_20240125_120000.dump.gz" {
 		t.Errorf("SpoolPath = %q, %v", spool, err)
 	}
 	for _, u := range []string{"s3://adhoc/../x", "s3://adhoc/dumps/..", "s3://adhoc/", "s3:///x", "http://x/y"} {

@@ -267,26 +267,32 @@ func (s *S3) candidates(name string) []string {
 // Stat finds a backup by its name (looked up under postgres/full/, postgres/incremental/
 // and the prefix itself) or by its key.
 func (s *S3) Stat(ctx context.Context, name string) (Backup, error) {
+	return s.stat(ctx, name, s.candidates(name))
+}
+
+// statKey finds the object at exactly key: what an s3://bucket/key URL names.
+func (s *S3) statKey(ctx context.Context, key string) (Backup, error) {
+	return s.stat(ctx, key, []string{key})
+}
+
+func (s *S3) stat(ctx context.Context, name string, keys []string) (Backup, error) {
 	if err := checkKey(name); err != nil {
 		return Backup{}, err
 	}
 	if err := s.ensureRegion(ctx); err != nil {
 		return Backup{}, err
 	}
-	for _, key := range s.candidates(name) {
+	for _, key := range keys {
 		b, err := s.head(ctx, key)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
 		return b, err
 	}
-	// A HEAD on a bucket that does not exist is a bare 404 too: tell the two apart.
+	// A HEAD on a bucket that does not exist is a bare 404 too: tell the two apart
+	// (fail maps a 404 with no key to "no such bucket").
 	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}, s.regionOpt); err != nil {
-		if err := s.fail("", err); errors.Is(err, ErrNotFound) {
-			return Backup{}, fmt.Errorf("%w: %s: no such bucket", ErrUnreachable, s)
-		} else {
-			return Backup{}, err
-		}
+		return Backup{}, s.fail("", err)
 	}
 	return Backup{}, fmt.Errorf("%w: %q in %s", ErrNotFound, name, s)
 }

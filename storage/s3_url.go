@@ -67,7 +67,8 @@ func ResolveS3URL(ctx context.Context, u string, locs []Location, opts ...Option
 		}
 		loc = l.(*S3)
 	}
-	b, err := loc.Stat(ctx, key)
+	// The URL names one object: never a look-alike under postgres/full/.
+	b, err := loc.statKey(ctx, key)
 	if err != nil {
 		return nil, Backup{}, err
 	}
