@@ -702,3 +702,29 @@ func TestStepKeysWaitForRunningCommand(t *testing.T) {
 		t.Fatal("still running")
 	}
 }
+
+// pgup and pgdown scroll the command's output, not the command list.
+func TestStepPageKeysScrollOutput(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	st := commandStep(h.m.s, "true")
+	st.step.Commands = append(st.step.Commands, checklists.Command{Run: "false"})
+	st.cur.n = 2
+	h.send(pushMsg{st})
+	var out []string
+	for i := range 30 {
+		out = append(out, "line "+itoa(i))
+	}
+	h.send(commandFinishedMsg{output: strings.Join(out, "\n")})
+	if st.scroll != 22 {
+		t.Fatalf("scroll after the output: %d", st.scroll)
+	}
+	h.send(tea.KeyPressMsg{Code: tea.KeyPgUp})
+	if st.scroll != 14 {
+		t.Fatalf("pgup: scroll %d", st.scroll)
+	}
+	h.send(tea.KeyPressMsg{Code: tea.KeyPgDown})
+	if st.scroll != 22 || st.cur.i != 0 {
+		t.Fatalf("pgdown: scroll %d, cursor %d", st.scroll, st.cur.i)
+	}
+}

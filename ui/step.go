@@ -115,14 +115,18 @@ func (st *stepScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			st.note, cmd = st.note.Update(msg)
 			return st, cmd
 		}
+		switch k { // before the cursor, which takes pgup/pgdown too
+		case "pgup":
+			st.scroll = max(st.scroll-8, 0)
+			return st, nil
+		case "pgdown":
+			st.scroll = max(min(st.scroll+8, len(st.output)-8), 0)
+			return st, nil
+		}
 		if st.cur.move(k) {
 			return st, nil
 		}
 		switch {
-		case k == "pgup":
-			st.scroll = max(st.scroll-8, 0)
-		case k == "pgdown":
-			st.scroll = max(min(st.scroll+8, len(st.output)-8), 0)
 		case key.Matches(msg, keyRun) && st.cur.n > 0 && !st.running:
 			st.mode = stepConfirmRun
 		case key.Matches(msg, keyCopy) && st.cur.n > 0:
