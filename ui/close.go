@@ -57,8 +57,8 @@ func (c *closeScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		c.working, c.path, c.err = false, msg.path, msg.err
 		if msg.err == nil {
 			s.reportPath = msg.path
-			s.inc = s.journal.Incident()
 		}
+		s.inc = s.journal.Incident() // closed even when the report could not be written
 	case tea.KeyPressMsg:
 		if c.path != "" || c.working {
 			return c, nil
@@ -70,8 +70,10 @@ func (c *closeScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 				c.working = true
 				j, outcome, now := s.journal, c.outcomes[c.pick], s.opt.Now
 				return c, func() tea.Msg {
-					if err := j.CloseIncident(outcome, ""); err != nil {
-						return incidentClosedMsg{err: err}
+					if !j.Incident().Closed { // closed already when only the report failed last time
+						if err := j.CloseIncident(outcome, ""); err != nil {
+							return incidentClosedMsg{err: err}
+						}
 					}
 					md := checklists.BuildReport(j.Incident(), nil, now()).Markdown()
 					path := ReportPath(j.Path())

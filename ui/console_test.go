@@ -728,3 +728,29 @@ func TestStepPageKeysScrollOutput(t *testing.T) {
 		t.Fatalf("pgdown: scroll %d, cursor %d", st.scroll, st.cur.i)
 	}
 }
+
+// When the report cannot be written the incident is closed already; enter again writes it.
+func TestCloseRetriesTheReport(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	h.key("c", "x")
+	if _, ok := h.top().(*closeScreen); !ok {
+		t.Fatalf("not on the close screen:\n%s", h.screen())
+	}
+	path := ReportPath(h.m.s.journal.Path())
+	if err := os.Mkdir(path, 0o700); err != nil { // the report cannot be written there
+		t.Fatal(err)
+	}
+	h.key("enter", "y")
+	c := h.top().(*closeScreen)
+	if c.err == nil || c.path != "" || !h.m.s.inc.Closed {
+		t.Fatalf("first try: err %v, path %q, closed %v", c.err, c.path, h.m.s.inc.Closed)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	h.key("enter", "y")
+	if c.err != nil || c.path != path {
+		t.Fatalf("second try: err %v, path %q", c.err, c.path)
+	}
+}
