@@ -754,3 +754,25 @@ func TestCloseRetriesTheReport(t *testing.T) {
 		t.Fatalf("second try: err %v, path %q", c.err, c.path)
 	}
 }
+
+// The step list gives up a row for each line the escalation and the plan warning take,
+// both of them when both wrap.
+func TestScenarioViewFitsWithWrappedEscalationAndWarning(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	sc := *h.m.s.scenario
+	sc.RTO = time.Minute // the steps' budgets are over it: a plan warning
+	h.m.s.scenario = &sc
+	for _, w := range []int{40, 50, 60, 70} {
+		for bodyH := 14; bodyH <= 20; bodyH++ {
+			body := h.top().view(w, bodyH)
+			if !strings.Contains(body, "! the steps") {
+				t.Fatalf("no plan warning:\n%s", body)
+			}
+			// the layout keeps its last line free, wrapped escalation and warning or not
+			if n := strings.Count(strings.TrimRight(body, "\n"), "\n") + 1; n > bodyH-1 {
+				t.Errorf("%d×%d: %d lines:\n%s", w, bodyH, n, body)
+			}
+		}
+	}
+}

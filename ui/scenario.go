@@ -122,7 +122,7 @@ func (sc *scenarioScreen) view(w, h int) string {
 	b.WriteString("Contact: " + contactOf(s.opt.Runbook, scen.Contact) + "\n")
 	if wn := scen.PlanWarning(); wn != "" {
 		ws := wrap("! "+wn, w)
-		extra = strings.Count(ws, "\n") + 1
+		extra += strings.Count(ws, "\n") + 1
 		b.WriteString(s.st.Warning.Render(ws) + "\n")
 	}
 	b.WriteString("\n")
