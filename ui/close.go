@@ -55,9 +55,6 @@ func (c *closeScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 	switch msg := msg.(type) {
 	case incidentClosedMsg:
 		c.working, c.path, c.err = false, msg.path, msg.err
-		if msg.err == nil {
-			s.reportPath = msg.path
-		}
 		s.inc = s.journal.Incident() // closed even when the report could not be written
 	case tea.KeyPressMsg:
 		if c.path != "" || c.working {

@@ -55,7 +55,6 @@ type session struct {
 	cancelWork    context.CancelFunc // the restore or swap running now, if any
 	restored      *recovery.Restored // the screens' view of the scratch copy; scratch owns it
 	swapped       *recovery.Swapped
-	reportPath    string
 
 	// The engine's operations, replaceable in tests.
 	restore func(context.Context, *recovery.Plan, recovery.Reporter) (*recovery.Restored, error)
@@ -79,7 +78,6 @@ type Model struct {
 	showHelp    bool
 	confirmQuit bool
 	status      string
-	quitting    bool
 	hungUp      bool
 }
 
@@ -261,7 +259,6 @@ func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	if m.confirmQuit {
 		m.confirmQuit = false
 		if k == "y" || k == "Y" {
-			m.quitting = true
 			if m.s.cancelWork != nil {
 				m.s.cancelWork()
 			}
@@ -282,7 +279,6 @@ func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			m.confirmQuit = true
 			return m, nil
 		}
-		m.quitting = true
 		return m, tea.Quit
 	case !typing && key.Matches(msg, keyHelp):
 		m.showHelp = true

@@ -25,9 +25,10 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 var t0 = time.Date(2024, 1, 25, 14, 0, 0, 0, time.UTC)
 
 type harness struct {
-	t   *testing.T
-	m   Model
-	now time.Time
+	t    *testing.T
+	m    Model
+	now  time.Time
+	quit bool // a tea.Quit came back
 }
 
 func newHarness(t *testing.T, drill bool) *harness {
@@ -57,7 +58,7 @@ func (h *harness) run(cmd tea.Cmd) {
 	case nil, tickMsg:
 		return
 	case tea.QuitMsg:
-		h.m.quitting = true
+		h.quit = true
 		return
 	}
 	if v := reflect.ValueOf(msg); v.Kind() == reflect.Slice && v.Type().Elem() == reflect.TypeOf(tea.Cmd(nil)) {
@@ -331,7 +332,7 @@ func TestBackupPickerFiltersAndChooses(t *testing.T) {
 		t.Fatalf("filter kept %d backups", len(bs.shown))
 	}
 	h.key("/", "ctrl+c")
-	if !h.m.quitting {
+	if !h.quit {
 		t.Fatal("ctrl+c quits even while typing when nothing runs")
 	}
 }
@@ -381,8 +382,8 @@ func TestPreflightAsksPassphraseAndTypedName(t *testing.T) {
 		t.Fatalf("a wrong name must not start the restore: %q", h.m.status)
 	}
 	h.key("q") // typed into the field, not quitting
-	if h.m.quitting || p.field.Value() != "spywatcheq" {
-		t.Fatalf("q while typing: quitting %v, field %q", h.m.quitting, p.field.Value())
+	if h.quit || p.field.Value() != "spywatcheq" {
+		t.Fatalf("q while typing: quitting %v, field %q", h.quit, p.field.Value())
 	}
 }
 
@@ -403,7 +404,7 @@ func TestProgressCancelAsksFirst(t *testing.T) {
 		Decompressed: 1400 << 20, Rate: 48 << 20, ETA: 7 * time.Second, TablesDone: 17, TablesTotal: 42, Table: `"Guild"`, Message: "streaming into spywatcher_restore_20240125_140000"}))
 	h.both("progress")
 	h.key("q")
-	if !h.m.confirmQuit || h.m.quitting {
+	if !h.m.confirmQuit || h.quit {
 		t.Fatal("q during a restore must ask first")
 	}
 	h.key("n", "esc")
@@ -502,8 +503,8 @@ func TestHangupCancelsWorkAndRecords(t *testing.T) {
 	cancelled := false
 	h.m.s.cancelWork = func() { cancelled = true }
 	h.send(HangupMsg{})
-	if !cancelled || !h.m.quitting {
-		t.Fatalf("hang-up: cancelled %v, quitting %v", cancelled, h.m.quitting)
+	if !cancelled || !h.quit {
+		t.Fatalf("hang-up: cancelled %v, quitting %v", cancelled, h.quit)
 	}
 	inc := h.m.s.journal.Incident()
 	if len(inc.Sessions) == 0 || !strings.Contains(inc.Sessions[len(inc.Sessions)-1].Text, "hung up") {

@@ -15,7 +15,6 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"drconsole/checklists"
-	"drconsole/recovery"
 )
 
 // stepScreen is one step: what to do, the commands (run after confirmation, dry-run in
@@ -42,7 +41,6 @@ const (
 )
 
 type commandFinishedMsg struct {
-	step   int
 	output string
 	err    error
 	work   bool // a command started with startWork
@@ -186,7 +184,7 @@ func (st *stepScreen) run() tea.Cmd {
 			if j != nil {
 				_ = j.Record(checklists.Event{Type: checklists.EventCommandRun, Step: n, Command: text, DryRun: true, Output: "(drill: not run)"})
 			}
-			return commandFinishedMsg{step: n, output: "drill: recorded, not run:\n" + text}
+			return commandFinishedMsg{output: "drill: recorded, not run:\n" + text}
 		}
 	}
 	ctx, done := s.startWork() // quitting or a hang-up kills it, and the exit waits for it
@@ -223,7 +221,7 @@ func (st *stepScreen) run() tea.Cmd {
 		if j != nil {
 			_ = j.Record(e)
 		}
-		return commandFinishedMsg{step: n, output: fmt.Sprintf("%s\n(exit %d, %.1fs)", out.String(), code, e.Seconds), work: true}
+		return commandFinishedMsg{output: fmt.Sprintf("%s\n(exit %d, %.1fs)", out.String(), code, e.Seconds), work: true}
 	}
 }
 
@@ -254,7 +252,7 @@ func (st *stepScreen) health(url string) tea.Cmd {
 		if j != nil {
 			_ = j.Record(checklists.Event{Type: checklists.EventCheckResult, Step: n, Title: "GET " + url, Result: result, Detail: detail})
 		}
-		return commandFinishedMsg{step: n, output: fmt.Sprintf("GET %s: %s (%s)", url, detail, result)}
+		return commandFinishedMsg{output: fmt.Sprintf("GET %s: %s (%s)", url, detail, result)}
 	}
 }
 
@@ -340,5 +338,3 @@ func (st *stepScreen) keys() []key.Binding {
 }
 func (st *stepScreen) typing() bool { return st.mode == stepNoteDone || st.mode == stepNoteSkip }
 func (st *stepScreen) busy() bool   { return st.running }
-
-var _ = recovery.ErrCancelled
