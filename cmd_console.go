@@ -106,14 +106,24 @@ func runConsole(ctx context.Context, a *app, args []string) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP, syscall.SIGTERM)
 	defer signal.Stop(hup)
+	stop := make(chan struct{}) // ends the two watchers when the console returns
+	defer close(stop)
 	go func() {
-		for range hup {
-			p.Send(ui.HangupMsg{})
+		for {
+			select {
+			case <-hup:
+				p.Send(ui.HangupMsg{})
+			case <-stop:
+				return
+			}
 		}
 	}()
 	go func() {
-		<-ctx.Done()
-		p.Send(ui.HangupMsg{})
+		select {
+		case <-ctx.Done():
+			p.Send(ui.HangupMsg{})
+		case <-stop:
+		}
 	}()
 
 	final, runErr := p.Run()
@@ -124,7 +134,11 @@ func runConsole(ctx context.Context, a *app, args []string) error {
 	case <-time.After(consoleWait):
 		return fmt.Errorf("gave up waiting for the restore to clean up after %s; check for a scratch database (*_restore_*)", consoleWait)
 	}
-	if m, ok := final.(ui.Model); ok && m.HungUp() {
+	m, ok := final.(ui.Model)
+	if ok {
+		_ = m.Close() // every write is done: Work is over and the program has ended
+	}
+	if ok && m.HungUp() {
 		return fmt.Errorf("%w: the terminal hung up; the incident stays open (run drconsole to resume it)", recovery.ErrCancelled)
 	}
 	if runErr != nil && !errors.Is(runErr, tea.ErrProgramKilled) {

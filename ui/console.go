@@ -364,6 +364,15 @@ func (s *session) startWork() (context.Context, func()) {
 	}
 }
 
+// Close closes the incident's journal, releasing its lock. Call it once the program has
+// ended and Work is done, so that nothing records any more.
+func (m Model) Close() error {
+	if m.s.journal == nil {
+		return nil
+	}
+	return m.s.journal.Close()
+}
+
 // HungUp reports whether the console ended because the terminal went away.
 func (m Model) HungUp() bool { return m.hungUp }
 

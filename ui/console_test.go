@@ -777,3 +777,18 @@ func TestScenarioViewFitsWithWrappedEscalationAndWarning(t *testing.T) {
 		}
 	}
 }
+
+// Close releases the incident's journal once the console has ended.
+func TestCloseClosesTheJournal(t *testing.T) {
+	h := newHarness(t, false)
+	if err := h.m.Close(); err != nil {
+		t.Fatalf("no journal yet: %v", err)
+	}
+	h.startIncident()
+	if err := h.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.m.s.journal.Record(checklists.Event{Type: checklists.EventNote, Note: "late"}); err == nil {
+		t.Fatal("the journal is still open")
+	}
+}
