@@ -53,13 +53,28 @@ type CheckResult struct {
 	Actual   string      `json:"actual,omitempty"`
 	Detail   string      `json:"detail,omitempty"`
 	Blocking bool        `json:"blocking,omitempty"`
+	// Confirm: a blocking failure the operator may overrule, knowingly, for the swap
+	// (tables that live has and the restored copy lacks: expected if they were created
+	// after the backup, fatal if the backup is of something else).
+	Confirm bool `json:"needs_confirmation,omitempty"`
 }
 
-// Failed returns the blocking checks that failed.
+// Failed returns the blocking checks that failed and that no confirmation overrules.
 func Failed(results []CheckResult) []CheckResult {
 	var out []CheckResult
 	for _, r := range results {
-		if r.Blocking && r.Status == CheckFail {
+		if r.Blocking && r.Status == CheckFail && !r.Confirm {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Unconfirmed returns the failed checks that block the swap until the operator confirms.
+func Unconfirmed(results []CheckResult) []CheckResult {
+	var out []CheckResult
+	for _, r := range results {
+		if r.Blocking && r.Status == CheckFail && r.Confirm {
 			out = append(out, r)
 		}
 	}
@@ -75,11 +90,20 @@ func RunChecks(ctx context.Context, c *Conn, database, compareWith string) []Che
 		return []CheckResult{{Name: "database reachable", Status: CheckFail, Blocking: true, Detail: err.Error()}}
 	}
 	defer conn.Close(context.Background())
-	return runbookChecks(ctx, c, conn, database, compareWith)
+	var live *pgx.Conn
+	if compareWith != "" && compareWith != database {
+		if live, err = c.Connect(ctx, compareWith); err == nil {
+			defer live.Close(context.Background())
+		} else {
+			live = nil
+		}
+	}
+	return runbookChecks(ctx, conn, live, database, compareWith)
 }
 
 // checkRestored runs, over one connection, the checks that prove the restore went
-// right and then the runbook's checks.
+// right and then the runbook's checks. compareWith is the live database the copy would
+// replace ("" when it replaces none).
 func checkRestored(ctx context.Context, c *Conn, database, compareWith string, arch *Archive) []CheckResult {
 	conn, err := c.Connect(ctx, database)
 	if err != nil {
@@ -87,19 +111,73 @@ func checkRestored(ctx context.Context, c *Conn, database, compareWith string, a
 	}
 	defer conn.Close(context.Background())
 	out := restoreChecks(ctx, conn, arch)
-	return append(out, runbookChecks(ctx, c, conn, database, compareWith)...)
-}
-
-func runbookChecks(ctx context.Context, c *Conn, conn *pgx.Conn, database, compareWith string) []CheckResult {
 	var live *pgx.Conn
 	if compareWith != "" && compareWith != database {
-		var err error
-		if live, err = c.Connect(ctx, compareWith); err != nil {
+		live, err = c.Connect(ctx, compareWith)
+		if err != nil {
 			live = nil
+			out = append(out, CheckResult{Name: "tables of " + compareWith + " in the copy", Status: CheckFail, Blocking: true, Confirm: true,
+				Detail: fmt.Sprintf("%s cannot be read to compare its tables with the copy: %v", compareWith, err)})
 		} else {
 			defer live.Close(context.Background())
+			out = append(out, liveTablesCheck(ctx, conn, live, compareWith))
 		}
 	}
+	return append(out, runbookChecks(ctx, conn, live, database, compareWith)...)
+}
+
+// userTables lists a database's tables as schema.name.
+const userTables = `SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema')
+	  AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1`
+
+// liveTablesCheck blocks the swap, until the operator confirms, when the live database
+// has tables the restored copy lacks: a backup of another database, or of a much older
+// schema, would otherwise replace production without a word.
+func liveTablesCheck(ctx context.Context, restored, live *pgx.Conn, liveName string) CheckResult {
+	r := CheckResult{Name: "tables of " + liveName + " in the copy", Blocking: true, Confirm: true}
+	list := func(conn *pgx.Conn) ([]string, error) {
+		rows, err := conn.Query(ctx, userTables)
+		if err != nil {
+			return nil, err
+		}
+		return pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	liveTables, err := list(live)
+	if err != nil {
+		r.Status, r.Detail = CheckFail, fmt.Sprintf("listing %s's tables: %v", liveName, pgMessage(err))
+		return r
+	}
+	copyTables, err := list(restored)
+	if err != nil {
+		r.Status, r.Detail = CheckFail, fmt.Sprintf("listing the copy's tables: %v", pgMessage(err))
+		return r
+	}
+	have := map[string]bool{}
+	for _, t := range copyTables {
+		have[t] = true
+	}
+	var missing []string
+	for _, t := range liveTables {
+		if !have[t] {
+			missing = append(missing, t)
+		}
+	}
+	r.Expected, r.Actual = fmt.Sprint(len(liveTables)), fmt.Sprint(len(liveTables)-len(missing))
+	if len(missing) == 0 {
+		r.Status = CheckPass
+		return r
+	}
+	shown := missing[:min(len(missing), 8)]
+	r.Status = CheckFail
+	r.Detail = fmt.Sprintf("%d of %s's tables are not in the restored copy: %s", len(missing), liveName, strings.Join(shown, ", "))
+	if len(missing) > len(shown) {
+		r.Detail += fmt.Sprintf(" and %d more", len(missing)-len(shown))
+	}
+	return r
+}
+
+func runbookChecks(ctx context.Context, conn, live *pgx.Conn, database, compareWith string) []CheckResult {
 	var out []CheckResult
 	for _, chk := range RunbookChecks {
 		out = append(out, runCheck(ctx, conn, live, database, compareWith, chk))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,9 @@ type Conn struct {
 	Database string
 	SSLMode  string // passed to libpq tools as PGSSLMODE when set
 	Source   string // where the settings came from, e.g. "--db-url", "DB_* variables"
+	// PasswordInArgs: the password was given on the command line (--db-url), where any
+	// user of the machine can read it in the process list.
+	PasswordInArgs bool
 
 	cfg *pgconn.Config
 }
@@ -56,9 +60,10 @@ func ResolveConn(dbURL string, getenv func(string) string) (*Conn, error) {
 	}
 	cfg, err := pgconn.ParseConfig(connString)
 	if err != nil {
-		return nil, fmt.Errorf("connection settings from %s: %s", source, redactErr(err))
+		return nil, fmt.Errorf("connection settings from %s: %s", source, parseErr(err, connString))
 	}
 	c := &Conn{Host: cfg.Host, Port: cfg.Port, User: cfg.User, Password: cfg.Password, Database: dbName, Source: source, cfg: cfg}
+	c.PasswordInArgs = source == "--db-url" && cfg.Password != ""
 	c.SSLMode = sslModeIn(connString)
 	if c.SSLMode == "" {
 		c.SSLMode = getenv("PGSSLMODE")
@@ -119,6 +124,12 @@ func (c *Conn) With(database string) *Conn {
 
 // Connect opens a connection to database on the server.
 func (c *Conn) Connect(ctx context.Context, database string) (*pgx.Conn, error) {
+	return c.connect(ctx, database, "")
+}
+
+// connect opens a connection named appName in pg_stat_activity ("" keeps the default), so
+// that an operator looking at the server sees what a drconsole session is doing.
+func (c *Conn) connect(ctx context.Context, database, appName string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig("")
 	if err != nil {
 		return nil, err
@@ -127,6 +138,12 @@ func (c *Conn) Connect(ctx context.Context, database string) (*pgx.Conn, error) 
 	cfg.Database = database
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 15 * time.Second
+	}
+	if appName != "" {
+		if cfg.RuntimeParams == nil {
+			cfg.RuntimeParams = map[string]string{}
+		}
+		cfg.RuntimeParams["application_name"] = appName
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -153,8 +170,9 @@ func connectErr(c *Conn, database string, err error) error {
 	return fmt.Errorf("%w: cannot connect to %s as %q: %s", ErrDatabase, c.Server(), c.User, redactErr(err))
 }
 
-// Env is the environment for libpq tools (pg_restore, psql, pg_dump) to reach database:
-// the password travels in the environment, never on a command line.
+// Env is the libpq environment that points a PostgreSQL tool (pg_restore, pg_dump, a
+// runbook's psql) at database on this server: the password travels in the environment,
+// never on a command line.
 func (c *Conn) Env(database string) []string {
 	env := []string{
 		"PGHOST=" + c.Host,
@@ -173,6 +191,44 @@ func (c *Conn) Env(database string) []string {
 	return env
 }
 
+// toolEnv is the whole environment of a PostgreSQL tool drconsole runs: what it needs to
+// find its libraries and reach the server (TLS and Kerberos settings, the password file)
+// and nothing else. drconsole's own secrets (DRCONSOLE_PASSPHRASE, DB_PASSWORD, AWS keys)
+// never reach a child, and a stray PGDATABASE or PGSERVICE can never point one at the live
+// database. Messages are in English, so that the few drconsole reads are understood.
+func (c *Conn) toolEnv(database string) []string {
+	return append(libpqFreeEnviron(), c.Env(database)...)
+}
+
+// libpqFreeEnviron is the part of toolEnv that does not depend on the server: the kept
+// variables of our environment, with every libpq variable we set ourselves left out.
+func libpqFreeEnviron() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "PGSSLMODE" { // Conn.Env sets it when the settings name one
+			continue
+		}
+		if toolEnvKeep[k] || strings.HasPrefix(k, "PGSSL") || strings.HasPrefix(k, "PGGSS") || strings.HasPrefix(k, "KRB5") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "LC_ALL=C", "LANG=C")
+}
+
+var toolEnvKeep = map[string]bool{
+	"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "TMPDIR": true, "TZ": true,
+	"PGPASSFILE": true, "PGKRBSRVNAME": true, "PGREQUIREPEER": true, "PGCHANNELBINDING": true,
+	"PGREQUIREAUTH": true, "LD_LIBRARY_PATH": true,
+}
+
+// libpqDatabase is the value for a libpq tool's --dbname that names exactly one database:
+// a connection string with the name quoted, so that a name containing "=" or starting
+// with "postgres://" is never taken for connection settings of its own.
+func libpqDatabase(name string) string {
+	return "dbname=" + quoteConnValue(name)
+}
+
 // redactErr strips anything that looks like a password from a library's error text.
 func redactErr(err error) string {
 	s := err.Error()
@@ -184,11 +240,47 @@ func redactErr(err error) string {
 		s = s[:i] + "password=xxxxx" + s[i+end:]
 	}
 	if u := strings.Index(s, "://"); u >= 0 {
-		if at := strings.Index(s[u:], "@"); at > 0 {
+		if at := strings.LastIndex(s[u:], "@"); at > 0 {
 			if colon := strings.Index(s[u+3:u+at], ":"); colon >= 0 {
 				s = s[:u+3+colon] + ":xxxxx" + s[u+at:]
 			}
 		}
 	}
 	return s
+}
+
+// parseErr says why connection settings do not parse without echoing them: a malformed
+// URL is exactly where a library's best-effort redaction can miss part of a password.
+func parseErr(err error, connString string) string {
+	msg := err.Error()
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		// "cannot parse `SETTINGS`: WHY": keep only WHY.
+		if i := strings.LastIndex(msg, "`: "); i >= 0 {
+			msg = msg[i+3:]
+		}
+	}
+	for _, secret := range passwordsIn(connString) {
+		msg = strings.ReplaceAll(msg, secret, "xxxxx")
+	}
+	return redactErr(errors.New(msg))
+}
+
+// passwordsIn guesses the password in a URL or keyword/value string that may not parse.
+func passwordsIn(s string) []string {
+	var out []string
+	if i := strings.Index(s, "://"); i >= 0 {
+		rest := s[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, pw, ok := strings.Cut(rest[:at], ":"); ok && pw != "" {
+				out = append(out, pw)
+			}
+		}
+	}
+	for _, f := range strings.Fields(s) {
+		if v, ok := strings.CutPrefix(f, "password="); ok && strings.Trim(v, "'") != "" {
+			out = append(out, strings.Trim(v, "'"))
+		}
+	}
+	return out
 }

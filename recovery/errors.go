@@ -3,7 +3,10 @@
 // scratch database with checks and a swap, integrity checks, verification and backups.
 package recovery
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors; the command line maps them to exit codes, the console to advice.
 // Each wrapping error says what failed on what, in one line.
@@ -18,4 +21,27 @@ var (
 	ErrPreflight    = errors.New("refused before starting")
 	ErrCancelled    = errors.New("cancelled")
 	ErrRestoreTool  = errors.New("restore tool failed")
+	// ErrWrongDatabase: the backup is of another database than the target (see
+	// WrongDatabaseError). It is a pre-flight refusal: errors.Is(err, ErrPreflight) holds too.
+	ErrWrongDatabase = errors.New("backup of another database")
 )
+
+// WrongDatabaseError refuses a backup of another database than the target: restoring it
+// under the live name would replace production with the wrong data. Naming the backup's
+// database (Options.FromDB) is the operator's way to say it is meant.
+type WrongDatabaseError struct {
+	Archive string // the database the backup was taken from
+	Target  string
+	FromDB  string // what the operator said it was taken from, when they said
+}
+
+func (e *WrongDatabaseError) Error() string {
+	if e.FromDB != "" {
+		return fmt.Sprintf("%v: the backup is of database %q, not %q as --from-db says", ErrPreflight, e.Archive, e.FromDB)
+	}
+	return fmt.Sprintf("%v: the backup is of database %q, not %q; to restore it into %q anyway, name its database (--from-db %s)", ErrPreflight, e.Archive, e.Target, e.Target, e.Archive)
+}
+
+func (e *WrongDatabaseError) Is(target error) bool {
+	return target == ErrWrongDatabase || target == ErrPreflight
+}

@@ -76,7 +76,7 @@ func TestSwapEndsLiveSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw, err := r.Swap(ctx, nil)
+	sw, err := r.Swap(ctx, nil, SwapOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestSwapDatabaseWithAwkwardName(t *testing.T) {
 	f.c.CreateDB(t, weird)
 	f.c.Exec(t, weird, `CREATE TABLE "User" (id int); CREATE TABLE "Guild" (id int); CREATE TABLE "ApiKey" (id int); CREATE TABLE "Session" (id int)`)
 	ctx := context.Background()
-	plan, err := Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t).With(weird), Keys: f.keys(t)})
+	plan, err := Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t).With(weird), Keys: f.keys(t), FromDB: f.db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestSwapDatabaseWithAwkwardName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw, err := r.Swap(ctx, nil)
+	sw, err := r.Swap(ctx, nil, SwapOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -28,6 +27,7 @@ const feedSize = 64 << 10
 // in ModeSwap, carries the live database's owner, grants and settings over to it. On any
 // failure or cancel the scratch database is dropped and the live one is untouched. The
 // last event reported is Final. The result is returned on failure too, for its checks.
+// A restored copy waiting for its swap keeps the target's lock until Swap or Abandon.
 func (p *Plan) Restore(ctx context.Context, rep Reporter) (*Restored, error) {
 	interval := p.opts.Interval
 	if interval == 0 {
@@ -40,13 +40,16 @@ func (p *Plan) Restore(ctx context.Context, rep Reporter) (*Restored, error) {
 	if err != nil && created {
 		rep.Report(Event{Time: time.Now(), Stage: StageCleanup, Message: fmt.Sprintf("dropping scratch database %s", p.Scratch)})
 		if derr := dropDatabase(p.opts.Conn, p.Scratch); derr != nil {
-			err = fmt.Errorf("%w; and the scratch database %s could not be dropped: %v", err, p.Scratch, derr)
+			err = fmt.Errorf("%w; and the scratch database %s could not be dropped (%v): the next drconsole run lists it for dropping", err, p.Scratch, derr)
 		} else {
 			rep.Report(Event{Time: time.Now(), Stage: StageCleanup, Message: fmt.Sprintf("dropped scratch database %s; %s is untouched", p.Scratch, p.Target)})
 		}
 	}
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrCancelled) {
-		err = fmt.Errorf("%w: restore of %q stopped; %s is untouched", ErrCancelled, p.Source.Backup.Name, p.Target)
+		err = fmt.Errorf("%w: restore of %q stopped; %s is untouched", ErrCancelled, printable(p.Source.Backup.Name), p.Target)
+	}
+	if err != nil || p.Mode == ModeTest {
+		p.lock.release() // nothing is left to swap
 	}
 	r.finished = err != nil
 	r.Duration = time.Since(start)
@@ -67,18 +70,19 @@ func (p *Plan) restore(ctx context.Context, rep Reporter, r *Restored) (created 
 	opened := make(chan openedStream, 1)
 	go func() { opened <- p.openStream(ctx) }()
 	rep.Report(Event{Time: time.Now(), Stage: StageCreate, Message: fmt.Sprintf("creating scratch database %s", p.Scratch)})
-	if err := p.createScratch(ctx); err != nil {
+	if created, err := p.createScratch(ctx); err != nil {
 		(<-opened).close()
-		return false, err
+		return created, err
 	}
 	rep.Report(Event{Time: time.Now(), Stage: StageCreate, Message: fmt.Sprintf("created scratch database %s", p.Scratch)})
 
-	rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: fmt.Sprintf("streaming %s into %s", p.Source.Backup.Name, p.Scratch)})
+	rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: fmt.Sprintf("streaming %s into %s", printable(p.Source.Backup.Name), p.Scratch)})
 	if err := p.load(ctx, rep, r, <-opened); err != nil {
 		return true, err
 	}
 	rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: fmt.Sprintf("loaded %d tables (%s of dump) into %s", r.Tables, formatBytes(r.Dump), p.Scratch)})
 
+	faultpoint(ctx, "checks")
 	rep.Report(Event{Time: time.Now(), Stage: StageChecks, Message: fmt.Sprintf("running checks in %s", p.Scratch)})
 	compare := ""
 	if p.Mode == ModeSwap {
@@ -88,37 +92,71 @@ func (p *Plan) restore(ctx context.Context, rep Reporter, r *Restored) (created 
 	if ctx.Err() != nil {
 		return true, ctx.Err()
 	}
-	// The results are returned in r.Checks; callers show and journal them as a table.
+	// The results are returned in r.Checks; callers show and journal them as a table. A
+	// check the operator may overrule (tables live has and the copy lacks) blocks only
+	// the swap, not the restore.
 	if failed := Failed(r.Checks); len(failed) > 0 {
 		return true, fmt.Errorf("%w in %s: %s: %s", ErrChecksFailed, p.Scratch, failed[0].Name, failed[0].Detail)
 	}
-	if p.Mode == ModeSwap {
+	switch p.Mode {
+	case ModeSwap:
 		rep.Report(Event{Time: time.Now(), Stage: StageChecks, Message: fmt.Sprintf("copying owner, grants and settings of %s to %s", p.Target, p.Scratch)})
 		if err := p.carryProperties(ctx); err != nil {
+			return true, err
+		}
+	case ModeTest:
+		// Made on purpose: no longer a scratch copy anyone should drop as a leftover.
+		if err := p.mark(ctx, p.Scratch, RoleTest); err != nil {
 			return true, err
 		}
 	}
 	return true, nil
 }
 
-func (p *Plan) createScratch(ctx context.Context) error {
+// createScratch creates the scratch database and marks it as drconsole's at once, so
+// that a restore killed from here on leaves something the next run recognises. created
+// is false only when the server said the database was not created.
+func (p *Plan) createScratch(ctx context.Context) (created bool, err error) {
 	admin, err := connectAdmin(ctx, p.opts.Conn)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer admin.Close(context.Background())
 	stmt := "CREATE DATABASE " + pgx.Identifier{p.Scratch}.Sanitize() + " TEMPLATE template0"
 	if p.Mode == ModeSwap {
 		var enc, collate, ctype string
 		if err := admin.QueryRow(ctx, `SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = $1`, p.Target).Scan(&enc, &collate, &ctype); err != nil {
-			return fmt.Errorf("%w: reading %s's encoding: %v", ErrDatabase, p.Target, err)
+			return false, fmt.Errorf("%w: reading %s's encoding: %v", ErrDatabase, p.Target, err)
 		}
 		stmt += fmt.Sprintf(" ENCODING %s LC_COLLATE %s LC_CTYPE %s", quoteLiteral(enc), quoteLiteral(collate), quoteLiteral(ctype))
 	} else if a := p.Contents.Archive; a != nil && a.Encoding != "" {
 		stmt += " ENCODING " + quoteLiteral(a.Encoding)
 	}
 	if _, err := admin.Exec(ctx, stmt); err != nil {
-		return fmt.Errorf("%w: creating scratch database %s: %v", ErrDatabase, p.Scratch, pgMessage(err))
+		var pe *pgconn.PgError
+		return !errors.As(err, &pe), fmt.Errorf("%w: creating scratch database %s: %v", ErrDatabase, p.Scratch, pgMessage(err))
+	}
+	faultpoint(ctx, "created")
+	if _, err := admin.Exec(ctx, commentStatement(p.Scratch, p.marker(RoleScratch).comment())); err != nil {
+		return true, fmt.Errorf("%w: marking scratch database %s: %v", ErrDatabase, p.Scratch, pgMessage(err))
+	}
+	return true, nil
+}
+
+// marker is what this restore writes on a database it created.
+func (p *Plan) marker(role string) Marker {
+	return Marker{Role: role, Target: p.Target, Backup: p.Source.Backup.Name, Started: p.now, By: Holder()}
+}
+
+// mark sets a database's mark, on a fresh connection.
+func (p *Plan) mark(ctx context.Context, database, role string) error {
+	admin, err := connectAdmin(ctx, p.opts.Conn)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, commentStatement(database, p.marker(role).comment())); err != nil {
+		return fmt.Errorf("%w: marking %s: %v", ErrDatabase, database, pgMessage(err))
 	}
 	return nil
 }
@@ -294,7 +332,7 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStre
 	child := &restoreChild{rep: rep, total: p.tablesTotal()}
 	var cmd *exec.Cmd
 	if st.Format == storage.FormatCustom {
-		args := []string{"--verbose", "--exit-on-error", "--no-password", "--dbname", p.Scratch}
+		args := []string{"--verbose", "--exit-on-error", "--no-password", "--dbname", libpqDatabase(p.Scratch)}
 		if p.opts.NoOwner {
 			args = append(args, "--no-owner")
 		}
@@ -303,7 +341,7 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStre
 		cmd = exec.Command(p.tools.Psql, "--no-psqlrc", "--no-password", "--set", "ON_ERROR_STOP=1", "--single-transaction", "--file", "-", "--dbname", p.Scratch)
 		child.countCopy = true
 	}
-	cmd.Env = append(libpqFreeEnviron(), p.opts.Conn.Env(p.Scratch)...)
+	cmd.Env = p.opts.Conn.toolEnv(p.Scratch)
 	// Its own process group: a Ctrl-C on the terminal reaches drconsole only, which then
 	// stops the child and cleans up in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -411,21 +449,6 @@ func killGroup(cmd *exec.Cmd, exited <-chan struct{}) {
 	}(cmd.Process.Pid)
 }
 
-// libpqFreeEnviron is our environment without the libpq variables we set ourselves, so
-// a stray PGDATABASE or PGSERVICE can never point a child at the live database.
-func libpqFreeEnviron() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSERVICE", "PGSERVICEFILE", "PGAPPNAME", "PGSSLMODE", "PGCONNECT_TIMEOUT":
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
 // restoreChild follows pg_restore --verbose / psql output: tables done, the current
 // table, warnings and the last error.
 type restoreChild struct {
@@ -467,7 +490,7 @@ func (c *restoreChild) readStderr(r io.Reader) {
 		}
 		done, total, current := int(c.done.Load()), c.total, c.current
 		c.mu.Unlock()
-		c.rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: line, TablesDone: done, TablesTotal: total, Table: current})
+		c.rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: line, Tool: true, TablesDone: done, TablesTotal: total, Table: current})
 	}
 }
 
@@ -498,129 +521,6 @@ func (c *restoreChild) warnings() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]string(nil), c.warns...)
-}
-
-// Swap puts the restored database in place. ModeSwap: new connections to the live
-// database are stopped, its sessions ended, and both renames done in one transaction,
-// so the application never sees a moment with no database or the old one under the
-// new name. The old database is kept as Plan.Kept. The caller must have had the
-// operator confirm by typing the target's name.
-func (r *Restored) Swap(ctx context.Context, rep Reporter) (*Swapped, error) {
-	rep = orDiscard(rep)
-	p := r.Plan
-	if p.Mode == ModeTest {
-		return nil, fmt.Errorf("a test restore into %s is not swapped", p.Target)
-	}
-	if r.finished {
-		return nil, fmt.Errorf("the restore into %s did not succeed; nothing to swap", p.Scratch)
-	}
-	admin, err := connectAdmin(ctx, p.opts.Conn)
-	if err != nil {
-		return nil, err
-	}
-	defer admin.Close(context.Background())
-	say := func(format string, args ...any) {
-		rep.Report(Event{Time: time.Now(), Stage: StageSwap, Message: fmt.Sprintf(format, args...)})
-	}
-	live, scratch := pgx.Identifier{p.Target}.Sanitize(), pgx.Identifier{p.Scratch}.Sanitize()
-	if err := endSessions(ctx, admin, p.Scratch); err != nil {
-		return nil, err
-	}
-	if p.Mode == ModeCreate {
-		say("renaming %s to %s", p.Scratch, p.Target)
-		if _, err := admin.Exec(ctx, "ALTER DATABASE "+scratch+" RENAME TO "+live); err != nil {
-			return nil, fmt.Errorf("%w: renaming %s to %s: %v", ErrDatabase, p.Scratch, p.Target, pgMessage(err))
-		}
-		r.finished = true
-		say("renamed %s to %s", p.Scratch, p.Target)
-		return &Swapped{Live: p.Target}, nil
-	}
-	say("stopping new connections to %s", p.Target)
-	if _, err := admin.Exec(ctx, "ALTER DATABASE "+live+" ALLOW_CONNECTIONS false"); err != nil {
-		return nil, fmt.Errorf("%w: stopping new connections to %s: %v", ErrDatabase, p.Target, pgMessage(err))
-	}
-	reopen := func() {
-		_, _ = admin.Exec(context.Background(), "ALTER DATABASE "+live+" ALLOW_CONNECTIONS true")
-	}
-	say("ending sessions connected to %s", p.Target)
-	if err := endSessions(ctx, admin, p.Target); err != nil {
-		reopen()
-		return nil, err
-	}
-	say("renaming %s to %s and %s to %s in one transaction", p.Target, p.Kept, p.Scratch, p.Target)
-	kept := pgx.Identifier{p.Kept}.Sanitize()
-	err = pgx.BeginFunc(ctx, admin, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "ALTER DATABASE "+live+" RENAME TO "+kept); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, "ALTER DATABASE "+scratch+" RENAME TO "+live)
-		return err
-	})
-	if err != nil {
-		reopen()
-		return nil, fmt.Errorf("%w: swapping %s and %s: %v; %s is unchanged", ErrDatabase, p.Target, p.Scratch, pgMessage(err), p.Target)
-	}
-	r.finished = true
-	// The kept copy is for rollback and forensics: let people connect to it again.
-	if _, err := admin.Exec(ctx, "ALTER DATABASE "+kept+" ALLOW_CONNECTIONS true"); err != nil {
-		say("warning: %s still refuses connections: %v", p.Kept, pgMessage(err))
-	}
-	say("swapped: %s is the restored database; the previous one is kept as %s", p.Target, p.Kept)
-	return &Swapped{Live: p.Target, Kept: p.Kept}, nil
-}
-
-// Abandon drops the scratch database (not in ModeTest, where the operator asked for it).
-func (r *Restored) Abandon(ctx context.Context) error {
-	if r.finished || r.Plan.Mode == ModeTest {
-		return nil
-	}
-	r.finished = true
-	return dropDatabase(r.Plan.opts.Conn, r.Plan.Scratch)
-}
-
-// Drop removes the restored database whatever the mode (verify --restore-test).
-func (r *Restored) Drop(ctx context.Context) error {
-	r.finished = true
-	return dropDatabase(r.Plan.opts.Conn, r.Database)
-}
-
-// endSessions ends every other session on database and waits until none is left.
-func endSessions(ctx context.Context, admin *pgx.Conn, database string) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		var left int
-		if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, database).Scan(&left); err != nil {
-			return fmt.Errorf("%w: ending sessions on %s: %v", ErrDatabase, database, pgMessage(err))
-		}
-		if left == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %d sessions on %s would not end", ErrDatabase, left, database)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// dropDatabase drops a scratch database even when the restore was cancelled: it uses
-// its own short deadline rather than the caller's context.
-func dropDatabase(c *Conn, name string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	admin, err := connectAdmin(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer admin.Close(context.Background())
-	_, err = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-	if err != nil {
-		return fmt.Errorf("dropping %s: %v", name, pgMessage(err))
-	}
-	return nil
 }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

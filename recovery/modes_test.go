@@ -154,7 +154,7 @@ func TestRestoreCreatesMissingDatabase(t *testing.T) {
 			f.c.Exec(t, "postgres", `DROP DATABASE "`+d+`" WITH (FORCE)`)
 		}
 	})
-	plan, err := Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t).With(target), Keys: f.keys(t)})
+	plan, err := Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t).With(target), Keys: f.keys(t), FromDB: f.db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestRestoreCreatesMissingDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw, err := r.Swap(ctx, nil)
+	sw, err := r.Swap(ctx, nil, SwapOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestRestoreIntoTestDatabase(t *testing.T) {
 	if got := fingerprint(t, f.c, testDB); got != f.print {
 		t.Errorf("test database differs:\n got %s\nwant %s", got, f.print)
 	}
-	if _, err := r.Swap(ctx, nil); err == nil {
+	if _, err := r.Swap(ctx, nil, SwapOptions{}); err == nil {
 		t.Error("a test restore was swapped")
 	}
 	if err := r.Abandon(ctx); err != nil || !contains(f.c.Databases(t), testDB) {

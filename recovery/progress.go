@@ -36,6 +36,8 @@ type Event struct {
 
 	// Message is a line for the log: a stage change, a pg_restore line, a warning.
 	Message string
+	// Tool: Message is a line the restore tool (pg_restore) printed, not drconsole's own.
+	Tool bool
 
 	// Final marks the last event: Err is nil when the run succeeded; errors.Is(Err,
 	// ErrCancelled) when it was cancelled; otherwise it failed.

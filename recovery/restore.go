@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -29,11 +28,14 @@ const (
 
 // Options are what a restore needs besides the backup.
 type Options struct {
-	Conn     *Conn  // the target server; Conn.Database is the target ("" = the archive's own)
-	Keys     *Keys  // decryption keys; nil when the backup is not encrypted
-	Tools    *Tools // nil: FindTools
-	TestDB   string // ModeTest: restore into this new database, check, and stop
-	NoOwner  bool   // pg_restore --no-owner: objects belong to the connecting role
+	Conn    *Conn  // the target server; Conn.Database is the target ("" = the archive's own)
+	Keys    *Keys  // decryption keys; nil when the backup is not encrypted
+	Tools   *Tools // nil: FindTools
+	TestDB  string // ModeTest: restore into this new database, check, and stop
+	NoOwner bool   // pg_restore --no-owner: objects belong to the connecting role
+	// FromDB is the database the operator says the backup was taken from, when it is not
+	// the target (--from-db): a backup of another database is refused unless named here.
+	FromDB   string
 	Now      func() time.Time
 	Interval time.Duration // progress throttle; 0 = ProgressInterval
 }
@@ -51,10 +53,21 @@ type Plan struct {
 	ServerVersion string
 	Passed        []string // preflight checks that passed, in words
 	Warnings      []string
+	Leftovers     []Leftover // what earlier restores left on the server (all targets)
 
 	opts  Options
 	tools *Tools
 	now   time.Time
+	lock  *targetLock // one restore at a time per target: held until Swap, Abandon or Release
+}
+
+// Release gives up a plan that will not be restored, or a restore that will not be
+// swapped: it frees the target for another restore. Restore, Swap and Abandon release
+// it themselves when they are done with it; releasing twice is fine.
+func (p *Plan) Release() {
+	if p != nil {
+		p.lock.release()
+	}
 }
 
 // Prepare reads the backup far enough to prove the key works and the archive parses,
@@ -100,10 +113,7 @@ func Prepare(ctx context.Context, src Source, opts Options) (*Plan, error) {
 		}
 		p.Passed = append(p.Passed, fmt.Sprintf("%s reads archive version %s", tools.Version, a.Version))
 	} else {
-		p.Passed = append(p.Passed, "plain SQL dump; restored with psql")
-		if tools.Psql == "" {
-			return nil, fmt.Errorf("%w: psql not found beside %s", ErrPreflight, tools.Restore)
-		}
+		p.Passed = append(p.Passed, "plain SQL dump: its statements are run by drconsole itself, one transaction, no psql meta-commands")
 	}
 
 	switch {
@@ -116,8 +126,14 @@ func Prepare(ctx context.Context, src Source, opts Options) (*Plan, error) {
 	default:
 		return nil, fmt.Errorf("%w: a plain SQL dump does not name its database; name the target (DB_NAME, --db-url or PGDATABASE)", ErrPreflight)
 	}
-	if err := validName(p.Target); err != nil {
+	if err := ValidTarget(p.Target); err != nil {
 		return nil, err
+	}
+
+	if opts.FromDB != "" {
+		if err := ValidTarget(opts.FromDB); err != nil && !strings.Contains(err.Error(), "server's own") {
+			return nil, fmt.Errorf("--from-db: %w", err)
+		}
 	}
 
 	admin, err := connectAdmin(ctx, opts.Conn)
@@ -128,19 +144,61 @@ func Prepare(ctx context.Context, src Source, opts Options) (*Plan, error) {
 	_ = admin.QueryRow(ctx, "SHOW server_version").Scan(&p.ServerVersion)
 	p.Passed = append(p.Passed, fmt.Sprintf("server %s reachable (PostgreSQL %s)", p.Server, p.ServerVersion))
 
-	if err := p.checkServer(ctx, admin); err != nil {
+	// From here until the swap or abandon, no other restore may work on the target.
+	if p.lock, err = lockTarget(ctx, opts.Conn, p.Target); err != nil {
 		return nil, err
+	}
+	p.Passed = append(p.Passed, fmt.Sprintf("no other restore of %q is running (this one holds its lock on the server)", p.Target))
+	if err := p.checkServer(ctx, admin); err != nil {
+		p.lock.release()
+		return nil, err
+	}
+	if err := p.checkSource(); err != nil {
+		p.lock.release()
+		return nil, err
+	}
+	if p.Leftovers, err = findLeftovers(ctx, admin); err != nil {
+		p.lock.release()
+		return nil, err
+	}
+	for _, l := range p.Leftovers {
+		if l.Role == RoleScratch && !l.InUse {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("left on the server by an interrupted restore: %s; drop it with drconsole check --drop-leftovers", l.Describe(p.now)))
+		}
 	}
 	return p, nil
 }
 
+// checkSource refuses a backup of another database: restoring otherdb's dump under the
+// live name would replace production with the wrong data. The operator may still do it
+// by naming the backup's database (Options.FromDB). A test restore is exempt: it goes to
+// a new database of the operator's naming.
+func (p *Plan) checkSource() error {
+	a := p.Contents.Archive
+	if p.Mode == ModeTest {
+		return nil
+	}
+	if a == nil || a.Database == "" {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("a plain SQL dump does not say which database it was taken from: nothing proves it is %q's (the swap still checks that no table of %q is missing)", p.Target, p.Target))
+		return nil
+	}
+	from := p.opts.FromDB
+	switch {
+	case a.Database == p.Target && (from == "" || from == a.Database):
+		p.Passed = append(p.Passed, fmt.Sprintf("the backup is of database %q, the target", a.Database))
+	case from == a.Database:
+		p.Warnings = append(p.Warnings, fmt.Sprintf("the backup is of database %q, not %q: restoring it into %q anyway, as asked (--from-db %s)", a.Database, p.Target, p.Target, a.Database))
+	case from != "":
+		return &WrongDatabaseError{Archive: a.Database, Target: p.Target, FromDB: from}
+	default:
+		return &WrongDatabaseError{Archive: a.Database, Target: p.Target}
+	}
+	return nil
+}
+
 // connectAdmin connects to a maintenance database, never the target.
 func connectAdmin(ctx context.Context, c *Conn) (*pgx.Conn, error) {
-	conn, err := c.Connect(ctx, "postgres")
-	if err != nil && errors.Is(err, ErrDatabase) && strings.Contains(err.Error(), "does not exist") {
-		conn, err = c.Connect(ctx, "template1")
-	}
-	return conn, err
+	return connectAdminAs(ctx, c, "drconsole")
 }
 
 func (p *Plan) checkServer(ctx context.Context, admin *pgx.Conn) error {
@@ -182,6 +240,15 @@ func (p *Plan) checkServer(ctx context.Context, admin *pgx.Conn) error {
 			return fmt.Errorf("%w: %d sessions of other roles are connected to %q and role %q cannot end them (needs pg_signal_backend)", ErrPreflight, otherBackends, p.Target, me)
 		}
 		p.Passed = append(p.Passed, fmt.Sprintf("role %q can end the sessions connected to %q", me, p.Target))
+		// A prepared transaction survives every session being ended and blocks the rename:
+		// found now, not after an hour of loading.
+		var prepared int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_xacts WHERE database = $1`, p.Target).Scan(&prepared); err != nil {
+			return fmt.Errorf("%w: reading prepared transactions: %v", ErrDatabase, pgMessage(err))
+		}
+		if prepared > 0 {
+			return fmt.Errorf("%w: %q has %d prepared transaction(s) (pg_prepared_xacts), which would block the swap; COMMIT PREPARED or ROLLBACK PREPARED them first", ErrPreflight, p.Target, prepared)
+		}
 	default:
 		if near := nearName(p.Target, existing); near != "" {
 			return fmt.Errorf("%w: database %q does not exist on %s; did you mean %q?", ErrDatabase, p.Target, p.Server, near)
@@ -254,14 +321,24 @@ func databaseNames(ctx context.Context, admin *pgx.Conn) (map[string]bool, error
 
 const maxIdentifier = 63 // PostgreSQL silently truncates longer names (NAMEDATALEN-1)
 
-func validName(name string) error {
+// ValidTarget refuses a database name that cannot be a restore's target: empty, too long,
+// with control characters or spaces at its ends, one that looks like connection settings
+// ("dbname=x", "postgres://…": libpq tools would take it for a connection string), or one
+// of the server's own databases.
+func ValidTarget(name string) error {
 	switch {
 	case name == "":
-		return fmt.Errorf("%w: empty database name", ErrPreflight)
+		return fmt.Errorf("%w: the target database name is empty", ErrPreflight)
 	case len(name) > maxIdentifier:
 		return fmt.Errorf("%w: database name %q is longer than %d bytes", ErrPreflight, name, maxIdentifier)
-	case strings.ContainsRune(name, 0):
-		return fmt.Errorf("%w: database name contains a NUL byte", ErrPreflight)
+	case strings.IndexFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
+		return fmt.Errorf("%w: database name %q contains control characters", ErrPreflight, name)
+	case strings.TrimSpace(name) != name:
+		return fmt.Errorf("%w: database name %q starts or ends with a space", ErrPreflight, name)
+	case strings.Contains(name, "=") || strings.Contains(name, "://"):
+		return fmt.Errorf("%w: %q looks like connection settings, not a database name (settings go in --db-url or DB_*; name only the database)", ErrPreflight, name)
+	case name == "postgres" || name == "template0" || name == "template1":
+		return fmt.Errorf("%w: %q is the server's own database; drconsole never restores over it", ErrPreflight, name)
 	}
 	return nil
 }
@@ -335,13 +412,8 @@ type Restored struct {
 	Duration time.Duration
 	Warnings []string // what pg_restore/psql printed as warnings
 
-	finished bool
-}
-
-// Swapped is the result of a swap.
-type Swapped struct {
-	Live string // the restored database, under the live name
-	Kept string // the previous live database, kept for rollback and forensics
+	finished bool // failed, swapped, abandoned or dropped: nothing more to do with it
+	unknown  bool // a swap was interrupted and the server could not tell whether it committed
 }
 
 // Source names what is being restored, for messages.

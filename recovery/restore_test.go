@@ -58,7 +58,7 @@ func TestRestoreSwapsInBackupMadeByTheBackupJob(t *testing.T) {
 		t.Errorf("users check actual/expected = %q", users)
 	}
 
-	sw, err := r.Swap(ctx, nil)
+	sw, err := r.Swap(ctx, nil, SwapOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +146,6 @@ func restoreAll(t *testing.T, src Source, opts Options) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.Swap(ctx, nil)
+	_, err = r.Swap(ctx, nil, SwapOptions{})
 	return err
 }

@@ -48,7 +48,7 @@ func TestRestoreNeedsTheArchiveOwnersRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Swap(ctx, nil); err != nil {
+	if _, err := r.Swap(ctx, nil, SwapOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := fingerprint(t, dr, f.db); got != f.print {

@@ -5,8 +5,11 @@ package storage
 import (
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Kind is what the backup job called the backup: full or incremental (both are full dumps).
@@ -106,4 +109,15 @@ func SortNewestFirst(bs []Backup) {
 		}
 		return bs[i].Name > bs[j].Name
 	})
+}
+
+// Printable is text from outside (a backup's or an object's name) made safe to print:
+// control characters, escape sequences and invalid UTF-8 are shown escaped, never sent
+// to a terminal. Text without them is returned as it is.
+func Printable(s string) string {
+	if utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || r == 0x2028 || r == 0x2029 }) < 0 {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }

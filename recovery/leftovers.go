@@ -1,0 +1,299 @@
+package recovery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"drconsole/storage"
+)
+
+// What a restore leaves on the server is marked there, so that whoever connects next
+// (another machine, another state directory, a later version) can tell what it is: each
+// database drconsole creates carries a comment (COMMENT ON DATABASE) saying what it is,
+// for which target, from which backup and since when. A restore killed before it could
+// clean up leaves its scratch database; a swap leaves the replaced database as the kept
+// copy. Both are found by FindLeftovers and dropped only when someone says so.
+
+// Marker is what drconsole writes in the comment of a database it created.
+type Marker struct {
+	Role    string    `json:"role"` // RoleScratch, RoleKept or RoleTest
+	Target  string    `json:"target"`
+	Backup  string    `json:"backup,omitempty"`
+	Started time.Time `json:"started"`
+	By      string    `json:"by,omitempty"` // Holder() of the run that made it
+}
+
+// Roles of a marked database.
+const (
+	RoleScratch = "scratch" // a restore's copy that never went live
+	RoleKept    = "kept"    // the database a swap replaced, kept for rollback and forensics
+	RoleTest    = "test"    // a test restore's database, made on purpose (--target-db)
+)
+
+const markerPrefix = "drconsole:"
+
+func (m Marker) comment() string {
+	b, _ := json.Marshal(m)
+	return markerPrefix + string(b)
+}
+
+// parseMarker reads a database comment written by drconsole.
+func parseMarker(comment string) (Marker, bool) {
+	var m Marker
+	rest, ok := strings.CutPrefix(comment, markerPrefix)
+	if !ok || json.Unmarshal([]byte(rest), &m) != nil || m.Role == "" {
+		return Marker{}, false
+	}
+	return m, true
+}
+
+// commentStatement sets (or, for "", removes) a database's comment. COMMENT takes no
+// parameters, so the text is an escape-string literal, whatever the server's
+// standard_conforming_strings.
+func commentStatement(database, text string) string {
+	lit := "NULL"
+	if text != "" {
+		lit = "E'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(text) + "'"
+	}
+	return "COMMENT ON DATABASE " + pgx.Identifier{database}.Sanitize() + " IS " + lit
+}
+
+// Names a restore gives its databases, for finding them when their mark is missing (a
+// kill between CREATE DATABASE and the comment): <target>_restore_<stamp>,
+// <target>_pre_restore_<stamp>, verify's <db>_verify_<stamp>, each maybe with _N.
+var (
+	keptNameRE    = regexp.MustCompile(`^(.*)_pre_restore_(\d{8}_\d{6})(?:_\d+)?$`)
+	scratchNameRE = regexp.MustCompile(`^(.*)_(?:restore|verify)_(\d{8}_\d{6})(?:_\d+)?$`)
+)
+
+// Leftover is a database drconsole left on the server.
+type Leftover struct {
+	Name   string    `json:"name"`
+	Role   string    `json:"role"`             // RoleScratch or RoleKept
+	Target string    `json:"target,omitempty"` // the database it belongs to
+	Backup string    `json:"backup,omitempty"` // the backup restored into it
+	Since  time.Time `json:"since,omitzero"`   // when its restore started
+	Size   int64     `json:"size_bytes"`       // -1: unknown (no privilege to read it)
+	Marked bool      `json:"marked"`           // it carries drconsole's mark (else known by its name only)
+	// InUse: a restore of Target is running now (its lock is held, or sessions are on the
+	// database): not a leftover yet, and never dropped.
+	InUse bool `json:"in_use,omitempty"`
+}
+
+// Age is how long ago its restore started, or 0 when unknown.
+func (l Leftover) Age(now time.Time) time.Duration {
+	if l.Since.IsZero() {
+		return 0
+	}
+	return now.Sub(l.Since)
+}
+
+// Describe is one line about it for the operator.
+func (l Leftover) Describe(now time.Time) string {
+	what := "scratch copy"
+	if l.Role == RoleKept {
+		what = "kept copy"
+	}
+	var parts []string
+	if l.Target != "" {
+		if l.Role == RoleKept {
+			parts = append(parts, fmt.Sprintf("what %s held before a restore", l.Target))
+		} else {
+			parts = append(parts, "of "+l.Target)
+		}
+	}
+	if l.Size >= 0 {
+		parts = append(parts, formatBytes(l.Size))
+	}
+	if age := l.Age(now); age > 0 {
+		parts = append(parts, shortAge(age)+" old")
+	}
+	if l.Backup != "" {
+		parts = append(parts, "from "+printable(l.Backup))
+	}
+	if l.InUse {
+		parts = append(parts, "in use by a running restore")
+	}
+	return fmt.Sprintf("%s %s (%s)", what, l.Name, strings.Join(parts, ", "))
+}
+
+func shortAge(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dm", max(int(d.Minutes()), 1))
+}
+
+// printable is storage.Printable: a backup's name comes from outside.
+func printable(s string) string { return storage.Printable(s) }
+
+// FindLeftovers lists the scratch and kept databases drconsole left on the server, for
+// every target, newest first. Scratch copies of a restore that is running now are listed
+// as InUse.
+func FindLeftovers(ctx context.Context, c *Conn) ([]Leftover, error) {
+	admin, err := connectAdmin(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close(context.Background())
+	return findLeftovers(ctx, admin)
+}
+
+func findLeftovers(ctx context.Context, admin *pgx.Conn) ([]Leftover, error) {
+	rows, err := admin.Query(ctx, `SELECT d.datname, coalesce(shobj_description(d.oid, 'pg_database'), ''),
+			CASE WHEN has_database_privilege(d.oid, 'CONNECT') THEN pg_database_size(d.oid) ELSE -1 END,
+			(SELECT count(*) FROM pg_stat_activity a WHERE a.datid = d.oid)
+		FROM pg_database d WHERE NOT d.datistemplate`)
+	if err != nil {
+		return nil, fmt.Errorf("%w: listing databases: %v", ErrDatabase, pgMessage(err))
+	}
+	type row struct {
+		name, comment string
+		size, conns   int64
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		return x, r.Scan(&x.name, &x.comment, &x.size, &x.conns)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: listing databases: %v", ErrDatabase, pgMessage(err))
+	}
+	var out []Leftover
+	for _, d := range all {
+		l, ok := leftoverOf(d.name, d.comment)
+		if !ok {
+			continue
+		}
+		l.Size = d.size
+		if l.Role == RoleScratch {
+			held := false
+			if l.Target != "" {
+				if held, err = lockHeld(ctx, admin, l.Target); err != nil {
+					return nil, fmt.Errorf("%w: reading the restore locks: %v", ErrDatabase, pgMessage(err))
+				}
+			}
+			l.InUse = held || d.conns > 0
+		}
+		out = append(out, l)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Since.Equal(out[j].Since) {
+			return out[i].Since.After(out[j].Since)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// leftoverOf says whether a database is one drconsole left, from its mark, else its name.
+func leftoverOf(name, comment string) (Leftover, bool) {
+	if m, ok := parseMarker(comment); ok {
+		if m.Role != RoleScratch && m.Role != RoleKept {
+			return Leftover{}, false // a test restore: the operator's database
+		}
+		return Leftover{Name: name, Role: m.Role, Target: m.Target, Backup: m.Backup, Since: m.Started, Marked: true}, true
+	}
+	if comment != "" { // somebody's own comment: not ours to judge by its name
+		return Leftover{}, false
+	}
+	for _, p := range []struct {
+		re   *regexp.Regexp
+		role string
+	}{{keptNameRE, RoleKept}, {scratchNameRE, RoleScratch}} {
+		if m := p.re.FindStringSubmatch(name); m != nil {
+			since, _ := time.ParseInLocation("20060102_150405", m[2], time.UTC)
+			return Leftover{Name: name, Role: p.role, Target: m[1], Since: since}, true
+		}
+	}
+	return Leftover{}, false
+}
+
+// DropLeftover drops one database FindLeftovers lists, after checking again that it is a
+// leftover and not in use: names are never taken on trust.
+func DropLeftover(ctx context.Context, c *Conn, name string) error {
+	admin, err := connectAdmin(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(context.Background())
+	list, err := findLeftovers(ctx, admin)
+	if err != nil {
+		return err
+	}
+	for _, l := range list {
+		if l.Name != name {
+			continue
+		}
+		if l.InUse {
+			return fmt.Errorf("%w: %s belongs to a restore that is running now; not dropped", ErrPreflight, name)
+		}
+		return dropDatabase(c, name)
+	}
+	return fmt.Errorf("%w: %q is not a database drconsole left on %s; not dropped", ErrPreflight, name, c.Server())
+}
+
+// Repair undoes what an interrupted swap of an older drconsole could leave: a database
+// refusing every connection (ALLOW_CONNECTIONS false committed before the renames). A
+// database refusing connections is an outage, so it is repaired without asking when it
+// is drconsole's: marked, named like a restore's, or beside one of a restore's databases.
+// It returns what it did, in words. Databases someone else closed are left alone.
+func Repair(ctx context.Context, c *Conn) ([]string, error) {
+	admin, err := connectAdmin(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close(context.Background())
+	rows, err := admin.Query(ctx, `SELECT d.datname, coalesce(shobj_description(d.oid, 'pg_database'), ''),
+			EXISTS (SELECT 1 FROM pg_database s WHERE starts_with(s.datname, d.datname || '_restore_') OR starts_with(s.datname, d.datname || '_pre_restore_'))
+		FROM pg_database d WHERE NOT d.datallowconn AND NOT d.datistemplate`)
+	if err != nil {
+		return nil, fmt.Errorf("%w: looking for databases that refuse connections: %v", ErrDatabase, pgMessage(err))
+	}
+	type closed struct {
+		name, comment string
+		sibling       bool
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (closed, error) {
+		var x closed
+		return x, r.Scan(&x.name, &x.comment, &x.sibling)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: looking for databases that refuse connections: %v", ErrDatabase, pgMessage(err))
+	}
+	var did []string
+	for _, d := range list {
+		_, ours := leftoverOf(d.name, d.comment)
+		if !ours && !d.sibling {
+			continue
+		}
+		if _, err := admin.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{d.name}.Sanitize()+" ALLOW_CONNECTIONS true"); err != nil {
+			return did, fmt.Errorf("%w: %s refuses every connection and could not be reopened: %v", ErrDatabase, d.name, pgMessage(err))
+		}
+		did = append(did, fmt.Sprintf("%s refused every connection (left so by an interrupted swap); it accepts connections again", d.name))
+	}
+	return did, nil
+}
+
+// Exists reports whether a database of that name is on the server.
+func Exists(ctx context.Context, c *Conn, name string) (bool, error) {
+	admin, err := connectAdmin(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	defer admin.Close(context.Background())
+	var exists bool
+	if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return false, fmt.Errorf("%w: %v", ErrDatabase, pgMessage(err))
+	}
+	return exists, nil
+}
