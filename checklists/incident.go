@@ -81,20 +81,63 @@ type BackupRecord struct {
 	Size     int64
 }
 
-// RestoreRecord is one restore attempt.
+// RestoreRecord is one restore attempt, from restore_started to its outcome.
 type RestoreRecord struct {
+	Step       int
 	Started    time.Time
 	Ended      time.Time
 	Backup     string
+	Mode       string
 	Database   string
 	ScratchDB  string
 	KeptDB     string
 	Milestones []NoteRecord
-	Result     string // "" while running
+	Loaded     string // the load and checks: ok, failed, cancelled; "" while running
+	Swap       *SwapRecord
+	Result     string // the outcome (restore_finished); "" until there is one
 	Error      string
+	Detail     string
 	Bytes      int64
 	Duration   time.Duration
 }
+
+// SwapRecord is a swap of a restored copy: what was about to happen, and what the
+// server's catalog said had happened.
+type SwapRecord struct {
+	Started    time.Time
+	Ended      time.Time
+	TargetOID  uint32
+	ScratchOID uint32
+	Result     string // ok, failed, unknown; "" while it runs (or if it was cut off)
+	Error      string
+	Detail     string
+}
+
+// Restore states beyond the results: what an attempt without an outcome is doing.
+const (
+	StateRunning  = "running"  // loading or checking
+	StateLoaded   = "loaded"   // restored and checked; waiting for the swap or abandon
+	StateSwapping = "swapping" // the swap started and its end is not recorded
+)
+
+// State is where the attempt stands: its outcome (ok, failed, cancelled, abandoned,
+// interrupted), else unknown (a swap cut off), swapping, loaded or running.
+func (r RestoreRecord) State() string {
+	switch {
+	case r.Result != "":
+		return r.Result
+	case r.Swap != nil && r.Swap.Result == ResultUnknown:
+		return ResultUnknown
+	case r.Swap != nil && r.Swap.Result == "":
+		return StateSwapping
+	case r.Loaded == ResultOK:
+		return StateLoaded
+	}
+	return StateRunning
+}
+
+// Unfinished reports whether the attempt has no outcome yet.
+func (r RestoreRecord) Unfinished() bool { return r.Result == "" }
 
 // CheckRecord is one integrity or health check's result.
 type CheckRecord struct {
@@ -183,15 +226,42 @@ func (inc *Incident) apply(e Event) {
 	case EventBackupChosen:
 		inc.Backup = &BackupRecord{ChosenAt: e.Time, Name: e.Backup, Location: e.Location, Taken: e.BackupTime, Size: e.Bytes}
 	case EventRestoreStarted:
-		inc.Restores = append(inc.Restores, RestoreRecord{Started: e.Time, Backup: e.Backup, Database: e.Database, ScratchDB: e.ScratchDB})
+		inc.Restores = append(inc.Restores, RestoreRecord{Step: e.Step, Started: e.Time, Backup: e.Backup, Mode: e.Mode, Database: e.Database, ScratchDB: e.ScratchDB, KeptDB: e.KeptDB})
 	case EventRestoreProgress:
 		if r := inc.lastRestore(e.Time); r != nil {
 			r.Milestones = append(r.Milestones, NoteRecord{Time: e.Time, Text: e.Milestone})
 		}
+	case EventRestoreLoaded:
+		if r := inc.lastRestore(e.Time); r != nil {
+			r.Loaded, r.Error, r.Bytes = e.Result, e.Error, e.Bytes
+			r.Duration = seconds(e.Seconds)
+		}
+	case EventSwapStarted:
+		if r := inc.lastRestore(e.Time); r != nil {
+			r.Swap = &SwapRecord{Started: e.Time, TargetOID: e.TargetOID, ScratchOID: e.ScratchOID}
+			if e.KeptDB != "" {
+				r.KeptDB = e.KeptDB
+			}
+		}
+	case EventSwapFinished:
+		if r := inc.lastRestore(e.Time); r != nil {
+			if r.Swap == nil {
+				r.Swap = &SwapRecord{Started: e.Time}
+			}
+			r.Swap.Ended, r.Swap.Result, r.Swap.Error, r.Swap.Detail = e.Time, e.Result, e.Error, e.Detail
+		}
 	case EventRestoreFinished:
 		if r := inc.lastRestore(e.Time); r != nil {
-			r.Ended, r.Result, r.Error, r.Bytes = e.Time, e.Result, e.Error, e.Bytes
-			r.Duration = seconds(e.Seconds)
+			r.Ended, r.Result, r.Detail = e.Time, e.Result, e.Detail
+			if e.Error != "" || e.Result != ResultOK {
+				r.Error = e.Error
+			}
+			if e.Bytes > 0 {
+				r.Bytes = e.Bytes
+			}
+			if e.Seconds > 0 {
+				r.Duration = seconds(e.Seconds)
+			}
 			if r.Duration == 0 {
 				r.Duration = e.Time.Sub(r.Started)
 			}
@@ -204,7 +274,9 @@ func (inc *Incident) apply(e Event) {
 			if e.ScratchDB != "" {
 				r.ScratchDB = e.ScratchDB
 			}
-			r.KeptDB = e.KeptDB
+			if e.KeptDB != "" {
+				r.KeptDB = e.KeptDB
+			}
 		}
 	case EventCheckResult:
 		inc.Checks = append(inc.Checks, CheckRecord{Time: e.Time, Step: e.Step, Name: e.Title, Result: e.Result, Detail: e.Detail})
@@ -225,23 +297,19 @@ func (inc *Incident) apply(e Event) {
 	}
 }
 
-// lastRestore is the restore that events refer to; a finish or milestone without a
-// start (a journal begun mid-restore) opens one.
+// lastRestore is the restore that events refer to: the last one started. An event with
+// no restore before it (a damaged journal) opens one, so that it is not lost.
 func (inc *Incident) lastRestore(t time.Time) *RestoreRecord {
-	if n := len(inc.Restores); n > 0 && inc.Restores[n-1].Result == "" {
+	if n := len(inc.Restores); n > 0 {
 		return &inc.Restores[n-1]
 	}
 	inc.Restores = append(inc.Restores, RestoreRecord{Started: t})
 	return &inc.Restores[len(inc.Restores)-1]
 }
 
-// Restore is the last restore that finished, else the last one started, else nil.
+// Restore is the restore the incident's outcome rests on: the last one started (a later
+// attempt supersedes an earlier one, whatever became of either), or nil.
 func (inc *Incident) Restore() *RestoreRecord {
-	for i := len(inc.Restores) - 1; i >= 0; i-- {
-		if inc.Restores[i].Result != "" {
-			return &inc.Restores[i]
-		}
-	}
 	if n := len(inc.Restores); n > 0 {
 		return &inc.Restores[n-1]
 	}
@@ -274,6 +342,10 @@ func (inc *Incident) clone() *Incident {
 	c.Restores = append([]RestoreRecord(nil), inc.Restores...)
 	for i := range c.Restores {
 		c.Restores[i].Milestones = append([]NoteRecord(nil), c.Restores[i].Milestones...)
+		if sw := c.Restores[i].Swap; sw != nil {
+			cp := *sw
+			c.Restores[i].Swap = &cp
+		}
 	}
 	c.Checks = append([]CheckRecord(nil), inc.Checks...)
 	c.Ticks = append([]TickRecord(nil), inc.Ticks...)

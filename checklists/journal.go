@@ -30,9 +30,12 @@ const (
 	EventCommandShown    EventType = "command_shown"    // Step, Command
 	EventCommandRun      EventType = "command_run"      // Step, Command, ExitCode, Output, DryRun, Seconds, Error
 	EventBackupChosen    EventType = "backup_chosen"    // Backup, Location, BackupTime, Bytes (its size)
-	EventRestoreStarted  EventType = "restore_started"  // Backup, Database, ScratchDB
+	EventRestoreStarted  EventType = "restore_started"  // Step, Backup, Database (the target), ScratchDB, KeptDB (planned), Mode
 	EventRestoreProgress EventType = "restore_progress" // Milestone (stage changes, not every figure)
-	EventRestoreFinished EventType = "restore_finished" // Result, Error, Bytes, Seconds, Database, ScratchDB, KeptDB
+	EventRestoreLoaded   EventType = "restore_loaded"   // Result (ok: loaded and checked, waiting for its swap), Error, Bytes, Seconds
+	EventSwapStarted     EventType = "swap_started"     // Database, ScratchDB, KeptDB, TargetOID, ScratchOID: written before the swap, or no swap
+	EventSwapFinished    EventType = "swap_finished"    // Result (ok, failed, unknown), Error, Detail: what the server's catalog says
+	EventRestoreFinished EventType = "restore_finished" // Result: the restore's outcome (see RestoreRecord.State), Error, Detail, Bytes, Seconds, Database, KeptDB
 	EventCheckResult     EventType = "check_result"     // Title (the check), Result (pass, fail), Detail
 	EventChecklistTicked EventType = "checklist_ticked" // Title (the item), Who; Step when it is a step's item
 	EventNote            EventType = "note"             // Note, Who
@@ -40,13 +43,17 @@ const (
 	EventIncidentClosed  EventType = "incident_closed"  // Result (recovered, abandoned, drill-complete), Note
 )
 
-// Results of a restore, a check and an incident.
+// Results of a restore, a swap, a check and an incident. A restore's result is ok only
+// when the restored copy is live (swapped in or created) or, for a test restore, made.
 const (
-	ResultOK        = "ok"
-	ResultFailed    = "failed"
-	ResultCancelled = "cancelled"
-	CheckPass       = "pass"
-	CheckFail       = "fail"
+	ResultOK          = "ok"
+	ResultFailed      = "failed"
+	ResultCancelled   = "cancelled"
+	ResultAbandoned   = "abandoned"   // the restored copy was dropped without a swap
+	ResultInterrupted = "interrupted" // the drconsole running it ended before it finished
+	ResultUnknown     = "unknown"     // a swap was cut off and the server could not be asked
+	CheckPass         = "pass"
+	CheckFail         = "fail"
 )
 
 // Event is one line of the journal. Only the fields its Type lists are set.
@@ -85,6 +92,9 @@ type Event struct {
 	Database   string     `json:"database,omitempty"`
 	ScratchDB  string     `json:"scratch_db,omitempty"`
 	KeptDB     string     `json:"kept_db,omitempty"`
+	Mode       string     `json:"mode,omitempty"`        // a restore's mode: swap, create or test
+	TargetOID  uint32     `json:"target_oid,omitempty"`  // swap_started: the live database's OID before the swap
+	ScratchOID uint32     `json:"scratch_oid,omitempty"` // swap_started: the restored copy's OID
 }
 
 // Plan is the scenario as it stood when the incident started, so that a report made later
@@ -260,6 +270,16 @@ func Resume(stateDir, id string) (*Journal, error) {
 
 // OpenLatest resumes the most recently started incident that is still open.
 func OpenLatest(stateDir string) (*Journal, error) {
+	return openLatest(stateDir, func(IncidentSummary) bool { return true })
+}
+
+// OpenLatestOfKind resumes the most recently started open incident that is a drill, or
+// that is not: a real restore never joins a drill, nor a drill a real incident.
+func OpenLatestOfKind(stateDir string, drill bool) (*Journal, error) {
+	return openLatest(stateDir, func(s IncidentSummary) bool { return s.Drill == drill })
+}
+
+func openLatest(stateDir string, keep func(IncidentSummary) bool) (*Journal, error) {
 	list, err := List(stateDir)
 	if err != nil {
 		return nil, err
@@ -267,7 +287,7 @@ func OpenLatest(stateDir string) (*Journal, error) {
 	var latest *IncidentSummary
 	for i := range list {
 		s := &list[i]
-		if !s.Closed && s.Err == "" && (latest == nil || s.Started.After(latest.Started)) {
+		if !s.Closed && s.Err == "" && keep(*s) && (latest == nil || s.Started.After(latest.Started)) {
 			latest = s
 		}
 	}

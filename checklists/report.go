@@ -73,9 +73,14 @@ type ReportBackup struct {
 	SizeBytes int64      `json:"size_bytes,omitempty"`
 }
 
-// ReportRestore is the restore's figures.
+// ReportRestore is the restore's figures. Result is its final state: ok only when the
+// restored copy is live (swapped in or created) or, for a test restore, made; else failed,
+// cancelled, abandoned, interrupted, unknown (a swap cut off), swapping, loaded or running.
 type ReportRestore struct {
 	Result          string       `json:"result"`
+	Mode            string       `json:"mode,omitempty"`
+	Swap            string       `json:"swap,omitempty"` // the swap's result, when one started
+	Detail          string       `json:"detail,omitempty"`
 	Error           string       `json:"error,omitempty"`
 	Bytes           int64        `json:"bytes"`
 	DurationSeconds float64      `json:"duration_seconds"`
@@ -166,10 +171,16 @@ func BuildReport(inc *Incident, warnings []string, now time.Time) *Report {
 		}
 	}
 	if rs := inc.Restore(); rs != nil {
-		rr := &ReportRestore{Result: rs.Result, Error: rs.Error, Bytes: rs.Bytes, DurationSeconds: rs.Duration.Seconds(),
+		rr := &ReportRestore{Result: rs.State(), Mode: rs.Mode, Detail: rs.Detail, Error: rs.Error, Bytes: rs.Bytes, DurationSeconds: rs.Duration.Seconds(),
 			Database: rs.Database, ScratchDB: rs.ScratchDB, KeptDB: rs.KeptDB, Attempts: len(inc.Restores), Milestones: []ReportNote{}}
-		if rr.Result == "" {
-			rr.Result = "running"
+		if rs.Swap != nil {
+			rr.Swap = rs.Swap.Result
+			if rr.Swap == "" {
+				rr.Swap = "started, end not recorded"
+			}
+		}
+		if rs.Result != ResultOK && rs.Mode != "test" && (rs.Swap == nil || rs.Swap.Result != ResultOK) {
+			rr.KeptDB = "" // no swap happened: nothing was kept
 		}
 		if rs.Duration > 0 {
 			rr.BytesPerSecond = float64(rs.Bytes) / rs.Duration.Seconds()
@@ -330,6 +341,9 @@ func (r *Report) Markdown() string {
 	}
 	if rs := r.Restore; rs != nil {
 		p("- Result: %s", rs.Result)
+		if rs.Detail != "" {
+			p(": %s", oneLine(rs.Detail))
+		}
 		if rs.Error != "" {
 			p(" (%s)", oneLine(rs.Error))
 		}
