@@ -2,10 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"os"
 	"strings"
+	"time"
+
+	"golang.org/x/term"
 
 	"drconsole/checklists"
+	"drconsole/incident"
 	"drconsole/recovery"
 	"drconsole/storage"
 )
@@ -13,7 +20,7 @@ import (
 func init() {
 	register(&command{
 		name:    "restore",
-		usage:   "restore [--yes] [--gpg-key FILE] [--passphrase-file FILE] [--target-db NAME] [--json] BACKUP",
+		usage:   "restore [--yes] [--gpg-key FILE] [--passphrase-file FILE] [--target-db NAME] [--from-db NAME] [--no-owner] [--accept-missing-tables] [--drill] [--json] BACKUP",
 		summary: "restore a backup into a scratch database, check it, and swap it in for the live one",
 		run:     runRestore,
 	})
@@ -21,22 +28,27 @@ func init() {
 
 // restoreResult is restore's --json output.
 type restoreResult struct {
-	Backup   storage.Backup         `json:"backup"`
-	Location string                 `json:"location"`
-	Skipped  []storage.Skip         `json:"skipped_locations,omitempty"`
-	Mode     recovery.Mode          `json:"mode"`
-	Target   string                 `json:"target"`
-	Scratch  string                 `json:"scratch"`
-	Kept     string                 `json:"kept,omitempty"`
-	Server   string                 `json:"server"`
-	Swapped  bool                   `json:"swapped"`
-	Checks   []recovery.CheckResult `json:"checks"`
-	Read     int64                  `json:"bytes_read"`
-	Dump     int64                  `json:"dump_bytes"`
-	Tables   int                    `json:"tables"`
-	Seconds  float64                `json:"seconds"`
-	Warnings []string               `json:"warnings,omitempty"`
-	Error    string                 `json:"error,omitempty"`
+	Backup     storage.Backup         `json:"backup"`
+	Location   string                 `json:"location"`
+	Skipped    []storage.Skip         `json:"skipped_locations,omitempty"`
+	Repaired   []string               `json:"repaired,omitempty"`   // what an interrupted swap left, repaired first
+	Reconciled []string               `json:"reconciled,omitempty"` // earlier attempts of the incident, finished from the server's state
+	Mode       recovery.Mode          `json:"mode"`
+	Target     string                 `json:"target"`
+	Scratch    string                 `json:"scratch"`
+	Kept       string                 `json:"kept,omitempty"`
+	Server     string                 `json:"server"`
+	Result     string                 `json:"result"` // ok only when the restored copy is live, or the test restore made
+	Swapped    bool                   `json:"swapped"`
+	Checks     []recovery.CheckResult `json:"checks"`
+	Leftovers  []recovery.Leftover    `json:"leftovers,omitempty"`
+	Read       int64                  `json:"bytes_read"`
+	Dump       int64                  `json:"dump_bytes"`
+	Tables     int                    `json:"tables"`
+	Seconds    float64                `json:"seconds"`
+	Warnings   []string               `json:"warnings,omitempty"`
+	Journal    string                 `json:"journal,omitempty"`
+	Error      string                 `json:"error,omitempty"`
 }
 
 func runRestore(ctx context.Context, a *app, args []string) error {
@@ -48,10 +60,12 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 	key.add(fs)
 	yes := fs.Bool("yes", false, "swap without asking the operator to type the database name")
 	testDB := fs.String("target-db", "", "restore into this new `database`, run the checks and stop, without any swap (the monthly restore test)")
+	fromDB := fs.String("from-db", "", "the `database` the backup was taken from, when it is not the target: a backup of another database is refused unless named here")
 	noOwner := fs.Bool("no-owner", false, "do not restore object ownership (when the archive's roles do not exist on the target)")
+	accept := fs.Bool("accept-missing-tables", false, "with --yes: swap even when the live database has tables the restored copy lacks")
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
 	scenario := fs.String("scenario", checklists.DefaultScenario, "runbook `scenario` of the incident to start when none is open")
-	drill := fs.Bool("drill", false, "record a new incident as a drill")
+	drill := fs.Bool("drill", false, "a drill: restore and check for real in a scratch database, then drop it; nothing is ever swapped")
 	noJournal := fs.Bool("no-journal", false, "do not record the restore in an incident journal")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -60,10 +74,26 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 	if len(pos) != 1 {
 		return usagef("restore needs exactly one BACKUP (a path, a name, an s3:// URL or latest)")
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["target-db"] {
+		if err := recovery.ValidTarget(*testDB); err != nil {
+			return usageError{fmt.Errorf("--target-db: %w", err)}
+		}
+	}
+	if set["from-db"] && *fromDB == "" {
+		return usagef("--from-db needs the name of the database the backup was taken from")
+	}
+	// A swap needs the operator to type the database's name: without a terminal to type it
+	// on, say so now rather than after an hour of restoring.
+	if !*yes && !set["target-db"] && !*drill && !a.stdinIsTerminal() {
+		return usagef("restore swaps only when the operator types the database name, and standard input is not a terminal: give --yes to swap without asking (cron, CI), or --target-db NAME for a test restore")
+	}
 	cn, err := conn.resolve(a)
 	if err != nil {
 		return err
 	}
+	a.warnPasswordInArgs(cn)
 	keys, err := key.keys(a)
 	if err != nil {
 		return err
@@ -76,18 +106,27 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 	var j *checklists.Journal
 	if !*noJournal {
 		if j, err = a.incidentJournal(*scenario, *drill); err != nil {
-			return fmt.Errorf("incident journal: %w", err)
+			return fmt.Errorf("%w: %v", incident.ErrJournal, err)
 		}
 		defer j.Close()
 		j.AddSecret(cn.Password)
 		j.AddSecret(string(keys.Passphrase))
-		journalBackupChosen(j, src)
+	}
+	run := incident.New(j, checklists.Operator(a.getenv), *drill)
+	out := restoreResult{Backup: src.Backup, Location: src.Location.Name(), Skipped: skipped}
+	if j != nil {
+		out.Journal = j.Path()
 		if !*asJSON {
 			fmt.Fprintf(a.stderr, "journal: %s\n", j.Path())
 		}
 	}
-	out := restoreResult{Backup: src.Backup, Location: src.Location.Name(), Skipped: skipped}
-	err = restore(ctx, a, src, recovery.Options{Conn: cn, Keys: keys, TestDB: *testDB, NoOwner: *noOwner}, *yes, *asJSON, &out, j)
+	opts := recovery.Options{Conn: cn, Keys: keys, TestDB: *testDB, NoOwner: *noOwner, FromDB: *fromDB}
+	err = restore(ctx, a, run, src, opts, restoreChoices{yes: *yes, accept: *accept, quiet: *asJSON}, &out)
+	if err == nil && run.Err() != nil {
+		err = fmt.Errorf("the restore itself is done (%s), but %w", out.Result, run.Err())
+	} else if err != nil && run.Err() != nil && !errors.Is(err, incident.ErrJournal) {
+		fmt.Fprintf(a.stderr, "drconsole restore: and %v\n", run.Err())
+	}
 	if *asJSON {
 		if err != nil {
 			out.Error = oneLine(err)
@@ -97,17 +136,40 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 	return err
 }
 
-func restore(ctx context.Context, a *app, src recovery.Source, opts recovery.Options, yes, quiet bool, out *restoreResult, j *checklists.Journal) error {
+type restoreChoices struct {
+	yes, accept, quiet bool
+}
+
+func restore(ctx context.Context, a *app, run *incident.Run, src recovery.Source, opts recovery.Options, ch restoreChoices, out *restoreResult) error {
 	say := func(format string, args ...any) {
-		if !quiet {
+		if !ch.quiet {
 			fmt.Fprintf(a.stderr, format+"\n", args...)
 		}
 	}
+	// What an interrupted run left: repaired on the server, finished in the journal.
+	if did, err := run.Repair(ctx, opts.Conn); err == nil {
+		out.Repaired = did
+		for _, d := range did {
+			say("repaired: %s", d)
+		}
+	}
+	if said, err := run.Reconcile(ctx, opts.Conn); err != nil {
+		say("earlier attempt: %v", err)
+	} else {
+		out.Reconciled = said
+		for _, s := range said {
+			say("earlier attempt: %s", s)
+		}
+	}
+	step := restoreStep(run.Journal())
+	run.ChooseBackup(src, step)
 	plan, err := recovery.Prepare(ctx, src, opts)
 	if err != nil {
+		out.Result = checklists.ResultFailed
 		return err
 	}
-	out.Mode, out.Target, out.Scratch, out.Kept, out.Server = plan.Mode, plan.Target, plan.Scratch, plan.Kept, plan.Server
+	defer plan.Release()
+	out.Mode, out.Target, out.Scratch, out.Kept, out.Server, out.Leftovers = plan.Mode, plan.Target, plan.Scratch, plan.Kept, plan.Server, plan.Leftovers
 	say("plan: %s", plan.Describe())
 	for _, p := range plan.Passed {
 		say("  ok  %s", p)
@@ -116,73 +178,108 @@ func restore(ctx context.Context, a *app, src recovery.Source, opts recovery.Opt
 		say("  !!  %s", w)
 	}
 
-	prog := newProgress(a, "restore", quiet)
-	if j != nil {
-		j.Record(checklists.Event{Type: checklists.EventRestoreStarted, Backup: src.Backup.Name, Database: plan.Target, ScratchDB: plan.Scratch})
-		prog.onEvent = journalEvents(j, src.Backup.Name)
-	}
-	r, err := plan.Restore(ctx, prog)
-	if j != nil && r != nil {
-		journalChecks(j, r.Checks)
-	}
-	if r != nil {
-		out.Checks, out.Read, out.Dump, out.Tables, out.Seconds, out.Warnings = r.Checks, r.Read, r.Dump, r.Tables, r.Duration.Seconds(), r.Warnings
-	}
-	if r != nil && len(r.Checks) > 0 && !quiet {
-		printChecks(a, r.Checks)
+	att, err := run.Restore(ctx, plan, step, newProgress(a, "restore", ch.quiet))
+	r := att.Restored()
+	if rr := att.Last(); rr != nil {
+		out.Checks, out.Read, out.Dump, out.Tables, out.Seconds, out.Warnings = rr.Checks, rr.Read, rr.Dump, rr.Tables, rr.Duration.Seconds(), rr.Warnings
+		if len(rr.Checks) > 0 && !ch.quiet {
+			printChecks(a, rr.Checks)
+		}
 	}
 	if err != nil {
+		out.Result = outcomeWord(err)
 		return err
 	}
-	// From here the scratch database exists: anything but a swap drops it.
-	defer func() {
-		if aerr := r.Abandon(context.Background()); aerr != nil {
-			fmt.Fprintf(a.stderr, "drconsole: could not drop scratch database %s: %v\n", plan.Scratch, aerr)
-		}
-	}()
-	say("restored %s of dump (%d tables) in %s", humanBytes(r.Dump), r.Tables, shortDuration(r.Duration))
+	say("restored %s of dump (%d tables) in %s", humanBytes(out.Dump), out.Tables, shortDuration(time.Duration(out.Seconds*float64(time.Second))))
 	if plan.Mode == recovery.ModeTest {
+		out.Result = checklists.ResultOK
 		say("test restore: %s holds the backup; nothing was swapped", plan.Target)
 		return nil
 	}
-	if !yes {
+	if run.Drill() {
+		err := att.Abandon(context.Background(), "drill: the restored copy was checked; a drill never swaps")
+		out.Result = checklists.ResultAbandoned
+		if err != nil {
+			return fmt.Errorf("drill: the restored copy %s could not be dropped: %w", plan.Scratch, err)
+		}
+		say("drill: %s was restored and checked, then dropped; %s is untouched", plan.Scratch, plan.Target)
+		return nil
+	}
+	accept := ch.accept
+	if !ch.yes {
 		prompt := fmt.Sprintf("Type the database name %q to swap the restored copy in (anything else abandons it): ", plan.Target)
 		if plan.Mode == recovery.ModeCreate {
 			prompt = fmt.Sprintf("Type the database name %q to create it from the restored copy: ", plan.Target)
 		}
+		if missing := recovery.Unconfirmed(r.Checks); len(missing) > 0 {
+			say("!! %s: %s", missing[0].Name, missing[0].Detail)
+			prompt = fmt.Sprintf("Type the database name %q to swap the restored copy in ANYWAY (anything else abandons it): ", plan.Target)
+			accept = true // typed after being shown what is missing
+		}
 		if !a.confirm(ctx, prompt, plan.Target) {
+			why := "not confirmed"
 			if ctx.Err() != nil {
-				return fmt.Errorf("%w: stopped at the confirmation; %s dropped, %s untouched", recovery.ErrCancelled, plan.Scratch, plan.Target)
+				why = "stopped at the confirmation"
 			}
-			return fmt.Errorf("%w: not confirmed; %s dropped, %s untouched", recovery.ErrCancelled, plan.Scratch, plan.Target)
+			if aerr := att.Abandon(context.Background(), why); aerr != nil {
+				fmt.Fprintf(a.stderr, "drconsole: could not drop scratch database %s: %v\n", plan.Scratch, aerr)
+			}
+			out.Result = checklists.ResultAbandoned
+			return fmt.Errorf("%w: %s; %s dropped, %s untouched", recovery.ErrCancelled, why, plan.Scratch, plan.Target)
 		}
 	}
-	swapProg := newProgress(a, "swap", quiet)
-	if j != nil {
-		swapProg.onEvent = func(e recovery.Event) {
-			j.Record(checklists.Event{Type: checklists.EventRestoreProgress, Milestone: "swap: " + e.Message})
-		}
-	}
-	sw, err := r.Swap(ctx, swapProg)
+	sw, err := att.Swap(ctx, newProgress(a, "swap", ch.quiet), accept)
 	if err != nil {
+		if errors.Is(err, recovery.ErrSwapUnknown) {
+			out.Result = checklists.ResultUnknown
+			return err // the restored copy stays: it may be the live database now
+		}
+		if aerr := att.Abandon(context.Background(), "the swap did not happen"); aerr != nil {
+			fmt.Fprintf(a.stderr, "drconsole: could not drop scratch database %s: %v\n", plan.Scratch, aerr)
+		}
+		out.Result = outcomeWord(err)
 		return err
 	}
-	if j != nil {
-		j.Record(checklists.Event{Type: checklists.EventRestoreFinished, Result: checklists.ResultOK, Backup: src.Backup.Name, Database: sw.Live, ScratchDB: plan.Scratch, KeptDB: sw.Kept, Bytes: r.Read, Seconds: r.Duration.Seconds(), Detail: "swapped in"})
+	out.Swapped, out.Result, out.Kept = true, checklists.ResultOK, sw.Kept
+	if sw.Note != "" {
+		say("note: %s", sw.Note)
 	}
-	out.Swapped = true
 	if sw.Kept != "" {
-		say("done: %s is the restored database; the previous one is kept as %s (drop it when no longer needed)", sw.Live, sw.Kept)
+		say("done: %s is the restored database; the previous one is kept as %s (drop it when no longer needed: drconsole check --drop-kept)", sw.Live, sw.Kept)
 	} else {
-		say("done: %s created from %s", sw.Live, src.Backup.Name)
+		say("done: %s created from %s", sw.Live, storage.Printable(src.Backup.Name))
 	}
 	return nil
+}
+
+func outcomeWord(err error) string {
+	if errors.Is(err, recovery.ErrCancelled) || errors.Is(err, context.Canceled) {
+		return checklists.ResultCancelled
+	}
+	return checklists.ResultFailed
+}
+
+func (a *app) stdinIsTerminal() bool {
+	f, ok := a.stdin.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// warnPasswordInArgs says once that a password on the command line is readable by every
+// user of the machine, and what to use instead.
+func (a *app) warnPasswordInArgs(cn *recovery.Conn) {
+	if cn.PasswordInArgs {
+		fmt.Fprintln(a.stderr, "drconsole: warning: the password in --db-url is visible to every user of this machine (ps); use DB_PASSWORD, PGPASSWORD or ~/.pgpass instead")
+	}
 }
 
 func printChecks(a *app, checks []recovery.CheckResult) {
 	fmt.Fprintln(a.stderr, "checks:")
 	for _, c := range checks {
-		line := fmt.Sprintf("  %-5s %-32s %s", strings.ToUpper(string(c.Status)), c.Name, c.Actual)
+		status := strings.ToUpper(string(c.Status))
+		if c.Confirm && c.Status == recovery.CheckFail {
+			status = "HOLD"
+		}
+		line := fmt.Sprintf("  %-5s %-32s %s", status, c.Name, c.Actual)
 		if c.Expected != "" && c.Expected != c.Actual {
 			line += " (expected " + c.Expected + ")"
 		}

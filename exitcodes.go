@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 
+	"drconsole/incident"
 	"drconsole/recovery"
 	"drconsole/storage"
 )
@@ -21,6 +22,8 @@ const (
 	exitChecks      = 6   // integrity checks failed (or the restore itself reported errors)
 	exitPreflight   = 7   // refused before starting: missing privileges or roles, tools too old
 	exitUnreachable = 8   // backup location unreachable, or no such backup
+	exitSignature   = 9   // the backup is not signed by a trusted key, or its signature does not verify
+	exitJournal     = 10  // the incident journal could not be written (the work itself is described on stderr)
 	exitCancelled   = 130 // interrupted (Ctrl-C, hang-up, SIGTERM); nothing was left half-done
 )
 
@@ -45,6 +48,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, context.Canceled), errors.Is(err, recovery.ErrCancelled):
 		return exitCancelled
+	case errors.Is(err, incident.ErrJournal):
+		return exitJournal
 	case errors.Is(err, recovery.ErrWrongKey), errors.Is(err, recovery.ErrNoKey):
 		return exitKey
 	case errors.Is(err, recovery.ErrCorrupt), errors.Is(err, recovery.ErrTruncated), errors.Is(err, recovery.ErrNotBackup):

@@ -2,18 +2,17 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"os"
 
 	"drconsole/checklists"
-	"drconsole/recovery"
 )
 
-// incidentJournal puts a CLI restore on record: it joins the open incident, or starts one
-// for --scenario, so a recovery done without the console is in the journal and the report.
+// incidentJournal puts a CLI restore on record: it joins the open incident of its kind
+// (a drill joins a drill, a real restore a real incident), or starts one for --scenario,
+// so a recovery done without the console is in the journal and the report.
 func (a *app) incidentJournal(scenarioID string, drill bool) (*checklists.Journal, error) {
 	stateDir := checklists.StateDir(a.stateDir, a.getenv)
-	j, err := checklists.OpenLatest(stateDir)
+	j, err := checklists.OpenLatestOfKind(stateDir, drill)
 	if err == nil {
 		return j, nil
 	}
@@ -32,44 +31,16 @@ func (a *app) incidentJournal(scenarioID string, drill bool) (*checklists.Journa
 	return checklists.StartIncident(checklists.StartOptions{StateDir: stateDir, Runbook: rb, Scenario: sc, Drill: drill, Operator: checklists.Operator(a.getenv), Host: host})
 }
 
-// journalEvents records a run's stage changes and result; figures are not journaled.
-func journalEvents(j *checklists.Journal, backup string) func(recovery.Event) {
-	return func(e recovery.Event) {
-		switch {
-		case e.Final:
-			ev := checklists.Event{Type: checklists.EventRestoreFinished, Backup: backup, Bytes: e.Read, Result: checklists.ResultOK}
-			if e.Err != nil {
-				ev.Result, ev.Error = checklists.ResultFailed, e.Err.Error()
-				if errors.Is(e.Err, recovery.ErrCancelled) {
-					ev.Result = checklists.ResultCancelled
-				}
-			}
-			j.Record(ev)
-		case e.Message != "" && !isToolLine(e.Message):
-			j.Record(checklists.Event{Type: checklists.EventRestoreProgress, Milestone: fmt.Sprintf("%s: %s", e.Stage, e.Message)})
+// restoreStep is the step of the incident's plan a restore belongs to: its restore step,
+// so that the CLI's restore lands where the console's would.
+func restoreStep(j *checklists.Journal) int {
+	if j == nil {
+		return 0
+	}
+	for i, s := range j.Incident().Plan.Steps {
+		if s.Kind == checklists.KindRestore {
+			return i + 1
 		}
 	}
-}
-
-func journalChecks(j *checklists.Journal, checks []recovery.CheckResult) {
-	for _, c := range checks {
-		res := checklists.CheckPass
-		if c.Status == recovery.CheckFail {
-			res = checklists.CheckFail
-		}
-		detail := fmt.Sprintf("%s: %s", c.Status, c.Actual)
-		if c.Expected != "" {
-			detail += " (live: " + c.Expected + ")"
-		}
-		j.Record(checklists.Event{Type: checklists.EventCheckResult, Title: c.Name, Result: res, Detail: detail})
-	}
-}
-
-func journalBackupChosen(j *checklists.Journal, src recovery.Source) {
-	ev := checklists.Event{Type: checklists.EventBackupChosen, Backup: src.Backup.Name, Location: src.Location.Name(), Bytes: src.Backup.Size}
-	if !src.Backup.Time.IsZero() {
-		t := src.Backup.Time
-		ev.BackupTime = &t
-	}
-	j.Record(ev)
+	return 0
 }

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"drconsole/storage"
 )
 
 // app is what every subcommand gets: the process's streams and environment, and the
@@ -104,7 +106,12 @@ func (a *app) main(args []string) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	fmt.Fprintf(a.stderr, "drconsole %s: %s\n", displayName(c), oneLine(err))
+	fmt.Fprintf(a.stderr, "drconsole %s: %s\n", displayName(c), storage.Printable(oneLine(err)))
+	if ctx.Err() != nil {
+		// Interrupted: whatever the error says (a connection cut by the cancel, say), the
+		// run was cancelled, and it cleaned up before returning.
+		return exitCancelled
+	}
 	return exitCode(err)
 }
 

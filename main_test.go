@@ -131,7 +131,7 @@ func TestCLIBackupRestoreVerifyCheck(t *testing.T) {
 		t.Fatalf("journals: %v", journals)
 	}
 	jdata, _ := os.ReadFile(journals[0])
-	if !strings.Contains(string(jdata), `"restore_finished"`) || !strings.Contains(string(jdata), "swapped in") || !strings.Contains(string(jdata), name) {
+	if !strings.Contains(string(jdata), `"type":"swap_finished","step":4,"result":"ok"`) || !strings.Contains(string(jdata), `"result":"ok","detail":"`+db+` is the restored copy`) || !strings.Contains(string(jdata), name) {
 		t.Errorf("journal lacks the restore:\n%s", jdata)
 	}
 	if strings.Contains(string(jdata), c.Password) {
@@ -173,7 +173,7 @@ func TestCLIExitCodesForBadInput(t *testing.T) {
 		{"typo'd database for check", []string{"check", "--db-url", c.URL(db + "_typo")}, exitDatabase},
 		{"no such backup", []string{"restore", "--yes", "--db-url", c.URL(db), "spywatcher_full_19990101_000000.dump.gz"}, exitUnreachable},
 		{"unknown flag", []string{"restore", "--frobnicate", name}, exitUsage},
-		{"not confirmed", []string{"restore", "--gpg-key", key.SecretFile, "--db-url", c.URL(db), name}, exitCancelled},
+		{"no terminal to confirm on", []string{"restore", "--gpg-key", key.SecretFile, "--db-url", c.URL(db), name}, exitUsage},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

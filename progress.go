@@ -39,7 +39,7 @@ func (p *progressPrinter) Report(e recovery.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if e.Message != "" {
-		if isToolLine(e.Message) {
+		if e.Tool {
 			return
 		}
 		p.clear()
@@ -57,10 +57,6 @@ func (p *progressPrinter) Report(e recovery.Event) {
 	p.clear()
 	fmt.Fprint(p.w, line)
 	p.lastLine = len(line)
-}
-
-func isToolLine(m string) bool {
-	return strings.HasPrefix(m, "pg_restore:") || strings.HasPrefix(m, "psql:")
 }
 
 func (p *progressPrinter) clear() {
