@@ -9,6 +9,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"drconsole/checklists"
+	"drconsole/incident"
 	"drconsole/recovery"
 )
 
@@ -18,7 +19,8 @@ import (
 type checksScreen struct {
 	s        *session
 	step     int
-	restored *recovery.Restored // nil: live checks
+	att      *incident.Attempt  // the restore attempt whose copy this is; nil: live checks
+	restored *recovery.Restored // what the restore returned (its figures and checks); nil: live checks
 	err      error              // the restore's error (checks failed)
 	results  []recovery.CheckResult
 	loaded   bool
@@ -44,10 +46,13 @@ var (
 	keyNext    = key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "continue"))
 )
 
-func newChecksScreen(s *session, step int, r *recovery.Restored, err error) *checksScreen {
-	c := &checksScreen{s: s, step: step, restored: r, err: err, loaded: true}
-	if r != nil {
-		c.results = r.Checks
+func newChecksScreen(s *session, step int, att *incident.Attempt, err error) *checksScreen {
+	c := &checksScreen{s: s, step: step, att: att, err: err, loaded: true}
+	if att != nil {
+		c.restored = att.Last()
+	}
+	if c.restored != nil {
+		c.results = c.restored.Checks
 	}
 	return c
 }
@@ -76,25 +81,19 @@ func (c *checksScreen) init() tea.Cmd {
 		ctx, conn := s.opt.Context, s.opt.Conn
 		return func() tea.Msg { return liveChecksMsg{recovery.RunChecks(ctx, conn, conn.Database, "")} }
 	}
-	return c.journalResults()
+	// A restore's checks were journaled by its attempt.
+	return func() tea.Msg { return journaledMsg{} }
 }
 
-func (c *checksScreen) journalResults() tea.Cmd {
-	var evs []checklists.Event
-	for _, r := range c.results {
-		res := string(r.Status) // pass, fail, warn, info, skip
-		detail := r.Detail
-		if r.Expected != "" || r.Actual != "" {
-			detail = strings.TrimSpace(fmt.Sprintf("expected %s, actual %s %s", r.Expected, r.Actual, r.Detail))
-		}
-		evs = append(evs, checklists.Event{Type: checklists.EventCheckResult, Step: c.checksStep(), Title: r.Name, Result: res, Detail: detail})
-	}
-	return c.s.record(evs...)
+// waiting reports whether the restored copy is still beside the live database, to be
+// swapped in or abandoned.
+func (c *checksScreen) waiting() bool {
+	return c.att != nil && c.err == nil && c.done == ""
 }
 
 func (c *checksScreen) canSwap() bool {
 	r := c.restored
-	return r != nil && c.err == nil && c.done == "" && !c.s.drill && r.Plan.Mode != recovery.ModeTest && len(recovery.Failed(r.Checks)) == 0
+	return c.waiting() && r != nil && !c.s.drill && r.Plan.Mode != recovery.ModeTest && len(recovery.Failed(r.Checks)) == 0
 }
 
 func (c *checksScreen) update(msg tea.Msg) (screen, tea.Cmd) {
@@ -102,7 +101,7 @@ func (c *checksScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 	switch msg := msg.(type) {
 	case liveChecksMsg:
 		c.loaded, c.results = true, msg.results
-		return c, c.journalResults()
+		return c, s.record(incident.CheckEvents(c.checksStep(), msg.results)...)
 	case swappedMsg: // the command has journaled the outcome
 		c.working, s.cancelWork = false, nil
 		refresh := func() tea.Msg { return journaledMsg{} }
@@ -110,7 +109,7 @@ func (c *checksScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			c.workErr = msg.err
 			return c, refresh
 		}
-		c.done, s.swapped, s.restored = "swapped", msg.swapped, nil
+		c.done, s.swapped, s.attempt = "swapped", msg.swapped, nil
 		return c, tea.Sequence(refresh, func() tea.Msg { return replaceMsg{newChecklistScreen(s)} })
 	case abandonedMsg: // the command has journaled the outcome
 		c.working, s.cancelWork = false, nil
@@ -118,7 +117,7 @@ func (c *checksScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			c.workErr = msg.err
 			return c, nil
 		}
-		c.done, s.restored = "abandoned", nil
+		c.done, s.attempt = "abandoned", nil
 		return c, func() tea.Msg { return journaledMsg{} }
 	case tea.KeyPressMsg:
 		k := msg.String()
@@ -137,10 +136,10 @@ func (c *checksScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			c.scroll = max(c.scroll-1, 0)
 		case key.Matches(msg, keySwap) && c.canSwap() && !c.working:
 			c.confirm = "swap"
-		case key.Matches(msg, keyAbandon) && c.restored != nil && c.err == nil && c.done == "" && !c.working:
+		case key.Matches(msg, keyAbandon) && c.waiting() && !c.working:
 			c.confirm = "abandon"
 		case key.Matches(msg, keyNext) && !c.working:
-			if c.restored == nil || c.done != "" || c.err != nil {
+			if !c.waiting() {
 				var rec tea.Cmd
 				if c.restored == nil && c.err == nil && c.loaded && c.workErr == nil {
 					rec = s.record(c.finishSteps("checks run")...)
@@ -172,55 +171,37 @@ func (c *checksScreen) finishSteps(note string) []checklists.Event {
 }
 
 // work swaps in or abandons the restored copy. The command owns the copy while it runs
-// (dropScratch leaves it alone), is counted in Work, and journals its own outcome, so a
-// quit or hang-up that ends the program before its message arrives loses nothing.
+// (dropScratch leaves it alone), is counted in Work, and the attempt journals its
+// outcome, so a quit or hang-up that ends the program before its message arrives loses
+// nothing.
 func (c *checksScreen) work(what string) tea.Cmd {
 	s := c.s
-	r := c.restored
-	if owned := s.takeScratch(); owned != nil && owned != r {
-		s.keepScratch(owned, s.journal) // not ours: leave it where it was
+	att := c.att
+	if owned := s.takeScratch(); owned != nil && owned != att {
+		s.keepScratch(owned) // not ours: leave it where it was
 	}
 	ctx, done := s.startWork()
 	c.working = true
-	j, who := s.journal, s.opt.Operator
-	record := func(evs ...checklists.Event) {
-		if j == nil {
-			return
-		}
-		for _, e := range evs {
-			if j.Record(e) != nil {
-				return
-			}
-		}
-	}
+	run := s.run
 	if what == "swap" {
-		finish, swap := c.finishSteps("restored, checked and swapped in"), s.swap
+		finish := c.finishSteps("restored, checked and swapped in")
+		accept := len(recovery.Unconfirmed(c.results)) > 0 // the operator was shown what is missing and said yes
 		return func() tea.Msg {
 			defer done()
-			sw, err := swap(ctx, r)
+			sw, err := att.Swap(ctx, nil, accept)
 			if err != nil {
-				record(checklists.Event{Type: checklists.EventNote, Who: who, Note: "swap failed: " + err.Error()})
-				s.keepScratch(r, j) // still beside the live one: dropped on leaving
+				if !att.Finished() {
+					s.keepScratch(att) // still beside the live one: dropped on leaving
+				}
 				return swappedMsg{nil, err}
 			}
-			note := fmt.Sprintf("swapped: %s is the restored database", sw.Live)
-			if sw.Kept != "" {
-				note += "; the previous one is kept as " + sw.Kept
-			}
-			record(append([]checklists.Event{{Type: checklists.EventNote, Who: who, Note: note}}, finish...)...)
+			run.Record(finish...)
 			return swappedMsg{sw, nil}
 		}
 	}
-	abandon := s.abandon
 	return func() tea.Msg {
 		defer done()
-		err := abandon(ctx, r)
-		if err != nil {
-			record(checklists.Event{Type: checklists.EventNote, Who: who, Note: "could not abandon the restored copy: scratch database " + r.Plan.Scratch + ": " + err.Error()})
-		} else {
-			record(checklists.Event{Type: checklists.EventNote, Who: who, Note: "restored copy abandoned: scratch database " + r.Plan.Scratch + " dropped"})
-		}
-		return abandonedMsg{err}
+		return abandonedMsg{att.Abandon(ctx, "abandoned by "+s.opt.Operator+" in the console")}
 	}
 }
 
@@ -244,12 +225,17 @@ func (c *checksScreen) view(w, h int) string {
 		b.WriteString(s.st.Danger.Render(wrap("✗ "+c.err.Error(), w)) + "\n" + wrap(advice(c.err), w) + "\n")
 	case c.working:
 		b.WriteString(s.st.Accent.Render("Working…") + "\n")
+	case c.confirm == "swap" && len(recovery.Unconfirmed(c.results)) > 0:
+		m := recovery.Unconfirmed(c.results)[0]
+		b.WriteString(s.st.Danger.Render(wrap(fmt.Sprintf("%s. Swap %s in as %s ANYWAY? The current %s is kept as %s. (y/n)", m.Detail, c.restored.Plan.Scratch, c.restored.Plan.Target, c.restored.Plan.Target, c.restored.Plan.Kept), w)) + "\n")
 	case c.confirm == "swap":
 		b.WriteString(s.st.Danger.Render(wrap(fmt.Sprintf("Swap %s in as %s? The current %s is kept as %s. (y/n)", c.restored.Plan.Scratch, c.restored.Plan.Target, c.restored.Plan.Target, c.restored.Plan.Kept), w)) + "\n")
 	case c.confirm == "abandon":
 		b.WriteString(s.st.Danger.Render("Abandon this restore and drop "+c.restored.Plan.Scratch+"? (y/n)") + "\n")
 	case c.done == "abandoned":
 		b.WriteString(s.st.Muted.Render("Abandoned: the scratch database was dropped; the live database is untouched.") + "\n")
+	case c.canSwap() && len(recovery.Unconfirmed(c.results)) > 0:
+		b.WriteString(s.st.Warning.Render(wrap("The copy lacks tables the live database has (see HOLD below): s swaps it in only after you confirm; a abandons it.", w)) + "\n")
 	case c.canSwap():
 		b.WriteString(s.st.Success.Render("All blocking checks passed:") + " s swaps it in, a abandons it.\n")
 	case c.restored != nil && s.drill:
@@ -262,12 +248,14 @@ func (c *checksScreen) view(w, h int) string {
 	b.WriteString(s.st.Muted.Render(fmt.Sprintf("  %-6s%-*s  %-*s  %s", "", nameW, "Check", valW, "Expected", "Actual")) + "\n")
 	for _, r := range c.results[min(c.scroll, len(c.results)):] {
 		mark := s.st.Success.Render("pass  ")
-		switch r.Status {
-		case recovery.CheckFail:
+		switch {
+		case r.Status == recovery.CheckFail && r.Confirm:
+			mark = s.st.Warning.Render("HOLD  ")
+		case r.Status == recovery.CheckFail:
 			mark = s.st.Danger.Render("FAIL  ")
-		case recovery.CheckWarn:
+		case r.Status == recovery.CheckWarn:
 			mark = s.st.Warning.Render("warn  ")
-		case recovery.CheckInfo, recovery.CheckSkip:
+		case r.Status == recovery.CheckInfo, r.Status == recovery.CheckSkip:
 			mark = s.st.Muted.Render(fmt.Sprintf("%-6s", string(r.Status)))
 		}
 		actual := strings.ReplaceAll(r.Actual, "\n", "; ")
@@ -301,7 +289,7 @@ func (c *checksScreen) keys() []key.Binding {
 	if c.canSwap() {
 		ks = append(ks, keySwap)
 	}
-	if c.restored != nil && c.done == "" && c.err == nil {
+	if c.waiting() {
 		ks = append(ks, keyAbandon)
 	} else {
 		ks = append(ks, keyNext)
@@ -309,6 +297,4 @@ func (c *checksScreen) keys() []key.Binding {
 	return ks
 }
 func (c *checksScreen) typing() bool { return false }
-func (c *checksScreen) busy() bool {
-	return c.working || (c.restored != nil && c.done == "" && c.err == nil)
-}
+func (c *checksScreen) busy() bool   { return c.working || c.waiting() }

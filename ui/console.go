@@ -16,6 +16,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"drconsole/checklists"
+	"drconsole/incident"
 	"drconsole/recovery"
 	"drconsole/storage"
 )
@@ -49,24 +50,26 @@ type session struct {
 	width, height int
 	now           time.Time
 	journal       *checklists.Journal
+	run           *incident.Run // the incident being worked: every restore, swap and record goes through it
 	inc           *checklists.Incident
 	scenario      *checklists.Scenario
 	drill         bool
 	cancelWork    context.CancelFunc // the restore or swap running now, if any
-	restored      *recovery.Restored // the screens' view of the scratch copy; scratch owns it
+	attempt       *incident.Attempt  // the screens' view of the restore waiting for its swap; scratch owns it
 	swapped       *recovery.Swapped
 
-	// The engine's operations, replaceable in tests.
-	restore func(context.Context, *recovery.Plan, recovery.Reporter) (*recovery.Restored, error)
-	swap    func(context.Context, *recovery.Restored) (*recovery.Swapped, error)
-	abandon func(context.Context, *recovery.Restored) error
+	// engine does the restores, swaps and abandons of every incident run; tests replace it.
+	engine incident.Engine
+	// repaired: what the look at the server repaired before an incident was open; it is
+	// recorded in the incident once one is.
+	repaired []string
 
 	// mu guards scratch and leaving, which work goroutines share with Update. scratch is
 	// a restored copy nobody is working on; a swap or abandon in flight takes it out and
 	// owns it until it ends. leaving: the console is quitting, so a copy handed back
 	// after that is dropped by whoever hands it back.
 	mu      sync.Mutex
-	scratch *recovery.Restored
+	scratch *incident.Attempt
 	leaving bool
 }
 
@@ -103,9 +106,11 @@ type (
 	journaledMsg struct{ err error }
 	// HangupMsg is sent by the command line when the terminal went away.
 	HangupMsg struct{}
-	// incidentOpenedMsg: a journal was started or resumed.
+	// incidentOpenedMsg: a journal was started or resumed; found is what was learnt about
+	// earlier attempts from the server (an interrupted swap, a scratch copy left behind).
 	incidentOpenedMsg struct {
 		journal *checklists.Journal
+		found   []string
 		err     error
 	}
 )
@@ -132,13 +137,7 @@ func New(opt Options) Model {
 	if opt.Progress == 0 {
 		opt.Progress = 100 * time.Millisecond
 	}
-	s := &session{opt: opt, st: newStyles(opt.Theme), width: 80, height: 24, now: opt.Now(), drill: opt.Drill,
-		restore: func(ctx context.Context, p *recovery.Plan, rep recovery.Reporter) (*recovery.Restored, error) {
-			return p.Restore(ctx, rep)
-		},
-		swap:    func(ctx context.Context, r *recovery.Restored) (*recovery.Swapped, error) { return r.Swap(ctx, nil) },
-		abandon: func(ctx context.Context, r *recovery.Restored) error { return r.Abandon(ctx) },
-	}
+	s := &session{opt: opt, st: newStyles(opt.Theme), width: 80, height: 24, now: opt.Now(), drill: opt.Drill, engine: incident.Recovery}
 	h := help.New()
 	h.Styles = s.st.Help
 	return Model{s: s, stack: []screen{newStartScreen(s)}, help: h}
@@ -156,18 +155,11 @@ func (m Model) top() screen { return m.stack[len(m.stack)-1] }
 
 // record appends events to the journal in order, off the update loop.
 func (s *session) record(events ...checklists.Event) tea.Cmd {
-	j := s.journal
-	if j == nil || len(events) == 0 {
+	run := s.run
+	if run == nil || len(events) == 0 {
 		return nil
 	}
-	return func() tea.Msg {
-		for _, e := range events {
-			if err := j.Record(e); err != nil {
-				return journaledMsg{err}
-			}
-		}
-		return journaledMsg{}
-	}
+	return func() tea.Msg { return journaledMsg{run.Record(events...)} }
 }
 
 func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
@@ -191,8 +183,9 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, tick()
 	case journaledMsg:
 		if msg.err != nil {
-			m.status = "journal: " + msg.err.Error()
-		} else if s.journal != nil {
+			m.status = msg.err.Error()
+		}
+		if s.journal != nil {
 			s.inc = s.journal.Incident()
 		}
 		return m, nil
@@ -216,15 +209,22 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		s.journal, s.inc = msg.journal, msg.journal.Incident()
 		s.drill = s.inc.Drill
+		s.run = incident.New(msg.journal, s.opt.Operator, s.drill)
+		s.run.Engine = s.engine
 		if sc, ok := s.opt.Runbook.Scenario(s.inc.Scenario); ok {
 			s.scenario = sc
 		} else {
 			s.scenario = scenarioFromPlan(s.inc)
 		}
-		m.status = ""
+		m.status = strings.Join(msg.found, " · ")
+		var notes []checklists.Event
+		for _, r := range s.repaired {
+			notes = append(notes, checklists.Event{Type: checklists.EventNote, Who: "drconsole", Note: "repaired: " + r})
+		}
+		s.repaired = nil
 		home := newScenarioScreen(s)
 		m.stack = []screen{home}
-		return m, home.init()
+		return m, tea.Batch(home.init(), s.record(notes...))
 	case pushMsg:
 		m.stack = append(m.stack, msg.s)
 		m.status = ""
@@ -300,55 +300,49 @@ func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 func (s *session) dropScratch() tea.Cmd {
 	s.mu.Lock()
 	s.leaving = true
-	r := s.scratch
+	a := s.scratch
 	s.scratch = nil
 	s.mu.Unlock()
-	s.restored = nil
-	if r == nil {
+	s.attempt = nil
+	if a == nil {
 		return nil
 	}
-	j, work, abandon := s.journal, s.opt.Work, s.abandon
+	work := s.opt.Work
 	work.Add(1)
 	return func() tea.Msg {
 		defer work.Done()
-		dropOnLeaving(r, j, abandon)
+		dropOnLeaving(a)
 		return nil
 	}
 }
 
-// dropOnLeaving drops r's scratch database and journals it.
-func dropOnLeaving(r *recovery.Restored, j *checklists.Journal, abandon func(context.Context, *recovery.Restored) error) {
-	note := "scratch database " + r.Plan.Scratch + " dropped on leaving the console"
-	if err := abandon(context.Background(), r); err != nil {
-		note = "could not drop scratch database " + r.Plan.Scratch + ": " + err.Error()
-	}
-	if j != nil {
-		_ = j.Record(checklists.Event{Type: checklists.EventNote, Note: note})
-	}
+// dropOnLeaving drops a's restored copy; the attempt journals it.
+func dropOnLeaving(a *incident.Attempt) {
+	_ = a.Abandon(context.Background(), "dropped on leaving the console")
 }
 
 // keepScratch hands a restored copy to the session, from a work goroutine, before it
 // reports itself done in Work. If the console is already leaving, the copy is dropped
 // here instead, since dropScratch has run and will not see it.
-func (s *session) keepScratch(r *recovery.Restored, j *checklists.Journal) {
+func (s *session) keepScratch(a *incident.Attempt) {
 	s.mu.Lock()
 	leaving := s.leaving
 	if !leaving {
-		s.scratch = r
+		s.scratch = a
 	}
 	s.mu.Unlock()
 	if leaving {
-		dropOnLeaving(r, j, s.abandon)
+		dropOnLeaving(a)
 	}
 }
 
 // takeScratch takes the restored copy for a swap or abandon, which then owns it.
-func (s *session) takeScratch() *recovery.Restored {
+func (s *session) takeScratch() *incident.Attempt {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.scratch
+	a := s.scratch
 	s.scratch = nil
-	return r
+	return a
 }
 
 // startWork starts work that quitting or a hang-up cancels: it is counted in Work and
@@ -402,6 +396,8 @@ func (m Model) Render() string {
 		statusLine = s.st.Danger.Render("Work is running. Cancel it and quit? (y/n)")
 	case m.status != "":
 		statusLine = s.st.Danger.Render(m.status)
+	case s.run != nil && s.run.Err() != nil:
+		statusLine = s.st.Danger.Render("JOURNAL NOT WRITTEN (no swap until it is): " + s.run.Err().Error())
 	}
 	bodyH := h - 2 - len(footLines) - 1
 	body := m.top().view(w, bodyH)

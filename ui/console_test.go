@@ -15,6 +15,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"drconsole/checklists"
+	"drconsole/incident"
 	"drconsole/recovery"
 	"drconsole/storage"
 )
@@ -437,7 +438,7 @@ func TestChecksSwapNeedsConfirmation(t *testing.T) {
 			{Name: `"Session" table exists`, Status: recovery.CheckPass, Actual: "true"},
 			{Name: "WAL archiving (pg_stat_archiver)", Status: recovery.CheckInfo, Actual: "archived=120 failed=0 last=000000010000000000000042 at 2024-01-25 13:59:01+00"},
 		}}
-	h.send(pushMsg{newChecksScreen(h.m.s, 4, r, nil)})
+	h.send(pushMsg{newChecksScreen(h.m.s, 4, h.restored(r, nil), nil)})
 	h.both("checks")
 	screen := ansi.Strip(h.screen())
 	for _, r := range h.top().(*checksScreen).results {
@@ -525,31 +526,65 @@ func TestHelpShowsAllKeys(t *testing.T) {
 	}
 }
 
-// abandonLog records the copies the session dropped, from any goroutine.
-type abandonLog struct {
-	mu sync.Mutex
-	rs []*recovery.Restored
+// engine stands in for recovery in screens tested without a server: the restore returns
+// a prepared copy, and swaps and abandons do what the test says.
+type engine struct {
+	restored *recovery.Restored
+	swap     func(ctx context.Context, r *recovery.Restored) (*recovery.Swapped, error)
+
+	mu      sync.Mutex
+	dropped []*recovery.Restored
 }
 
-func (a *abandonLog) abandon(_ context.Context, r *recovery.Restored) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.rs = append(a.rs, r)
+func (e *engine) Restore(context.Context, *recovery.Plan, recovery.Reporter) (*recovery.Restored, error) {
+	return e.restored, nil
+}
+
+func (e *engine) Swap(ctx context.Context, r *recovery.Restored, _ recovery.Reporter, opts recovery.SwapOptions) (*recovery.Swapped, error) {
+	if opts.Intent != nil {
+		if err := opts.Intent(recovery.SwapIntent{Mode: r.Plan.Mode, Target: r.Plan.Target, Scratch: r.Plan.Scratch, Kept: r.Plan.Kept, TargetOID: 1, ScratchOID: 2}); err != nil {
+			return nil, err
+		}
+	}
+	return e.swap(ctx, r)
+}
+
+func (e *engine) Abandon(_ context.Context, r *recovery.Restored) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.dropped = append(e.dropped, r)
 	return nil
 }
 
-func (a *abandonLog) count() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.rs)
+func (e *engine) count() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.dropped)
 }
 
-func journalNotes(inc *checklists.Incident) string {
-	var b strings.Builder
-	for _, n := range inc.Notes {
-		b.WriteString(n.Text + "\n")
+// restored runs a restore attempt of the incident whose engine returns r, and hands the
+// copy to the session as the progress screen does.
+func (h *harness) restored(r *recovery.Restored, swap func(context.Context, *recovery.Restored) (*recovery.Swapped, error)) *incident.Attempt {
+	h.t.Helper()
+	e := &engine{restored: r, swap: swap}
+	h.m.s.run.Engine = e
+	att, err := h.m.s.run.Restore(context.Background(), r.Plan, 4, nil)
+	if err != nil || att.Restored() != r {
+		h.t.Fatalf("restore attempt: %v", err)
 	}
-	return b.String()
+	h.m.s.keepScratch(att)
+	h.m.s.attempt = att
+	return att
+}
+
+func (h *harness) engine() *engine { return h.m.s.run.Engine.(*engine) }
+
+func journalOutcome(inc *checklists.Incident) string {
+	r := inc.Restore()
+	if r == nil {
+		return "no restore"
+	}
+	return r.State() + ": " + r.Detail
 }
 
 // A hang-up while a swap runs must leave the copy to the swap, which journals its outcome
@@ -558,18 +593,14 @@ func TestHangupDuringSwapLeavesTheCopyToTheSwap(t *testing.T) {
 	h := newHarness(t, false)
 	h.startIncident()
 	s := h.m.s
-	var dropped abandonLog
-	s.abandon = dropped.abandon
 	release := make(chan struct{})
-	s.swap = func(ctx context.Context, r *recovery.Restored) (*recovery.Swapped, error) {
-		<-release // commits whatever the context says, as a swap past its transaction does
-		return &recovery.Swapped{Live: r.Plan.Target, Kept: r.Plan.Kept}, nil
-	}
 	r := &recovery.Restored{Plan: testPlan(), Database: testPlan().Scratch,
 		Checks: []recovery.CheckResult{{Name: "tables restored", Status: recovery.CheckPass, Blocking: true}}}
-	s.keepScratch(r, s.journal)
-	s.restored = r
-	h.send(pushMsg{newChecksScreen(s, 4, r, nil)})
+	att := h.restored(r, func(ctx context.Context, r *recovery.Restored) (*recovery.Swapped, error) {
+		<-release // commits whatever the context says, as a swap past its transaction does
+		return &recovery.Swapped{Live: r.Plan.Target, Kept: r.Plan.Kept}, nil
+	})
+	h.send(pushMsg{newChecksScreen(s, 4, att, nil)})
 	h.key("s")
 	m, cmd := h.m.Update(keyPress("y"))
 	h.m = m.(Model)
@@ -579,15 +610,14 @@ func TestHangupDuringSwapLeavesTheCopyToTheSwap(t *testing.T) {
 	result := make(chan tea.Msg)
 	go func() { result <- cmd() }()
 	h.send(HangupMsg{})
-	if n := dropped.count(); n != 0 {
+	if n := h.engine().count(); n != 0 {
 		t.Fatalf("hang-up dropped the copy a swap is working on (%d)", n)
 	}
 	close(release)
 	<-result // never delivered: the program has quit
 	s.opt.Work.Wait()
-	notes := journalNotes(s.journal.Incident())
-	if !strings.Contains(notes, "swapped: spywatcher is the restored database") || strings.Contains(notes, "dropped") {
-		t.Fatalf("journal after the swap:\n%s", notes)
+	if got := journalOutcome(s.journal.Incident()); !strings.HasPrefix(got, "ok: spywatcher is the restored copy") {
+		t.Fatalf("journal after the swap: %s", got)
 	}
 }
 
@@ -597,17 +627,19 @@ func TestRestoreFinishingAtHangupIsDropped(t *testing.T) {
 	h := newHarness(t, false)
 	h.startIncident()
 	s := h.m.s
-	var dropped abandonLog
-	s.abandon = dropped.abandon
 	r := &recovery.Restored{Plan: testPlan(), Database: testPlan().Scratch}
-	s.restore = func(context.Context, *recovery.Plan, recovery.Reporter) (*recovery.Restored, error) { return r, nil }
+	e := &engine{restored: r}
+	s.run.Engine = e
 	m, _ := h.m.Update(pushMsg{newProgressScreen(s, 4, testPlan())}) // restoreFinishedMsg is never read
 	h.m = m.(Model)
 	s.opt.Work.Wait()
 	h.send(HangupMsg{})
 	s.opt.Work.Wait()
-	if dropped.count() != 1 || dropped.rs[0] != r {
-		t.Fatalf("scratch copy dropped %d times", dropped.count())
+	if e.count() != 1 || e.dropped[0] != r {
+		t.Fatalf("scratch copy dropped %d times", e.count())
+	}
+	if got := journalOutcome(s.journal.Incident()); !strings.HasPrefix(got, "abandoned: dropped on leaving the console") {
+		t.Fatalf("journal: %s", got)
 	}
 }
 
@@ -616,25 +648,21 @@ func TestSwapFailingAfterHangupDropsTheCopy(t *testing.T) {
 	h := newHarness(t, false)
 	h.startIncident()
 	s := h.m.s
-	var dropped abandonLog
-	s.abandon = dropped.abandon
-	s.swap = func(ctx context.Context, r *recovery.Restored) (*recovery.Swapped, error) {
-		<-ctx.Done()
-		return nil, ctx.Err()
-	}
 	r := &recovery.Restored{Plan: testPlan(), Database: testPlan().Scratch,
 		Checks: []recovery.CheckResult{{Name: "tables restored", Status: recovery.CheckPass, Blocking: true}}}
-	s.keepScratch(r, s.journal)
-	s.restored = r
-	h.send(pushMsg{newChecksScreen(s, 4, r, nil)})
+	att := h.restored(r, func(ctx context.Context, r *recovery.Restored) (*recovery.Swapped, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	h.send(pushMsg{newChecksScreen(s, 4, att, nil)})
 	h.key("s")
 	m, cmd := h.m.Update(keyPress("y"))
 	h.m = m.(Model)
 	go cmd()
 	h.send(HangupMsg{})
 	s.opt.Work.Wait()
-	if dropped.count() != 1 {
-		t.Fatalf("scratch copy dropped %d times", dropped.count())
+	if h.engine().count() != 1 {
+		t.Fatalf("scratch copy dropped %d times", h.engine().count())
 	}
 }
 

@@ -40,7 +40,7 @@ func startIncident(s *session, sc *checklists.Scenario) tea.Cmd {
 		Operator: s.opt.Operator, Host: s.opt.Host, Now: s.opt.Now}
 	return func() tea.Msg {
 		j, err := checklists.StartIncident(o)
-		return incidentOpenedMsg{j, err}
+		return incidentOpenedMsg{journal: j, err: err}
 	}
 }
 

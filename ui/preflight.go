@@ -25,6 +25,8 @@ type preflightScreen struct {
 	err     error
 	field   field
 	attempt int
+	fromDB  string // the backup's database, confirmed by the operator when it is not the target
+	started bool   // the plan went to the restore, which owns it now
 }
 
 type preflightState int
@@ -34,6 +36,7 @@ const (
 	preflightPassphrase
 	preflightConfirm
 	preflightFailed
+	preflightWrongDB // the backup is of another database: type its name to restore it anyway
 )
 
 type planPreparedMsg struct {
@@ -52,6 +55,7 @@ func (p *preflightScreen) init() tea.Cmd { return p.prepare() }
 
 func (p *preflightScreen) prepare() tea.Cmd {
 	s := p.s
+	p.release()
 	p.state, p.err, p.plan = preflightChecking, nil, nil
 	p.attempt++
 	if s.opt.Conn == nil {
@@ -68,7 +72,7 @@ func (p *preflightScreen) prepare() tea.Cmd {
 	}
 	// Copies: the engine may keep a passphrase it was given in its Keys.
 	keys := recovery.Keys{Entities: p.decrypt.Entities, Passphrase: p.decrypt.Passphrase}
-	opts := recovery.Options{Conn: s.opt.Conn, Keys: &keys, NoOwner: s.opt.NoOwner, Now: s.opt.Now, Interval: s.opt.Progress}
+	opts := recovery.Options{Conn: s.opt.Conn, Keys: &keys, NoOwner: s.opt.NoOwner, FromDB: p.fromDB, Now: s.opt.Now, Interval: s.opt.Progress}
 	ctx, src, attempt := s.opt.Context, p.src, p.attempt
 	return func() tea.Msg {
 		plan, err := recovery.Prepare(ctx, src, opts)
@@ -81,9 +85,16 @@ func (p *preflightScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 	switch msg := msg.(type) {
 	case planPreparedMsg:
 		if msg.attempt != p.attempt {
+			msg.plan.Release() // an answer nobody waits for any more: free the target
 			return p, nil
 		}
+		var wrong *recovery.WrongDatabaseError
 		switch {
+		case errors.As(msg.err, &wrong) && wrong.FromDB == "":
+			p.state, p.err = preflightWrongDB, msg.err
+			p.field = newField(s, "type "+wrong.Archive+" to restore it anyway: ", false)
+			p.fromDB = wrong.Archive
+			return p, p.field.Focus()
 		case msg.err == nil:
 			p.state, p.plan = preflightConfirm, msg.plan
 			p.field = newField(s, "type "+msg.plan.Target+" to start: ", false)
@@ -98,12 +109,19 @@ func (p *preflightScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 	case tea.KeyPressMsg:
 		k := msg.String()
 		switch p.state {
-		case preflightPassphrase, preflightConfirm:
+		case preflightPassphrase, preflightConfirm, preflightWrongDB:
 			switch k {
 			case "esc":
+				p.release()
 				return p, pop
 			case "enter":
 				v := p.field.Value()
+				if p.state == preflightWrongDB {
+					if strings.TrimSpace(v) != p.fromDB {
+						return p, status(fmt.Sprintf("That is not %q: type the backup's database name exactly to restore it anyway, or esc.", p.fromDB))
+					}
+					return p, p.prepare() // again, with the backup's database named
+				}
 				if p.state == preflightPassphrase {
 					if v == "" {
 						return p, nil
@@ -117,6 +135,7 @@ func (p *preflightScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 				if strings.TrimSpace(v) != p.plan.Target {
 					return p, status(fmt.Sprintf("That is not %q: type the database name exactly to start.", p.plan.Target))
 				}
+				p.started = true // the restore owns the plan and its lock from here
 				return p, push(newProgressScreen(s, p.step, p.plan))
 			}
 			var cmd tea.Cmd
@@ -126,9 +145,19 @@ func (p *preflightScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			if key.Matches(msg, keyRetry) {
 				return p, p.prepare()
 			}
+			if key.Matches(msg, keyBack) {
+				p.release()
+			}
 		}
 	}
 	return p, nil
+}
+
+// release frees the target's lock held by a plan that will not be restored.
+func (p *preflightScreen) release() {
+	if p.plan != nil && !p.started {
+		p.plan.Release()
+	}
 }
 
 // advice is what to do about a failure, in the operator's words.
@@ -163,6 +192,10 @@ func (p *preflightScreen) view(w, h int) string {
 	case preflightFailed:
 		b.WriteString(s.st.Danger.Render(wrap("✗ "+p.err.Error(), w)) + "\n\n")
 		b.WriteString(wrap(advice(p.err), w) + "\n")
+	case preflightWrongDB:
+		b.WriteString(s.st.Danger.Render(wrap("✗ "+p.err.Error(), w)) + "\n\n")
+		b.WriteString(wrap("Restoring another database's backup under the live name replaces production with other data. Choose another backup (esc), or, if this is really meant, type the backup's database name:", w) + "\n")
+		b.WriteString(p.field.View() + "\n")
 	case preflightPassphrase:
 		b.WriteString(s.st.Warning.Render(wrap(p.err.Error(), w)) + "\n\n")
 		b.WriteString("Enter the passphrase for this backup (not shown, never journaled):\n")
@@ -200,13 +233,15 @@ func (p *preflightScreen) keys() []key.Binding {
 		return []key.Binding{key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "start restore")), key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back"))}
 	case preflightPassphrase:
 		return []key.Binding{key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "try passphrase")), key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back"))}
+	case preflightWrongDB:
+		return []key.Binding{key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "restore it anyway")), key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back"))}
 	case preflightFailed:
 		return []key.Binding{keyRetry, keyBack}
 	}
 	return []key.Binding{keyBack}
 }
 func (p *preflightScreen) typing() bool {
-	return p.state == preflightPassphrase || p.state == preflightConfirm
+	return p.state == preflightPassphrase || p.state == preflightConfirm || p.state == preflightWrongDB
 }
 func (p *preflightScreen) busy() bool { return false }
 

@@ -10,6 +10,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"drconsole/checklists"
+	"drconsole/incident"
 	"drconsole/recovery"
 )
 
@@ -32,8 +33,8 @@ type progressScreen struct {
 type (
 	restoreProgressMsg recovery.Event
 	restoreFinishedMsg struct {
-		restored *recovery.Restored
-		err      error
+		att *incident.Attempt
+		err error
 	}
 )
 
@@ -48,44 +49,20 @@ func (p *progressScreen) init() tea.Cmd {
 	ctx, done := s.startWork()
 	p.running, p.started = true, s.opt.Now()
 	p.events = make(chan tea.Msg, 256)
-	ch, plan, j, step, restore := p.events, p.plan, s.journal, p.step, s.restore
+	ch, plan, step, run := p.events, p.plan, p.step, s.run
 	go func() {
-		record := func(e checklists.Event) {
-			if j != nil {
-				_ = j.Record(e)
-			}
-		}
-		record(checklists.Event{Type: checklists.EventRestoreStarted, Step: step, Backup: plan.Source.Backup.Name, Database: plan.Target, ScratchDB: plan.Scratch})
-		var stage recovery.Stage
 		rep := recovery.ReporterFunc(func(e recovery.Event) {
-			if e.Stage != stage && e.Stage != "" {
-				stage = e.Stage
-				record(checklists.Event{Type: checklists.EventRestoreProgress, Step: step, Milestone: string(e.Stage)})
-			}
 			select { // never make the restore wait for the screen
 			case ch <- restoreProgressMsg(e):
 			default:
 			}
 		})
-		start := time.Now()
-		restored, err := restore(ctx, plan, rep)
-		fin := checklists.Event{Type: checklists.EventRestoreFinished, Step: step, Result: checklists.ResultOK, Backup: plan.Source.Backup.Name,
-			Database: plan.Target, ScratchDB: plan.Scratch, Seconds: time.Since(start).Seconds()}
-		if restored != nil {
-			fin.Bytes = restored.Read
+		att, err := run.Restore(ctx, plan, step, rep) // journals the attempt, as the command line's does
+		if att.Restored() != nil {
+			s.keepScratch(att) // before Done: a hang-up from now on finds it and drops it
 		}
-		if err != nil {
-			fin.Result, fin.Error = checklists.ResultFailed, err.Error()
-			if errors.Is(err, recovery.ErrCancelled) {
-				fin.Result = checklists.ResultCancelled
-			}
-		}
-		record(fin)
-		if err == nil && restored != nil {
-			s.keepScratch(restored, j) // before Done: a hang-up from now on finds it and drops it
-		}
-		done()                                  // the scratch database is dropped or kept by now: a hang-up may exit
-		ch <- restoreFinishedMsg{restored, err} // always delivered: the reader is re-armed until it comes
+		done()                                       // the scratch database is dropped or kept by now: a hang-up may exit
+		ch <- restoreFinishedMsg{att: att, err: err} // always delivered: the reader is re-armed until it comes
 	}()
 	return waitForRestore(ch)
 }
@@ -113,10 +90,10 @@ func (p *progressScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		p.running, s.cancelWork, p.confirm = false, nil, false
 		p.err = msg.err
 		if msg.err == nil || errors.Is(msg.err, recovery.ErrChecksFailed) {
-			if msg.err == nil {
-				s.restored = msg.restored
+			if msg.err == nil && msg.att.Restored() != nil {
+				s.attempt = msg.att
 			}
-			return p, push(newChecksScreen(s, p.step, msg.restored, msg.err))
+			return p, push(newChecksScreen(s, p.step, msg.att, msg.err))
 		}
 		p.log = append(p.log, "failed: "+msg.err.Error())
 		return p, nil

@@ -8,6 +8,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"drconsole/checklists"
+	"drconsole/incident"
 )
 
 // startScreen offers to resume an open incident or to start a new one or a drill.
@@ -18,6 +19,7 @@ type startScreen struct {
 	open    []checklists.IncidentSummary
 	choices []startChoice
 	cur     cursor
+	server  *serverCheckedMsg // what the look at the server found; nil until it answers
 }
 
 type startChoice struct {
@@ -39,10 +41,10 @@ func newStartScreen(s *session) *startScreen {
 
 func (st *startScreen) init() tea.Cmd {
 	dir := st.s.opt.StateDir
-	return func() tea.Msg {
+	return tea.Batch(func() tea.Msg {
 		list, err := checklists.List(dir)
 		return incidentsListedMsg{list, err}
-	}
+	}, checkServer(st.s))
 }
 
 func (st *startScreen) build() {
@@ -71,6 +73,9 @@ func checklistsAge(s *session, inc checklists.IncidentSummary) string {
 
 func (st *startScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 	switch msg := msg.(type) {
+	case serverCheckedMsg:
+		st.server = &msg
+		st.s.repaired = append(st.s.repaired, msg.repaired...)
 	case incidentsListedMsg:
 		st.loaded, st.err = true, msg.err
 		st.open = nil
@@ -84,10 +89,13 @@ func (st *startScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		if st.cur.move(msg.String()) {
 			return st, nil
 		}
+		if key.Matches(msg, keyLeftovers) && st.server != nil && st.server.err == nil {
+			return st, push(newLeftoversScreen(st.s, st.server.leftovers))
+		}
 		if msg.String() == "enter" && st.cur.n > 0 {
 			ch := st.choices[st.cur.i]
 			if ch.resume != "" {
-				return st, resumeIncident(st.s.opt.StateDir, ch.resume)
+				return st, resumeIncident(st.s, ch.resume)
 			}
 			st.s.drill = ch.drill
 			return st, push(newPickerScreen(st.s))
@@ -96,13 +104,24 @@ func (st *startScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 	return st, nil
 }
 
-func resumeIncident(stateDir, id string) tea.Cmd {
+// resumeIncident reopens an incident and finishes, from the server's catalog, the record
+// of any restore that a killed or disconnected drconsole left without an outcome.
+func resumeIncident(s *session, id string) tea.Cmd {
+	stateDir, ctx, conn, who := s.opt.StateDir, s.opt.Context, s.opt.Conn, s.opt.Operator
 	return func() tea.Msg {
 		j, err := checklists.Resume(stateDir, id)
-		if err == nil {
-			err = j.Record(checklists.Event{Type: checklists.EventSession, Note: "resumed in the console"})
+		if err != nil {
+			return incidentOpenedMsg{err: err}
 		}
-		return incidentOpenedMsg{j, err}
+		if err := j.Record(checklists.Event{Type: checklists.EventSession, Note: "resumed in the console"}); err != nil {
+			j.Close()
+			return incidentOpenedMsg{err: err}
+		}
+		found, err := incident.New(j, who, false).Reconcile(ctx, conn)
+		if err != nil {
+			found = append(found, "earlier attempt: "+err.Error())
+		}
+		return incidentOpenedMsg{journal: j, found: found}
 	}
 }
 
@@ -119,8 +138,22 @@ func (st *startScreen) view(w, h int) string {
 	} else {
 		b.WriteString(s.st.Warning.Render(fmt.Sprintf("%d incident(s) still open: resume rather than start over.", len(st.open))) + "\n")
 	}
+	used := 0
+	if sv := st.server; sv != nil {
+		for _, r := range sv.repaired {
+			b.WriteString(s.st.Success.Render(wrap("Repaired: "+r, w)) + "\n")
+			used += strings.Count(wrap(r, w), "\n") + 1
+		}
+		if sv.err != nil {
+			b.WriteString(s.st.Danger.Render(wrap("Server: "+sv.err.Error(), w)) + "\n")
+			used += strings.Count(wrap(sv.err.Error(), w), "\n") + 1
+		} else if line := leftoverSummary(sv.leftovers); line != "" {
+			b.WriteString(s.st.Warning.Render(wrap(line, w)) + "\n")
+			used += strings.Count(wrap(line, w), "\n") + 1
+		}
+	}
 	b.WriteString("\n")
-	for _, l := range s.rows(st.cur, h-6, func(i int) string { return st.choices[i].label }) {
+	for _, l := range s.rows(st.cur, h-6-used, func(i int) string { return st.choices[i].label }) {
 		b.WriteString(l + "\n")
 	}
 	if s.opt.Drill {
@@ -131,7 +164,11 @@ func (st *startScreen) view(w, h int) string {
 
 func (st *startScreen) title() string { return "start" }
 func (st *startScreen) keys() []key.Binding {
-	return []key.Binding{keyMove, key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "choose"))}
+	ks := []key.Binding{keyMove, key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "choose"))}
+	if st.server != nil && st.server.err == nil && len(st.server.leftovers) > 0 {
+		ks = append(ks, keyLeftovers)
+	}
+	return ks
 }
 func (st *startScreen) typing() bool { return false }
 func (st *startScreen) busy() bool   { return false }

@@ -150,8 +150,8 @@ func (st *stepScreen) action() tea.Cmd {
 	case checklists.KindRestore:
 		return push(newBackupsScreen(s, st.n))
 	case checklists.KindChecks:
-		if s.restored != nil {
-			return push(newChecksScreen(s, st.n, s.restored, nil))
+		if s.attempt != nil && s.attempt.Restored() != nil {
+			return push(newChecksScreen(s, st.n, s.attempt, nil))
 		}
 		return push(newLiveChecksScreen(s, st.n))
 	case checklists.KindHealth:
