@@ -340,6 +340,74 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+func TestCreateBackupSigned(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	ops := gpgtest.NewKey(t, "Ops Signer", "sign pw")
+	restorer := f.key_(t)
+	recipients, err := ReadRecipientFile(restorer.PublicFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ReadSigningKeyFile(ops.SecretFile, []byte("sign pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tools, err := FindTools(ctx, f.c.BinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := storage.NewDir("local", f.dir)
+	opts := BackupOptions{Conn: f.conn(t), Tools: tools, Recipients: recipients, Signer: signer,
+		Now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }}
+	b, err := CreateBackup(ctx, opts, loc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The operator's gpg, knowing the signer, calls the signature good.
+	out := filepath.Join(t.TempDir(), "out.dump.gz")
+	status, err := restorer.DecryptVerify(t, f.path(b.Name), out, ops)
+	if err != nil || !strings.Contains(status, "[GNUPG:] GOODSIG "+ops.LongKeyID()+" ") || !strings.Contains(status, "[GNUPG:] VALIDSIG "+ops.Fingerprint+" ") {
+		t.Fatalf("gpg --decrypt: %v\n%s", err, status)
+	}
+	run(t, nil, "gunzip", out)
+	sql := filepath.Join(t.TempDir(), "out.sql")
+	run(t, nil, filepath.Join(f.c.BinDir, "pg_restore"), "-f", sql, strings.TrimSuffix(out, ".gz"))
+	if text, _ := os.ReadFile(sql); !bytes.Contains(text, []byte(`COPY public."User"`)) {
+		t.Errorf("pg_restore of the decrypted backup has no User data")
+	}
+
+	// drconsole agrees.
+	keys := f.keys(t)
+	keys.Signers = signers(t, ops.PublicFile)
+	c, err := Verify(ctx, Source{Location: loc, Backup: b}, keys, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Complete || !c.Signature.Trusted || c.Signature.KeyIDHex != ops.LongKeyID() || c.Signature.Signer != "Ops Signer <ops.signer@drconsole.test>" {
+		t.Errorf("verify: %+v", c.Signature)
+	}
+
+	// We sign only what we encrypt, and only with an unlocked key; nothing is stored otherwise.
+	locked, err := ReadKeyFile(ops.SecretFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadDir(f.dir)
+	for _, bad := range []BackupOptions{
+		{Conn: f.conn(t), Tools: tools, Signer: signer},
+		{Conn: f.conn(t), Tools: tools, Recipients: recipients, Signer: locked[0]},
+	} {
+		if _, err := CreateBackup(ctx, bad, loc, nil); !errors.Is(err, ErrPreflight) {
+			t.Errorf("backup: %v, want refused", err)
+		}
+	}
+	if after, _ := os.ReadDir(f.dir); len(after) != len(before) {
+		t.Errorf("refused backups left files: %d, were %d", len(after), len(before))
+	}
+}
+
 func TestReadSigningKeyFile(t *testing.T) {
 	protected := gpgtest.NewKey(t, "Protected", "right pw")
 	plain := gpgtest.NewKey(t, "Plain", "")
