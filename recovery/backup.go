@@ -3,6 +3,7 @@ package recovery
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,8 +24,11 @@ type BackupOptions struct {
 	Conn       *Conn              // the server; Conn.Database is the database to dump
 	Tools      *Tools             // nil: FindTools
 	Recipients openpgp.EntityList // public keys to encrypt to; empty: not encrypted
-	Kind       storage.Kind       // full (default) or incremental: only the name differs
-	Now        func() time.Time
+	// Signer, when set, signs the backup in the same OpenPGP message that encrypts it, as
+	// `gpg --sign --encrypt` does (ReadSigningKeyFile). Needs Recipients.
+	Signer *openpgp.Entity
+	Kind   storage.Kind // full (default) or incremental: only the name differs
+	Now    func() time.Time
 }
 
 // ReadRecipientFile reads public keys (armored or binary) to encrypt backups to.
@@ -87,6 +91,9 @@ func createBackup(ctx context.Context, opts BackupOptions, loc storage.Location,
 	if tools.Dump == "" {
 		return storage.Backup{}, fmt.Errorf("%w: pg_dump not found beside %s", ErrPreflight, tools.Restore)
 	}
+	if err := checkSigner(opts); err != nil {
+		return storage.Backup{}, err
+	}
 	// Fail on an unreachable server before creating anything.
 	conn, err := opts.Conn.Connect(ctx, opts.Conn.Database)
 	if err != nil {
@@ -119,7 +126,7 @@ func createBackup(ctx context.Context, opts BackupOptions, loc storage.Location,
 	pr, pw := io.Pipe()
 	dumped := NewMeter(stdout)
 	go func() {
-		err := encode(pw, dumped, opts.Recipients, cmd, &stderr)
+		err := encodeSigned(pw, dumped, opts.Recipients, opts.Signer, cmd, &stderr)
 		close(exited)
 		pw.CloseWithError(err)
 	}()
@@ -135,13 +142,43 @@ func createBackup(ctx context.Context, opts BackupOptions, loc storage.Location,
 	return b, nil
 }
 
-// encode writes gzip(pg_dump output), encrypted when there are recipients, to w, and
-// returns pg_dump's failure if it had one: the store then discards the partial backup.
+// checkSigner refuses, before pg_dump starts, a signer that could not sign: we only sign
+// what we encrypt, and the key must be unlocked and able to sign now.
+func checkSigner(opts BackupOptions) error {
+	if opts.Signer == nil {
+		return nil
+	}
+	if len(opts.Recipients) == 0 {
+		return fmt.Errorf("%w: a signing key was given without a recipient key; drconsole signs only backups it encrypts", ErrPreflight)
+	}
+	key, ok := opts.Signer.SigningKey(time.Now())
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: the signing key has no key that can sign now (expired or revoked?)", ErrPreflight)
+	case key.PrivateKey == nil || key.PrivateKey.Dummy():
+		return fmt.Errorf("%w: the signing key holds no secret signing key", ErrPreflight)
+	case key.PrivateKey.Encrypted:
+		return fmt.Errorf("%w: the signing key is still locked by its passphrase", ErrPreflight)
+	}
+	return nil
+}
+
+// encode is encodeSigned without a signature.
 func encode(w io.Writer, dump io.Reader, recipients openpgp.EntityList, cmd *exec.Cmd, stderr *strings.Builder) error {
+	return encodeSigned(w, dump, recipients, nil, cmd, stderr)
+}
+
+// encodeSigned writes gzip(pg_dump output), encrypted when there are recipients and
+// signed by signer when it is set, to w, and returns pg_dump's failure if it had one: the
+// store then discards the partial backup.
+func encodeSigned(w io.Writer, dump io.Reader, recipients openpgp.EntityList, signer *openpgp.Entity, cmd *exec.Cmd, stderr *strings.Builder) error {
 	var plain io.WriteCloser = nopCloser{w}
+	if signer != nil && len(recipients) == 0 {
+		return errors.New("a backup is signed only when it is encrypted")
+	}
 	if len(recipients) > 0 {
 		cfg := &packet.Config{DefaultCipher: packet.CipherAES256, DefaultCompressionAlgo: packet.CompressionNone}
-		enc, err := openpgp.Encrypt(w, recipients, nil, &openpgp.FileHints{IsBinary: true}, cfg)
+		enc, err := openpgp.Encrypt(w, recipients, signer, &openpgp.FileHints{IsBinary: true}, cfg)
 		if err != nil {
 			return fmt.Errorf("encrypting to the recipient key: %v", err)
 		}

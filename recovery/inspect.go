@@ -34,6 +34,10 @@ type Contents struct {
 	Layers  []storage.Layer // outermost first, e.g. openpgp, gzip, custom dump
 	Format  storage.Format
 	Archive *Archive // custom-format archives only
+	// Signature is who signed the OpenPGP layer. After Inspect a Trusted signature is
+	// the signer's claim, checked when the stream is read to its end (Verify, restore);
+	// after Verify returns it without error, it is proven.
+	Signature Signature
 
 	// Filled in by Verify, which reads the whole backup:
 	Read       int64 // bytes read from the location
@@ -66,7 +70,7 @@ func Inspect(ctx context.Context, src Source, keys *Keys) (*Contents, error) {
 		return nil, inBackup(src, err)
 	}
 	defer st.Close()
-	c := &Contents{Backup: src.Backup, Layers: st.Layers, Format: st.Format}
+	c := &Contents{Backup: src.Backup, Layers: st.Layers, Format: st.Format, Signature: st.Signature}
 	if st.Format == storage.FormatCustom {
 		if c.Archive, err = ReadArchive(st.Reader); err != nil {
 			return nil, inBackup(src, err)
@@ -108,7 +112,7 @@ func verify(ctx context.Context, src Source, keys *Keys, rep Reporter) (*Content
 	defer st.Close()
 	dump := NewMeter(st.Reader)
 	br := bufio.NewReaderSize(dump, stageBuffer)
-	c := &Contents{Backup: src.Backup, Layers: st.Layers, Format: st.Format}
+	c := &Contents{Backup: src.Backup, Layers: st.Layers, Format: st.Format, Signature: st.Signature}
 	stop := sampleProgress(ctx, rep, StageStream, src.Backup.Size, read, dump, nil)
 	defer stop()
 	if st.Format == storage.FormatCustom {
@@ -136,7 +140,7 @@ func verify(ctx context.Context, src Source, keys *Keys, rep Reporter) (*Content
 		}
 	}
 	// Both branches read the dump stream to its EOF, which every layer only gives after
-	// its own end-of-stream check (OpenPGP MDC, gzip CRC and size) has passed.
+	// its own end-of-stream check (OpenPGP MDC and signature, gzip CRC and size) has passed.
 	c.Read, c.Dump, c.Complete = read.Count(), dump.Count(), true
 	return c, nil
 }

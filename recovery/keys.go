@@ -1,22 +1,28 @@
 package recovery
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	pgperrors "github.com/ProtonMail/go-crypto/openpgp/errors"
 )
 
 // Keys is what decrypts a backup: secret keys (for `gpg --encrypt --recipient`
 // backups) and a passphrase, which unlocks protected secret keys or, for `gpg
-// --symmetric` backups, is the key itself.
+// --symmetric` backups, is the key itself. Signers are what proves a backup is ours.
 type Keys struct {
 	Entities   openpgp.EntityList
 	Passphrase []byte
+	// Signers are the public keys whose signatures are trusted: the backup job's
+	// signing keys (ReadSignerFile). Empty: signatures are reported, never required.
+	Signers openpgp.EntityList
 	// Ask, when set, is called once for a passphrase that is needed but was not given
 	// (a no-echo prompt on the command line, a form in the console).
 	Ask func(prompt string) ([]byte, error)
@@ -24,16 +30,12 @@ type Keys struct {
 
 // ReadKeyFile reads an exported secret key file, armored or binary.
 func ReadKeyFile(path string) (openpgp.EntityList, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read key file %s: %w", path, unwrapPath(err))
 	}
-	var list openpgp.EntityList
-	if bytes.Contains(data[:min(len(data), 100)], []byte("-----BEGIN PGP")) {
-		list, err = openpgp.ReadArmoredKeyRing(bytes.NewReader(data))
-	} else {
-		list, err = openpgp.ReadKeyRing(bytes.NewReader(data))
-	}
+	defer f.Close()
+	list, err := readKeys(f)
 	if err != nil {
 		return nil, fmt.Errorf("key file %s is not an OpenPGP key: %v", path, err)
 	}
@@ -47,6 +49,45 @@ func ReadKeyFile(path string) (openpgp.EntityList, error) {
 		return nil, fmt.Errorf("key file %s holds only public keys; restore needs the secret key (gpg --export-secret-keys)", path)
 	}
 	return list, nil
+}
+
+// readKeys reads OpenPGP keys, armored or binary, deciding by content. Armored files may
+// hold several blocks one after another (cat old.asc new.asc > signers.asc, when a
+// signing key is rotated).
+func readKeys(r io.Reader) (openpgp.EntityList, error) {
+	br := bufio.NewReader(r)
+	head, _ := br.Peek(100)
+	if !strings.Contains(string(head), "-----BEGIN PGP") {
+		return openpgp.ReadKeyRing(br)
+	}
+	var list openpgp.EntityList
+	for {
+		block, err := armor.Decode(br)
+		if err == io.EOF && len(list) > 0 {
+			return list, nil
+		}
+		if err == io.EOF {
+			return nil, errors.New("no complete armored block in it")
+		}
+		if err != nil {
+			return nil, err
+		}
+		if block.Type != openpgp.PublicKeyType && block.Type != openpgp.PrivateKeyType {
+			return nil, fmt.Errorf("it holds a %q block, not a key", block.Type)
+		}
+		keys, err := openpgp.ReadKeyRing(block.Body)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, keys...)
+	}
+}
+
+// keyring is what decryption looks keys up in: the signers first, so a signature by a
+// trusted signer is checked against the signer's own copy of its key, then the secret keys.
+func (k *Keys) keyring() openpgp.EntityList {
+	ring := make(openpgp.EntityList, 0, len(k.Signers)+len(k.Entities))
+	return append(append(ring, k.Signers...), k.Entities...)
 }
 
 // passphrase returns the given passphrase or asks for one once.

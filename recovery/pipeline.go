@@ -54,10 +54,13 @@ func (m *Meter) Count() int64 { return m.n.Load() }
 
 // Stream is a backup with its wrappings peeled off: Reader yields the dump itself.
 type Stream struct {
-	Layers  []storage.Layer // what was peeled, outermost first, ending with the dump's own kind
-	Format  storage.Format  // custom or plain
-	Reader  *bufio.Reader   // the dump
-	closers []io.Closer
+	Layers []storage.Layer // what was peeled, outermost first, ending with the dump's own kind
+	Format storage.Format  // custom or plain
+	Reader *bufio.Reader   // the dump
+	// Signature is who signed the OpenPGP layer, known when Unwrap returns. A trusted
+	// signature that does not verify fails Reader's last read with ErrBadSignature.
+	Signature Signature
+	closers   []io.Closer
 }
 
 // Close stops the read-ahead goroutines.
@@ -126,6 +129,9 @@ func Unwrap(r io.Reader, keys *Keys) (*Stream, error) {
 		}
 		em, ok := next.(*errMapper)
 		symmetricBelow = ok && em.symmetric
+		if ok && em.sig != nil && em.sig.sig.better(s.Signature) {
+			s.Signature = em.sig.sig
+		}
 		if c, ok := next.(io.Closer); ok {
 			s.closers = append(s.closers, c)
 		}
@@ -158,8 +164,9 @@ func notADump(layer storage.Layer, outer []storage.Layer, symmetric bool) error 
 }
 
 // Decrypt is the OpenPGP stage: public-key (gpg --encrypt) or symmetric (gpg --symmetric),
-// binary or armored. A wrong key fails here, before any plaintext; integrity (MDC/AEAD)
-// failures surface as read errors at the end of the stream.
+// binary or armored, signed (gpg --sign --encrypt) or not. A wrong key fails here, before
+// any plaintext; integrity (MDC/AEAD) failures and a signature by a key we hold that does
+// not verify surface as read errors at the end of the stream, in place of io.EOF.
 func Decrypt(r io.Reader, keys *Keys) (io.Reader, error) {
 	br := bufio.NewReader(r)
 	if head, _ := br.Peek(27); string(head) == "-----BEGIN PGP MESSAGE-----" {
@@ -183,7 +190,7 @@ func Decrypt(r io.Reader, keys *Keys) (io.Reader, error) {
 		return decryptErr(err)
 	}
 	prompt, symmetric := keys.prompt(), false
-	md, err := openpgp.ReadMessage(frame, keys.Entities, func(locked []openpgp.Key, sym bool) ([]byte, error) {
+	md, err := openpgp.ReadMessage(frame, keys.keyring(), func(locked []openpgp.Key, sym bool) ([]byte, error) {
 		symmetric = symmetric || sym
 		return prompt(locked, sym)
 	}, nil)
@@ -196,7 +203,7 @@ func Decrypt(r io.Reader, keys *Keys) (io.Reader, error) {
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	return &errMapper{r: md.UnverifiedBody, mapErr: mapErr, md: md, symmetric: symmetric}, nil
+	return &errMapper{r: md.UnverifiedBody, mapErr: mapErr, sig: newSignatureCheck(md, keys.Signers), symmetric: symmetric}, nil
 }
 
 // Decompress is the gzip or zstd stage. Corruption and truncation surface as read errors
@@ -227,11 +234,14 @@ type zstdReader struct {
 func (z *zstdReader) Close() error { z.d.Close(); return nil }
 
 // errMapper turns a stage's library errors into ours; for OpenPGP it also checks the
-// signature state go-crypto leaves at EOF.
+// signature go-crypto verified at EOF.
 type errMapper struct {
 	r      io.Reader
 	mapErr func(error) error
-	md     *openpgp.MessageDetails
+	// sig, for OpenPGP: go-crypto checks a signature only once the body has been read to
+	// its EOF, so that EOF is held back until the signature is known good.
+	sig *signatureCheck
+	err error // a failure at EOF, given again to every later read
 	// symmetric: decrypted with a passphrase alone. Such a message has no check that
 	// tells a wrong passphrase from garbage (go-crypto dropped the quick check, an
 	// oracle), so what it decrypts to must be judged: nonsense means a wrong passphrase.
@@ -239,10 +249,15 @@ type errMapper struct {
 }
 
 func (e *errMapper) Read(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
 	n, err := e.r.Read(p)
 	if err == io.EOF {
-		if e.md != nil && e.md.IsSigned && e.md.SignatureError != nil && e.md.SignedBy != nil {
-			return n, fmt.Errorf("%w: signature check failed: %v", ErrCorrupt, e.md.SignatureError)
+		if e.sig != nil {
+			if e.err = e.sig.atEOF(); e.err != nil {
+				return n, e.err
+			}
 		}
 		return n, io.EOF
 	}
@@ -256,7 +271,7 @@ func (e *errMapper) Read(p []byte) (int, error) {
 // Every stage passes them through untouched.
 func known(err error) bool {
 	return errors.Is(err, ErrTruncated) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrWrongKey) ||
-		errors.Is(err, ErrNoKey) || errors.Is(err, ErrCancelled) || isStorageErr(err)
+		errors.Is(err, ErrNoKey) || errors.Is(err, ErrCancelled) || errors.Is(err, ErrBadSignature) || isStorageErr(err)
 }
 
 func gzipErr(err error) error {

@@ -81,6 +81,45 @@ func (k *Key) decrypt(passphrase, in, out string) error {
 	return err
 }
 
+// SignEncrypt signs in with the key and encrypts it to recipient in one message, exactly
+// as a backup job that signs does: gpg --sign --local-user SIGNER --encrypt --recipient R,
+// binary. The recipient's public key is imported into the signer's home first.
+func (k *Key) SignEncrypt(t testing.TB, recipient *Key, in, out string) {
+	t.Helper()
+	k.Import(t, recipient.PublicFile)
+	if _, err := gpg(k.Home, k.Passphrase, "--yes", "--trust-model", "always",
+		"--sign", "--local-user", k.Fingerprint,
+		"--encrypt", "--recipient", recipient.Fingerprint, "-o", out, in); err != nil {
+		t.Fatalf("gpgtest: sign %s as %s and encrypt for %s: %v", in, k.Recipient, recipient.Recipient, err)
+	}
+}
+
+// DecryptVerify decrypts in to out with the key, checking any signature against the
+// public keys of signers (imported into the key's home first), as `gpg --decrypt` does
+// on a host that knows the signers. It returns gpg's machine-readable status lines
+// (--status-fd: "[GNUPG:] GOODSIG KEYID NAME", VALIDSIG, BADSIG, ERRSIG, NO_PUBKEY …) and
+// gpg's failure, if any: gpg exits non-zero on a bad signature, so the test decides.
+func (k *Key) DecryptVerify(t testing.TB, in, out string, signers ...*Key) (status string, err error) {
+	t.Helper()
+	for _, s := range signers {
+		k.Import(t, s.PublicFile)
+	}
+	return gpg(k.Home, k.Passphrase, "--yes", "--trust-model", "always", "--status-fd", "1",
+		"--decrypt", "-o", out, in)
+}
+
+// Import imports a key file (public or secret) into the key's home.
+func (k *Key) Import(t testing.TB, file string) {
+	t.Helper()
+	if _, err := gpg(k.Home, "", "--import", file); err != nil {
+		t.Fatalf("gpgtest: import %s into %s: %v", file, k.Home, err)
+	}
+}
+
+// LongKeyID is the key's long (16 hex digit) key ID, as gpg prints it in GOODSIG and as
+// a signature names its signer: the primary key signs (Key-Usage: sign).
+func (k *Key) LongKeyID() string { return k.Fingerprint[len(k.Fingerprint)-16:] }
+
 // EncryptSymmetric encrypts in to out with a passphrase only, as `gpg --symmetric`
 // does on a backup host (binary, gpg's default cipher and S2K).
 func EncryptSymmetric(t testing.TB, passphrase, in, out string) {
@@ -169,7 +208,8 @@ func newHome(t testing.TB, conf string) string {
 	return home
 }
 
-// gpg runs gpg in batch mode on home; a non-empty passphrase is given on stdin.
+// gpg runs gpg in batch mode on home; a non-empty passphrase is given on stdin. It
+// returns gpg's standard output even when gpg fails (a status report, say).
 func gpg(home, passphrase string, args ...string) (string, error) {
 	path, err := findGPG()
 	if err != nil {
@@ -188,7 +228,7 @@ func gpg(home, passphrase string, args ...string) (string, error) {
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("gpg %s: %v\n%s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return stdout.String(), fmt.Errorf("gpg %s: %v\n%s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
 }

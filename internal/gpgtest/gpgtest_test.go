@@ -200,3 +200,70 @@ func TestGoOpenPGPReadsKeysAndFiles(t *testing.T) {
 		}
 	})
 }
+
+func TestSignEncryptVerifies(t *testing.T) {
+	// A protected signer proves the passphrase reaches gpg's signing through loopback.
+	signer := NewKey(t, "Ops Signer", "sign pw")
+	restorer := NewKey(t, "Restore Host", "")
+	plain := writeFile(t, "PGDMP signed dump\n")
+	signer.SignEncrypt(t, restorer, plain, plain+".gpg")
+	if b := readFile(t, plain+".gpg"); bytes.Contains(b, []byte("PGDMP")) || b[0]&0x80 == 0 {
+		t.Fatal("signed file is plaintext or armored")
+	}
+
+	status, err := restorer.DecryptVerify(t, plain+".gpg", plain+".out", signer)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, status)
+	}
+	if !strings.Contains(status, "[GNUPG:] GOODSIG "+signer.LongKeyID()+" ") || !strings.Contains(status, "[GNUPG:] VALIDSIG "+signer.Fingerprint+" ") {
+		t.Errorf("no good signature by %s in gpg's status:\n%s", signer.Fingerprint, status)
+	}
+	if got := string(readFile(t, plain+".out")); got != "PGDMP signed dump\n" {
+		t.Errorf("decrypted %q", got)
+	}
+
+	// Without the signer's public key gpg decrypts but cannot call the signature good.
+	stranger := NewKey(t, "Stranger", "")
+	signer.SignEncrypt(t, stranger, plain, plain+".2.gpg")
+	status, _ = stranger.DecryptVerify(t, plain+".2.gpg", plain+".2.out")
+	if strings.Contains(status, "GOODSIG") || !strings.Contains(status, "NO_PUBKEY "+signer.LongKeyID()) {
+		t.Errorf("unknown signer, gpg's status:\n%s", status)
+	}
+
+	// An encrypted-only file carries no signature at all.
+	restorer.Encrypt(t, plain, plain+".3.gpg")
+	status, err = restorer.DecryptVerify(t, plain+".3.gpg", plain+".3.out", signer)
+	if err != nil || strings.Contains(status, "NEWSIG") || strings.Contains(status, "GOODSIG") {
+		t.Errorf("unsigned file: %v, status:\n%s", err, status)
+	}
+
+	// go-crypto, which drconsole reads with, sees the same signer and a good signature.
+	var ring openpgp.EntityList
+	for _, file := range []string{restorer.SecretFile, signer.PublicFile} {
+		f, err := os.Open(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, err := openpgp.ReadArmoredKeyRing(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ring = append(ring, keys...)
+	}
+	enc, err := os.Open(plain + ".gpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	md, err := openpgp.ReadMessage(enc, ring, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !md.IsSigned || md.SignedBy == nil || md.SignedByKeyId != ring[1].PrimaryKey.KeyId {
+		t.Fatalf("go-crypto: signed %v by %X (key %v)", md.IsSigned, md.SignedByKeyId, md.SignedBy)
+	}
+	if _, err := io.ReadAll(md.UnverifiedBody); err != nil || md.SignatureError != nil || md.Signature == nil {
+		t.Errorf("go-crypto: read %v, signature error %v", err, md.SignatureError)
+	}
+}
