@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"golang.org/x/term"
 
 	"drconsole/recovery"
 	"drconsole/storage"
@@ -12,7 +17,7 @@ import (
 func init() {
 	register(&command{
 		name:    "backup",
-		usage:   "backup [--gpg-recipient FILE] [--location NAME] [--json]",
+		usage:   "backup [--gpg-recipient FILE] [--sign-key FILE] [--passphrase-file FILE] [--location NAME] [--kind full|incremental] [--json]",
 		summary: "make a backup in the backup job's format (pg_dump -Fc, gzip, OpenPGP) and store it atomically",
 		run:     runBackup,
 	})
@@ -24,6 +29,8 @@ func runBackup(ctx context.Context, a *app, args []string) error {
 	var conn connFlags
 	conn.add(fs)
 	recipient := fs.String("gpg-recipient", "", "OpenPGP public key `file` to encrypt to (as gpg --encrypt --recipient); without it the backup is not encrypted")
+	signKey := fs.String("sign-key", "", "OpenPGP secret key `file` to sign the encrypted backup with (as gpg --sign --encrypt; default: $DRCONSOLE_SIGN_KEY, else sign_key in the config file)")
+	passFile := fs.String("passphrase-file", "", "`file` holding the signing key's passphrase (default: $DRCONSOLE_PASSPHRASE, else a prompt)")
 	locName := fs.String("location", "", "store into this configured location only (default: every S3 location in order, primary first, else the local directory)")
 	kind := fs.String("kind", "full", "backup kind in the name: full or incremental")
 	asJSON := fs.Bool("json", false, "print what was stored as JSON on stdout")
@@ -46,6 +53,15 @@ func runBackup(ctx context.Context, a *app, args []string) error {
 		if opts.Recipients, err = recovery.ReadRecipientFile(*recipient); err != nil {
 			return usageError{err}
 		}
+	}
+	if opts.Signer, err = a.signingKey(*signKey, *passFile); err != nil {
+		return err
+	}
+	switch {
+	case opts.Signer != nil && len(opts.Recipients) == 0:
+		return usagef("--sign-key signs what drconsole encrypts: give --gpg-recipient too")
+	case opts.Signer == nil && len(opts.Recipients) > 0:
+		fmt.Fprintln(a.stderr, "drconsole backup: warning: the backup is encrypted but not signed, so a restore cannot prove it is yours; give --sign-key (or sign_key in the config file)")
 	}
 	locs, err := a.locations(ctx)
 	if err != nil {
@@ -76,7 +92,7 @@ func runBackup(ctx context.Context, a *app, args []string) error {
 			where[l.Name()] = l.String()
 		}
 		for _, b := range stored {
-			fmt.Fprintf(a.stdout, "stored %s (%s) in %s (%s)\n", b.Name, humanBytes(b.Size), b.Location, where[b.Location])
+			fmt.Fprintf(a.stdout, "stored %s (%s) in %s (%s)\n", storage.Printable(b.Name), humanBytes(b.Size), b.Location, where[b.Location])
 		}
 	}
 	if len(failed) > 0 {
@@ -121,4 +137,38 @@ func backupTargets(locs []storage.Location, name string) []storage.Location {
 		}
 	}
 	return out
+}
+
+// signingKey loads the key backups are signed with: --sign-key, else $DRCONSOLE_SIGN_KEY,
+// else sign_key in the configuration file; nil when none is named. A protected key's
+// passphrase comes from --passphrase-file or $DRCONSOLE_PASSPHRASE, else a no-echo prompt.
+func (a *app) signingKey(flagValue, passFile string) (*openpgp.Entity, error) {
+	path := flagValue
+	if path == "" {
+		path = a.getenv("DRCONSOLE_SIGN_KEY")
+	}
+	if path == "" {
+		if cfg, err := storage.LoadConfig(a.configPath, a.getenv); err == nil {
+			path = cfg.SignKey
+		}
+	}
+	if path == "" {
+		return nil, nil
+	}
+	pass, err := a.passphrase(passFile)
+	if err != nil {
+		return nil, err
+	}
+	key, err := recovery.ReadSigningKeyFile(path, pass)
+	if errors.Is(err, recovery.ErrNoKey) && pass == nil && a.stdinIsTerminal() {
+		f := a.stdin.(*os.File)
+		fmt.Fprintf(a.stderr, "Enter the passphrase of the signing key %s: ", path)
+		pass, perr := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(a.stderr)
+		if perr != nil {
+			return nil, fmt.Errorf("%w: %v", recovery.ErrNoKey, perr)
+		}
+		key, err = recovery.ReadSigningKeyFile(path, pass)
+	}
+	return key, err
 }

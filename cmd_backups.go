@@ -99,7 +99,7 @@ func runBackups(ctx context.Context, a *app, args []string) error {
 		if b.Encrypted {
 			enc = "gpg"
 		}
-		name := b.Name
+		name := storage.Printable(b.Name)
 		if !b.Recognized() {
 			name += "  (unknown name)"
 		}

@@ -21,7 +21,7 @@ import (
 func init() {
 	register(&command{
 		name:    "",
-		usage:   "[--db-url URL] [--gpg-key FILE] [--passphrase-file FILE] [--backup-dir DIR] [--drill]",
+		usage:   "[--db-url URL] [--gpg-key FILE] [--passphrase-file FILE] [--signer-key FILE] [--allow-unsigned] [--backup-dir DIR] [--no-owner] [--drill]",
 		summary: "open the incident console (the default with no subcommand)",
 		run:     runConsole,
 	})
@@ -41,6 +41,7 @@ func runConsole(ctx context.Context, a *app, args []string) error {
 	backupDir := fs.String("backup-dir", "", "local backup `dir`ectory (default: $BACKUP_DIR, else "+storage.DefaultDir+")")
 	drill := fs.Bool("drill", false, "drill or tabletop mode: commands are recorded, not run, and nothing is swapped")
 	noOwner := fs.Bool("no-owner", false, "do not restore object ownership (when the archive's roles do not exist on the target)")
+	allowUnsigned := fs.Bool("allow-unsigned", false, "restore backups that none of the --signer-key keys signed (they are still flagged)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -75,22 +76,26 @@ func runConsole(ctx context.Context, a *app, args []string) error {
 	}
 	keys.Ask = nil // the console asks in a form, never on the raw terminal
 	dbConn, connErr := conn.resolve(a)
+	if dbConn != nil {
+		a.warnPasswordInArgs(dbConn)
+	}
 
 	host, _ := os.Hostname()
 	work := &sync.WaitGroup{}
 	opt := ui.Options{
-		Context:   ctx,
-		StateDir:  checklists.StateDir(a.stateDir, a.getenv),
-		Runbook:   rb,
-		Locations: locs,
-		Conn:      dbConn,
-		ConnErr:   connErr,
-		Keys:      *keys,
-		NoOwner:   *noOwner,
-		Drill:     *drill,
-		Operator:  checklists.Operator(a.getenv),
-		Host:      host,
-		Work:      work,
+		Context:       ctx,
+		StateDir:      checklists.StateDir(a.stateDir, a.getenv),
+		Runbook:       rb,
+		Locations:     locs,
+		Conn:          dbConn,
+		ConnErr:       connErr,
+		Keys:          *keys,
+		NoOwner:       *noOwner,
+		AllowUnsigned: *allowUnsigned,
+		Drill:         *drill,
+		Operator:      checklists.Operator(a.getenv),
+		Host:          host,
+		Work:          work,
 	}
 	if a.getenv("NO_COLOR") != "" {
 		opt.Theme = ui.PlainTheme()

@@ -20,7 +20,7 @@ import (
 func init() {
 	register(&command{
 		name:    "restore",
-		usage:   "restore [--yes] [--gpg-key FILE] [--passphrase-file FILE] [--target-db NAME] [--from-db NAME] [--no-owner] [--accept-missing-tables] [--drill] [--json] BACKUP",
+		usage:   "restore [--yes] [--gpg-key FILE] [--passphrase-file FILE] [--signer-key FILE] [--allow-unsigned] [--target-db NAME] [--from-db NAME] [--no-owner] [--accept-missing-tables] [--drill] [--json] BACKUP",
 		summary: "restore a backup into a scratch database, check it, and swap it in for the live one",
 		run:     runRestore,
 	})
@@ -63,6 +63,7 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 	fromDB := fs.String("from-db", "", "the `database` the backup was taken from, when it is not the target: a backup of another database is refused unless named here")
 	noOwner := fs.Bool("no-owner", false, "do not restore object ownership (when the archive's roles do not exist on the target)")
 	accept := fs.Bool("accept-missing-tables", false, "with --yes: swap even when the live database has tables the restored copy lacks")
+	allowUnsigned := fs.Bool("allow-unsigned", false, "restore a backup that none of the --signer-key keys signed (it is still flagged)")
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
 	scenario := fs.String("scenario", checklists.DefaultScenario, "runbook `scenario` of the incident to start when none is open")
 	drill := fs.Bool("drill", false, "a drill: restore and check for real in a scratch database, then drop it; nothing is ever swapped")
@@ -120,7 +121,7 @@ func runRestore(ctx context.Context, a *app, args []string) error {
 			fmt.Fprintf(a.stderr, "journal: %s\n", j.Path())
 		}
 	}
-	opts := recovery.Options{Conn: cn, Keys: keys, TestDB: *testDB, NoOwner: *noOwner, FromDB: *fromDB}
+	opts := recovery.Options{Conn: cn, Keys: keys, TestDB: *testDB, NoOwner: *noOwner, FromDB: *fromDB, AllowUnsigned: *allowUnsigned}
 	err = restore(ctx, a, run, src, opts, restoreChoices{yes: *yes, accept: *accept, quiet: *asJSON}, &out)
 	if err == nil && run.Err() != nil {
 		err = fmt.Errorf("the restore itself is done (%s), but %w", out.Result, run.Err())

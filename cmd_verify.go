@@ -12,7 +12,7 @@ import (
 func init() {
 	register(&command{
 		name:    "verify",
-		usage:   "verify [--gpg-key FILE] [--restore-test] [--json] BACKUP",
+		usage:   "verify [--gpg-key FILE] [--passphrase-file FILE] [--signer-key FILE] [--restore-test] [--json] BACKUP",
 		summary: "read a whole backup to prove it decrypts, decompresses and parses; optionally restore it into a throwaway database",
 		run:     runVerify,
 	})
@@ -22,6 +22,7 @@ type verifyResult struct {
 	Backup      storage.Backup         `json:"backup"`
 	Location    string                 `json:"location"`
 	Layers      []storage.Layer        `json:"layers"`
+	Signature   signatureJSON          `json:"signature"`
 	Format      storage.Format         `json:"format"`
 	Archive     *archiveJSON           `json:"archive,omitempty"`
 	BytesRead   int64                  `json:"bytes_read"`
@@ -32,6 +33,15 @@ type verifyResult struct {
 	RestoreTest *restoreResult         `json:"restore_test,omitempty"`
 	Checks      []recovery.CheckResult `json:"checks,omitempty"`
 	Error       string                 `json:"error,omitempty"`
+}
+
+// signatureJSON is who signed a backup, for scripts: trusted is true only for one of the
+// --signer-key keys, and then the signature was verified (verify reads to the end).
+type signatureJSON struct {
+	Signed  bool   `json:"signed"`
+	KeyID   string `json:"key_id,omitempty"`
+	Signer  string `json:"signer,omitempty"`
+	Trusted bool   `json:"trusted"`
 }
 
 type archiveJSON struct {
@@ -84,6 +94,8 @@ func verify(ctx context.Context, a *app, src recovery.Source, keys *recovery.Key
 	}
 	out.Layers, out.Format, out.BytesRead, out.DumpBytes, out.DataBlocks, out.Complete, out.Seconds =
 		got.Layers, got.Format, got.Read, got.Dump, got.DataBlocks, got.Complete, got.Duration.Seconds()
+	sig := got.Signature
+	out.Signature = signatureJSON{Signed: sig.Signed, KeyID: sig.KeyIDHex, Signer: sig.Signer, Trusted: sig.Trusted}
 	if ar := got.Archive; ar != nil {
 		j := &archiveJSON{Version: ar.Version, DumpVersion: ar.DumpVersion, ServerVersion: ar.ServerVersion, Database: ar.Database,
 			Created: ar.Created.Format(time.RFC3339), Compression: ar.Compression, Tables: []string{}, Owners: ar.Owners}
@@ -93,8 +105,18 @@ func verify(ctx context.Context, a *app, src recovery.Source, keys *recovery.Key
 		out.Archive = j
 	}
 	if !quiet {
-		fmt.Fprintf(a.stdout, "backup    %s (%s, %s)\n", src.Backup.Name, src.Location.Name(), humanBytes(got.Read))
+		fmt.Fprintf(a.stdout, "backup    %s (%s, %s)\n", storage.Printable(src.Backup.Name), src.Location.Name(), humanBytes(got.Read))
 		fmt.Fprintf(a.stdout, "layers    %v\n", got.Layers)
+		switch {
+		case sig.Trusted:
+			fmt.Fprintf(a.stdout, "signature %s, a trusted signer: verified\n", sig)
+		case len(keys.Signers) > 0:
+			fmt.Fprintf(a.stdout, "signature %s: NOT by a trusted signer\n", sig)
+		case sig.Signed:
+			fmt.Fprintf(a.stdout, "signature %s: not checked (no --signer-key)\n", sig)
+		default:
+			fmt.Fprintf(a.stdout, "signature none: nothing proves this backup was made by your backup job\n")
+		}
 		if ar := got.Archive; ar != nil {
 			fmt.Fprintf(a.stdout, "archive   version %s, written by pg_dump %s from server %s, database %q, %s\n", ar.Version, ar.DumpVersion, ar.ServerVersion, ar.Database, ar.Created.Format("2006-01-02 15:04:05"))
 			fmt.Fprintf(a.stdout, "tables    %d with data:", len(ar.Tables))
@@ -108,6 +130,9 @@ func verify(ctx context.Context, a *app, src recovery.Source, keys *recovery.Key
 		}
 		fmt.Fprintf(a.stdout, "result    OK: complete, every integrity check passed (%s)\n", shortDuration(got.Duration))
 	}
+	if len(keys.Signers) > 0 && !sig.Trusted {
+		return fmt.Errorf("backup %q: %w", storage.Printable(src.Backup.Name), sig.Require())
+	}
 	if !restoreTest {
 		return nil
 	}
@@ -120,6 +145,9 @@ func verify(ctx context.Context, a *app, src recovery.Source, keys *recovery.Key
 		base = got.Archive.Database + "_verify"
 	}
 	testDB := base + "_" + time.Now().UTC().Format("20060102_150405")
+	if recovery.ValidTarget(testDB) != nil { // the archive's name is the backup's word, not ours
+		testDB = "drconsole_verify_" + time.Now().UTC().Format("20060102_150405")
+	}
 	plan, err := recovery.Prepare(ctx, src, recovery.Options{Conn: cn, Keys: keys, TestDB: testDB})
 	if err != nil {
 		return err

@@ -52,6 +52,8 @@ func exitCode(err error) int {
 		return exitJournal
 	case errors.Is(err, recovery.ErrWrongKey), errors.Is(err, recovery.ErrNoKey):
 		return exitKey
+	case errors.Is(err, recovery.ErrUnsigned), errors.Is(err, recovery.ErrBadSignature):
+		return exitSignature
 	case errors.Is(err, recovery.ErrCorrupt), errors.Is(err, recovery.ErrTruncated), errors.Is(err, recovery.ErrNotBackup):
 		return exitCorrupt
 	case errors.Is(err, recovery.ErrDatabase):

@@ -37,11 +37,13 @@ func (c *connFlags) resolve(a *app) (*recovery.Conn, error) {
 type keyFlags struct {
 	gpgKey         string
 	passphraseFile string
+	signerKey      string
 }
 
 func (k *keyFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&k.gpgKey, "gpg-key", "", "exported OpenPGP secret key `file` (armored or binary) to decrypt backups")
 	fs.StringVar(&k.passphraseFile, "passphrase-file", "", "`file` holding the passphrase for the key or a symmetric backup (default: $DRCONSOLE_PASSPHRASE, else a prompt)")
+	fs.StringVar(&k.signerKey, "signer-key", "", "public key `file` of the backup job's signing keys: backups none of them signed are refused (default: $DRCONSOLE_SIGNER_KEY, else signer_key in the config file)")
 }
 
 // keys loads the secret key and passphrase. A passphrase that is needed but not given
@@ -55,15 +57,29 @@ func (k *keyFlags) keys(a *app) (*recovery.Keys, error) {
 		}
 		keys.Entities = ents
 	}
-	switch {
-	case k.passphraseFile != "":
-		data, err := os.ReadFile(k.passphraseFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: read passphrase file: %v", recovery.ErrNoKey, err)
+	signer := k.signerKey
+	if signer == "" {
+		signer = a.getenv("DRCONSOLE_SIGNER_KEY")
+	}
+	if signer == "" {
+		if cfg, err := storage.LoadConfig(a.configPath, a.getenv); err == nil {
+			signer = cfg.SignerKey
 		}
-		keys.Passphrase = []byte(strings.TrimRight(string(data), "\r\n"))
-	case a.getenv("DRCONSOLE_PASSPHRASE") != "":
-		keys.Passphrase = []byte(a.getenv("DRCONSOLE_PASSPHRASE"))
+	}
+	if signer != "" {
+		ents, err := recovery.ReadSignerFile(signer)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		keys.Signers = ents
+	}
+	pass, err := a.passphrase(k.passphraseFile)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case pass != nil:
+		keys.Passphrase = pass
 	default:
 		if f, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 			keys.Ask = func(prompt string) ([]byte, error) {
@@ -75,6 +91,22 @@ func (k *keyFlags) keys(a *app) (*recovery.Keys, error) {
 		}
 	}
 	return keys, nil
+}
+
+// passphrase is the passphrase given without a prompt: --passphrase-file, else
+// $DRCONSOLE_PASSPHRASE; nil when neither gives one.
+func (a *app) passphrase(file string) ([]byte, error) {
+	switch {
+	case file != "":
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("%w: read passphrase file: %v", recovery.ErrNoKey, err)
+		}
+		return []byte(strings.TrimRight(string(data), "\r\n")), nil
+	case a.getenv("DRCONSOLE_PASSPHRASE") != "":
+		return []byte(a.getenv("DRCONSOLE_PASSPHRASE")), nil
+	}
+	return nil, nil
 }
 
 // locations opens every configured location (config file, else the environment).

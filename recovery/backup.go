@@ -106,8 +106,8 @@ func createBackup(ctx context.Context, opts BackupOptions, loc storage.Location,
 		now = opts.Now
 	}
 	name := BackupName(opts.Kind, now(), len(opts.Recipients) > 0)
-	cmd := exec.Command(tools.Dump, "-Fc", "-b", "--no-password", "--dbname", opts.Conn.Database)
-	cmd.Env = append(libpqFreeEnviron(), opts.Conn.Env(opts.Conn.Database)...)
+	cmd := exec.Command(tools.Dump, "-Fc", "-b", "--no-password", "--dbname", libpqDatabase(opts.Conn.Database))
+	cmd.Env = opts.Conn.toolEnv(opts.Conn.Database)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -284,3 +284,15 @@ func passwordsIn(s string) []string {
 	}
 	return out
 }
+
+// OperatorEnv is the environment for a runbook command the operator runs from drconsole:
+// theirs, as their shell has it, without drconsole's own secrets.
+func OperatorEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "DRCONSOLE_PASSPHRASE" {
+			env = append(env, kv)
+		}
+	}
+	return env
+}

@@ -17,7 +17,7 @@ type Source struct {
 }
 
 func (s Source) String() string {
-	return fmt.Sprintf("%s (%s)", s.Backup.Name, s.Location.String())
+	return fmt.Sprintf("%s (%s)", storage.Printable(s.Backup.Name), s.Location.String())
 }
 
 func (s Source) open(ctx context.Context) (io.ReadCloser, error) {

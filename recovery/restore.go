@@ -35,8 +35,11 @@ type Options struct {
 	NoOwner bool   // pg_restore --no-owner: objects belong to the connecting role
 	// FromDB is the database the operator says the backup was taken from, when it is not
 	// the target (--from-db): a backup of another database is refused unless named here.
-	FromDB   string
-	Now      func() time.Time
+	FromDB string
+	// AllowUnsigned: restore a backup that no trusted signer signed although signers are
+	// configured (Keys.Signers); it is still flagged.
+	AllowUnsigned bool
+	Now           func() time.Time
 	Interval time.Duration // progress throttle; 0 = ProgressInterval
 }
 
@@ -106,6 +109,9 @@ func Prepare(ctx context.Context, src Source, opts Options) (*Plan, error) {
 	if contents.Encrypted() {
 		p.Passed = append(p.Passed, "key decrypts the backup")
 	}
+	if err := p.checkSignature(); err != nil {
+		return nil, err
+	}
 	if a := contents.Archive; a != nil {
 		p.Passed = append(p.Passed, fmt.Sprintf("archive parses: version %s, pg_dump %s, database %q, %d tables with data", a.Version, a.DumpVersion, a.Database, len(a.Tables)))
 		if err := tools.CheckArchive(a); err != nil {
@@ -167,6 +173,30 @@ func Prepare(ctx context.Context, src Source, opts Options) (*Plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// checkSignature applies the signature policy: with trusted signers configured, a backup
+// none of them signed is refused (unless AllowUnsigned); without them, who signed is only
+// reported. Either way an unsigned backup is flagged: nothing proves it is the team's.
+func (p *Plan) checkSignature() error {
+	sig := p.Contents.Signature
+	var signers int
+	if p.opts.Keys != nil {
+		signers = len(p.opts.Keys.Signers)
+	}
+	switch {
+	case sig.Trusted:
+		p.Passed = append(p.Passed, sig.String()+", a trusted signer; the signature is checked as the backup streams, before anything can be swapped")
+	case signers > 0 && !p.opts.AllowUnsigned:
+		return inBackup(p.Source, fmt.Errorf("%w: nothing proves it was made by your backup job (restore it anyway only if you know where it came from: --allow-unsigned)", sig.Require()))
+	case signers > 0:
+		p.Warnings = append(p.Warnings, sig.String()+" by none of the trusted signers: restoring it anyway, as asked (--allow-unsigned)")
+	case sig.Signed:
+		p.Warnings = append(p.Warnings, sig.String()+": not checked, no signer key is configured (--signer-key)")
+	default:
+		p.Warnings = append(p.Warnings, "not signed: nothing proves this backup was made by your backup job (sign backups with drconsole backup --sign-key, check them with --signer-key)")
+	}
+	return nil
 }
 
 // checkSource refuses a backup of another database: restoring otherdb's dump under the
@@ -420,9 +450,9 @@ type Restored struct {
 func (p *Plan) Describe() string {
 	switch p.Mode {
 	case ModeSwap:
-		return fmt.Sprintf("restore %s into %s on %s, check it, then swap it in for %s (kept as %s)", p.Source.Backup.Name, p.Scratch, p.Server, p.Target, p.Kept)
+		return fmt.Sprintf("restore %s into %s on %s, check it, then swap it in for %s (kept as %s)", printable(p.Source.Backup.Name), p.Scratch, p.Server, p.Target, p.Kept)
 	case ModeCreate:
-		return fmt.Sprintf("restore %s into %s on %s, check it, then rename it to %s (which does not exist yet)", p.Source.Backup.Name, p.Scratch, p.Server, p.Target)
+		return fmt.Sprintf("restore %s into %s on %s, check it, then rename it to %s (which does not exist yet)", printable(p.Source.Backup.Name), p.Scratch, p.Server, p.Target)
 	}
-	return fmt.Sprintf("restore %s into the new database %s on %s and check it; nothing is swapped", p.Source.Backup.Name, p.Target, p.Server)
+	return fmt.Sprintf("restore %s into the new database %s on %s and check it; nothing is swapped", printable(p.Source.Backup.Name), p.Target, p.Server)
 }

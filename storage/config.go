@@ -29,6 +29,11 @@ type Config struct {
 	// Runbook is a runbook file to use instead of the embedded one (--runbook wins).
 	// A relative path is relative to the configuration file.
 	Runbook string `yaml:"runbook"`
+	// SignerKey is the public key file of the backup job's signing keys: restores refuse
+	// backups none of them signed (--signer-key wins). Relative to the configuration file.
+	SignerKey string `yaml:"signer_key"`
+	// SignKey is the secret key file drconsole backup signs with (--sign-key wins).
+	SignKey string `yaml:"sign_key"`
 }
 
 // LocationConfig is one location in the configuration file.
@@ -165,8 +170,10 @@ func ParseConfig(data []byte, file string) (*Config, error) {
 			}
 		}
 	}
-	if cfg.Runbook != "" && !filepath.IsAbs(cfg.Runbook) && file != "" {
-		cfg.Runbook = filepath.Join(filepath.Dir(file), cfg.Runbook)
+	for _, p := range []*string{&cfg.Runbook, &cfg.SignerKey, &cfg.SignKey} {
+		if *p != "" && !filepath.IsAbs(*p) && file != "" {
+			*p = filepath.Join(filepath.Dir(file), *p)
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"drconsole/checklists"
+	"drconsole/recovery"
 	"drconsole/storage"
 )
 
@@ -28,6 +31,23 @@ type backupsScreen struct {
 	sortBy  int
 	editing int // 0 none, 1 filter, 2 before
 	field   field
+	// sigs: who signed each backup looked at so far, by location and key; probing is the
+	// one being read now. Only the highlighted backup is read (its first bytes, with the
+	// key), so the list costs nothing to show.
+	sigs    map[string]sigProbe
+	probing string
+}
+
+// sigProbe is what reading a backup's first bytes said about its signature.
+type sigProbe struct {
+	sig recovery.Signature
+	err error
+}
+
+type signatureProbedMsg struct {
+	id  string
+	sig recovery.Signature
+	err error
 }
 
 var sortNames = []string{"newest first", "oldest first", "largest first", "by location"}
@@ -129,6 +149,13 @@ func (bs *backupsScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 	case catalogListedMsg:
 		bs.loaded, bs.catalog = true, msg.catalog
 		bs.apply()
+		return bs, bs.probe()
+	case signatureProbedMsg:
+		if bs.sigs == nil {
+			bs.sigs = map[string]sigProbe{}
+		}
+		bs.sigs[msg.id], bs.probing = sigProbe{msg.sig, msg.err}, ""
+		return bs, bs.probe() // the highlight may have moved on meanwhile
 	case tea.KeyPressMsg:
 		k := msg.String()
 		if bs.editing != 0 {
@@ -162,7 +189,7 @@ func (bs *backupsScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			return bs, cmd
 		}
 		if bs.cur.move(k) {
-			return bs, nil
+			return bs, bs.probe()
 		}
 		switch {
 		case key.Matches(msg, keyFilter):
@@ -194,6 +221,64 @@ func (bs *backupsScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		}
 	}
 	return bs, nil
+}
+
+func probeID(b storage.Backup) string { return b.Location + "\x00" + b.Key }
+
+// probe reads who signed the highlighted backup, unless it is known or a read is running.
+func (bs *backupsScreen) probe() tea.Cmd {
+	s := bs.s
+	if bs.probing != "" || len(bs.shown) == 0 {
+		return nil
+	}
+	b := bs.shown[bs.cur.i]
+	id := probeID(b)
+	if _, done := bs.sigs[id]; done {
+		return nil
+	}
+	var loc storage.Location
+	for _, l := range s.opt.Locations {
+		if l.Name() == b.Location {
+			loc = l
+		}
+	}
+	bs.probing = id
+	keys := recovery.Keys{Entities: s.opt.Keys.Entities, Passphrase: s.opt.Keys.Passphrase, Signers: s.opt.Keys.Signers}
+	ctx := s.opt.Context
+	return func() tea.Msg {
+		if loc == nil {
+			return signatureProbedMsg{id: id, err: fmt.Errorf("location %q is not configured", b.Location)}
+		}
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		c, err := recovery.Inspect(ctx, recovery.Source{Location: loc, Backup: b}, &keys)
+		if err != nil {
+			return signatureProbedMsg{id: id, err: err}
+		}
+		return signatureProbedMsg{id: id, sig: c.Signature}
+	}
+}
+
+// signatureLine says who signed the highlighted backup, as far as is known yet.
+func (bs *backupsScreen) signatureLine(b storage.Backup, w int) string {
+	s := bs.s
+	p, done := bs.sigs[probeID(b)]
+	trusted := len(s.opt.Keys.Signers) > 0
+	switch {
+	case !done:
+		return s.st.Muted.Render("signature: reading…")
+	case errors.Is(p.err, recovery.ErrNoKey):
+		return s.st.Muted.Render(ansiCut("signature: read at pre-flight, where the passphrase is asked", w))
+	case p.err != nil:
+		return s.st.Danger.Render(ansiCut("✗ cannot be read: "+p.err.Error(), w))
+	case p.sig.Trusted:
+		return s.st.Success.Render(ansiCut("✓ "+p.sig.String()+", a trusted signer (verified as it streams)", w))
+	case trusted:
+		return s.st.Danger.Render(ansiCut("✗ "+p.sig.String()+": by none of the trusted signers", w))
+	case p.sig.Signed:
+		return s.st.Muted.Render(ansiCut(p.sig.String()+": not checked (no --signer-key)", w))
+	}
+	return s.st.Warning.Render(ansiCut("! not signed: nothing proves this backup is yours", w))
 }
 
 // parseWhen reads a time the operator typed, in UTC.
@@ -322,7 +407,7 @@ func (t backupTable) row(when, ago, size, loc, enc, rpo, name string) string {
 // the kind and the layers (.dump or .sql, .gz, .gpg). The date is in the Taken column,
 // so a recognised name drops it first: "full …130000.dump.gz.gpg".
 func shortName(b storage.Backup, w int) string {
-	name := b.Name
+	name := storage.Printable(b.Name)
 	if len([]rune(name)) <= w {
 		return name
 	}
@@ -364,7 +449,7 @@ func shortName(b storage.Backup, w int) string {
 func (bs *backupsScreen) detail(bk storage.Backup, w int) []string {
 	s := bs.s
 	out := []string{""}
-	for _, l := range strings.Split(ansi.Hardwrap(bk.Name, w, false), "\n") {
+	for _, l := range strings.Split(ansi.Hardwrap(storage.Printable(bk.Name), w, false), "\n") {
 		out = append(out, s.st.Accent.Render(l))
 	}
 	where := "in " + bk.Location
@@ -386,7 +471,7 @@ func (bs *backupsScreen) detail(bk storage.Backup, w int) []string {
 	if bk.Recognized() && !s.meetsRPO(bk) {
 		out = append(out, s.st.Warning.Render(wrap(fmt.Sprintf("older than the %s RPO before the incident started", checklists.FormatDuration(s.scenario.RPO)), w)))
 	}
-	return out
+	return append(out, bs.signatureLine(bk, w))
 }
 
 // layers says, outermost first, what the name says the file is.

@@ -31,11 +31,13 @@ type Options struct {
 	ConnErr   error
 	Keys      recovery.Keys // from --gpg-key and --passphrase-file; the console asks for a missing passphrase
 	NoOwner   bool
-	Drill     bool // --drill: every incident started is a drill
-	Operator  string
-	Host      string
-	Now       func() time.Time // nil: time.Now; tests fix it
-	Theme     Theme
+	// AllowUnsigned: restore backups that no trusted signer signed (Keys.Signers set).
+	AllowUnsigned bool
+	Drill         bool // --drill: every incident started is a drill
+	Operator      string
+	Host          string
+	Now           func() time.Time // nil: time.Now; tests fix it
+	Theme         Theme
 	// Work counts restores and swaps in flight. The caller waits for it before exiting,
 	// so that a cancelled restore has dropped its scratch database first.
 	Work *sync.WaitGroup

@@ -293,6 +293,12 @@ func TestBackupPickerFiltersAndChooses(t *testing.T) {
 		t.Fatalf("not on the backups screen:\n%s", h.screen())
 	}
 	h.send(catalogListedMsg{testCatalog()})
+	// The highlighted backup's first bytes say it is not signed (the test's locations
+	// are not real, so the probe itself could not read it).
+	h.send(signatureProbedMsg{id: probeID(bs.shown[bs.cur.i]), sig: recovery.Signature{}})
+	if !strings.Contains(h.screen(), "not signed: nothing proves this backup is yours") {
+		t.Errorf("an unsigned backup is not flagged:\n%s", h.screen())
+	}
 	h.both("backups")
 	var order []string
 	for _, b := range bs.shown {

@@ -71,8 +71,8 @@ func (p *preflightScreen) prepare() tea.Cmd {
 		return nil
 	}
 	// Copies: the engine may keep a passphrase it was given in its Keys.
-	keys := recovery.Keys{Entities: p.decrypt.Entities, Passphrase: p.decrypt.Passphrase}
-	opts := recovery.Options{Conn: s.opt.Conn, Keys: &keys, NoOwner: s.opt.NoOwner, FromDB: p.fromDB, Now: s.opt.Now, Interval: s.opt.Progress}
+	keys := recovery.Keys{Entities: p.decrypt.Entities, Passphrase: p.decrypt.Passphrase, Signers: p.decrypt.Signers}
+	opts := recovery.Options{Conn: s.opt.Conn, Keys: &keys, NoOwner: s.opt.NoOwner, FromDB: p.fromDB, AllowUnsigned: s.opt.AllowUnsigned, Now: s.opt.Now, Interval: s.opt.Progress}
 	ctx, src, attempt := s.opt.Context, p.src, p.attempt
 	return func() tea.Msg {
 		plan, err := recovery.Prepare(ctx, src, opts)
@@ -165,6 +165,10 @@ func advice(err error) string {
 	switch {
 	case errors.Is(err, recovery.ErrWrongKey):
 		return "The key or passphrase does not open this backup. Check --gpg-key, or choose another backup."
+	case errors.Is(err, recovery.ErrUnsigned):
+		return "None of the trusted signers (--signer-key) signed this backup: choose another, or start drconsole with --allow-unsigned if you know where it came from."
+	case errors.Is(err, recovery.ErrBadSignature):
+		return "The backup's signature does not verify: it is not what was signed. Choose another backup; nothing was swapped."
 	case errors.Is(err, recovery.ErrNoKey):
 		return "The backup is encrypted: start drconsole with --gpg-key FILE (and --passphrase-file)."
 	case errors.Is(err, recovery.ErrCorrupt), errors.Is(err, recovery.ErrTruncated), errors.Is(err, recovery.ErrNotBackup):

@@ -15,6 +15,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"drconsole/checklists"
+	"drconsole/recovery"
 )
 
 // stepScreen is one step: what to do, the commands (run after confirmation, dry-run in
@@ -200,7 +201,7 @@ func (st *stepScreen) run() tea.Cmd {
 		} else {
 			cmd = exec.CommandContext(cctx, "sh", "-c", c.Run)
 		}
-		cmd.Env = append(cmd.Environ(), env...)
+		cmd.Env = append(recovery.OperatorEnv(), env...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the terminal's signals reach only drconsole
 		// Its own process group: cancelling must kill the shell's children too, and not
 		// wait for ever on a pipe a background child still holds.
