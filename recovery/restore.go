@@ -40,7 +40,7 @@ type Options struct {
 	// configured (Keys.Signers); it is still flagged.
 	AllowUnsigned bool
 	Now           func() time.Time
-	Interval time.Duration // progress throttle; 0 = ProgressInterval
+	Interval      time.Duration // progress throttle; 0 = ProgressInterval
 }
 
 // Plan is a restore that has passed every check that can be made without touching a
