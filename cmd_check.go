@@ -2,18 +2,34 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
+	"drconsole/checklists"
+	"drconsole/incident"
 	"drconsole/recovery"
 )
 
 func init() {
 	register(&command{
 		name:    "check",
-		usage:   "check [--db-url URL] [--json]",
-		summary: "run the runbook's integrity checks against the live database",
+		usage:   "check [--db-url URL] [--drop-leftovers] [--drop-kept] [--json]",
+		summary: "run the runbook's integrity checks against the live database, repair what an interrupted swap left, and list (or drop) what earlier restores left on the server",
 		run:     runCheck,
 	})
+}
+
+// checkResult is check's --json output.
+type checkResult struct {
+	Database   string                 `json:"database"`
+	Server     string                 `json:"server"`
+	Repaired   []string               `json:"repaired,omitempty"`
+	Reconciled []string               `json:"reconciled,omitempty"`
+	Checks     []recovery.CheckResult `json:"checks"`
+	Leftovers  []recovery.Leftover    `json:"leftovers"`
+	Dropped    []string               `json:"dropped,omitempty"`
+	Error      string                 `json:"error,omitempty"`
 }
 
 func runCheck(ctx context.Context, a *app, args []string) error {
@@ -22,6 +38,8 @@ func runCheck(ctx context.Context, a *app, args []string) error {
 	var conn connFlags
 	conn.add(fs)
 	asJSON := fs.Bool("json", false, "print the checks as JSON on stdout")
+	dropScratch := fs.Bool("drop-leftovers", false, "drop the scratch copies that interrupted restores left on the server (never one a running restore is using)")
+	dropKept := fs.Bool("drop-kept", false, "drop the kept copies swaps made of the databases they replaced (rollback and forensics are gone after this)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -33,8 +51,49 @@ func runCheck(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	a.warnPasswordInArgs(cn)
 	if cn.Database == "" {
 		return usagef("name the database to check (--db-url, DB_NAME, DATABASE_URL or PGDATABASE)")
+	}
+	out := checkResult{Database: cn.Database, Server: cn.Server(), Leftovers: []recovery.Leftover{}}
+	err = check(ctx, a, cn, *dropScratch, *dropKept, *asJSON, &out)
+	if *asJSON {
+		if err != nil {
+			out.Error = oneLine(err)
+		}
+		if werr := writeJSON(a.stdout, out); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return err
+}
+
+func check(ctx context.Context, a *app, cn *recovery.Conn, dropScratch, dropKept, quiet bool, out *checkResult) error {
+	say := func(format string, args ...any) {
+		if !quiet {
+			fmt.Fprintf(a.stdout, format+"\n", args...)
+		}
+	}
+	// What an interrupted swap left is repaired first: a database refusing connections is
+	// an outage, and the checks below could not reach it.
+	run := a.openIncidentForRepair()
+	defer run.Close()
+	repaired, err := run.Repair(ctx, cn)
+	if err != nil {
+		return err
+	}
+	out.Repaired = repaired
+	if said, err := run.Reconcile(ctx, cn); err != nil {
+		fmt.Fprintf(a.stderr, "drconsole check: earlier attempt: %v\n", err)
+	} else {
+		out.Reconciled = said
+	}
+	say("database %s on %s", cn.Database, cn.Server())
+	for _, r := range out.Repaired {
+		say("repaired: %s", r)
+	}
+	for _, r := range out.Reconciled {
+		say("earlier attempt: %s", r)
 	}
 	// Reach the database first, so a typo'd name or a down server is one clear line.
 	db, err := cn.Connect(ctx, cn.Database)
@@ -42,24 +101,79 @@ func runCheck(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	db.Close(context.Background())
-	results := recovery.RunChecks(ctx, cn, cn.Database, "")
-	if *asJSON {
-		out := struct {
-			Database string                 `json:"database"`
-			Server   string                 `json:"server"`
-			Checks   []recovery.CheckResult `json:"checks"`
-		}{cn.Database, cn.Server(), results}
-		if err := writeJSON(a.stdout, out); err != nil {
-			return err
-		}
-	} else {
-		fmt.Fprintf(a.stdout, "database %s on %s\n", cn.Database, cn.Server())
+	out.Checks = recovery.RunChecks(ctx, cn, cn.Database, "")
+	if !quiet {
 		a2 := *a
 		a2.stderr = a.stdout
-		printChecks(&a2, results)
+		printChecks(&a2, out.Checks)
 	}
-	if failed := recovery.Failed(results); len(failed) > 0 {
+
+	list, err := recovery.FindLeftovers(ctx, cn)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	if len(list) > 0 {
+		say("left on the server by earlier restores:")
+	}
+	var dropErr error
+	for _, l := range list {
+		drop := !l.InUse && (l.Role == recovery.RoleScratch && dropScratch || l.Role == recovery.RoleKept && dropKept)
+		if !drop {
+			out.Leftovers = append(out.Leftovers, l)
+			say("  %s", l.Describe(now))
+			continue
+		}
+		if err := recovery.DropLeftover(ctx, cn, l.Name); err != nil {
+			out.Leftovers = append(out.Leftovers, l)
+			say("  %s: NOT dropped: %v", l.Describe(now), err)
+			dropErr = errors.Join(dropErr, err)
+			continue
+		}
+		out.Dropped = append(out.Dropped, l.Name)
+		run.Record(checklists.Event{Type: checklists.EventNote, Who: checklists.Operator(a.getenv), Note: "dropped " + l.Describe(now) + " (drconsole check)"})
+		say("  %s: dropped", l.Describe(now))
+	}
+	if n := countRole(out.Leftovers, recovery.RoleScratch); n > 0 && !dropScratch {
+		say("drop the scratch copies with: drconsole check --drop-leftovers")
+	}
+	if failed := recovery.Failed(out.Checks); len(failed) > 0 {
 		return fmt.Errorf("%w: %s: %s", recovery.ErrChecksFailed, failed[0].Name, failed[0].Detail)
 	}
-	return nil
+	if dropErr != nil {
+		return dropErr
+	}
+	return run.Err()
+}
+
+func countRole(list []recovery.Leftover, role string) int {
+	n := 0
+	for _, l := range list {
+		if l.Role == role && !l.InUse {
+			n++
+		}
+	}
+	return n
+}
+
+// repairRun is the incident run check repairs and reconciles in: the open incident of
+// this state directory, when there is one and no other drconsole has it open; else one
+// that records nothing.
+type repairRun struct {
+	*incident.Run
+	j *checklists.Journal
+}
+
+func (r repairRun) Close() {
+	if r.j != nil {
+		r.j.Close()
+	}
+}
+
+func (a *app) openIncidentForRepair() repairRun {
+	j, err := checklists.OpenLatest(checklists.StateDir(a.stateDir, a.getenv))
+	if err != nil {
+		return repairRun{Run: incident.New(nil, checklists.Operator(a.getenv), false)}
+	}
+	return repairRun{Run: incident.New(j, checklists.Operator(a.getenv), false), j: j}
 }

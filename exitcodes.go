@@ -58,7 +58,7 @@ func exitCode(err error) int {
 		return exitCorrupt
 	case errors.Is(err, recovery.ErrDatabase):
 		return exitDatabase
-	case errors.Is(err, recovery.ErrChecksFailed):
+	case errors.Is(err, recovery.ErrChecksFailed), errors.Is(err, recovery.ErrRestoreTool):
 		return exitChecks
 	case errors.Is(err, recovery.ErrPreflight):
 		return exitPreflight

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,12 @@ func TestMain(m *testing.M) {
 	code := pgtest.Main(m)
 	if consoleBinary.path != "" { // built once for the tmux tests
 		os.RemoveAll(filepath.Dir(consoleBinary.path))
+	}
+	if faultBinary.path != "" { // built once for the fault-injection tests
+		os.RemoveAll(filepath.Dir(faultBinary.path))
+	}
+	for _, d := range faultDirs {
+		os.RemoveAll(d)
 	}
 	os.Exit(code)
 }
@@ -161,29 +168,56 @@ func TestCLIExitCodesForBadInput(t *testing.T) {
 	name := entries[0].Name()
 	data, _ := os.ReadFile(filepath.Join(dir, name))
 	os.WriteFile(filepath.Join(dir, "spywatcher_full_20200101_000000.dump.gz.gpg"), data[:len(data)/2], 0o600)
+	// A backup of another database, named like one of this one's.
+	otherDB := c.NewDB(t)
+	c.Exec(t, otherDB, `CREATE TABLE notes (id int)`)
+	dump := exec.Command(filepath.Join(c.BinDir, "pg_dump"), "-Fc", "-f", filepath.Join(dir, "spywatcher_full_20210101_000000.dump"), otherDB)
+	dump.Env = append(os.Environ(), c.Env(otherDB)...)
+	if out, err := dump.CombinedOutput(); err != nil {
+		t.Fatalf("pg_dump: %v %s", err, out)
+	}
+	dbEnv := func(name string) map[string]string {
+		e := map[string]string{"DB_HOST": c.Host, "DB_PORT": fmt.Sprint(c.Port), "DB_USER": c.User, "DB_PASSWORD": c.Password, "DB_NAME": name, "PGSSLMODE": "disable"}
+		for k, v := range env {
+			e[k] = v
+		}
+		return e
+	}
 
 	cases := []struct {
 		name string
 		args []string
 		code int
+		env  map[string]string
+		says string
 	}{
-		{"wrong key", []string{"restore", "--yes", "--gpg-key", other.SecretFile, "--db-url", c.URL(db), name}, exitKey},
-		{"truncated", []string{"restore", "--yes", "--gpg-key", key.SecretFile, "--db-url", c.URL(db), "spywatcher_full_20200101_000000.dump.gz.gpg"}, exitCorrupt},
-		{"server down", []string{"restore", "--yes", "--gpg-key", key.SecretFile, "--db-url", "postgres://postgres@127.0.0.1:1/" + db + "?sslmode=disable", name}, exitDatabase},
-		{"typo'd database for check", []string{"check", "--db-url", c.URL(db + "_typo")}, exitDatabase},
-		{"no such backup", []string{"restore", "--yes", "--db-url", c.URL(db), "spywatcher_full_19990101_000000.dump.gz"}, exitUnreachable},
-		{"unknown flag", []string{"restore", "--frobnicate", name}, exitUsage},
-		{"no terminal to confirm on", []string{"restore", "--gpg-key", key.SecretFile, "--db-url", c.URL(db), name}, exitUsage},
+		{"target-db as connection settings", []string{"restore", "--gpg-key", key.SecretFile, "--db-url", c.URL(db), "--target-db", "dbname=" + db, name}, exitUsage, nil, "looks like connection settings"},
+		{"empty target-db", []string{"restore", "--yes", "--gpg-key", key.SecretFile, "--db-url", c.URL(db), "--target-db", "", name}, exitUsage, nil, "empty"},
+		{"target-db of the server's own", []string{"restore", "--gpg-key", key.SecretFile, "--db-url", c.URL(db), "--target-db", "postgres", name}, exitUsage, nil, "server's own"},
+		{"DB_NAME as connection settings", []string{"restore", "--yes", "--gpg-key", key.SecretFile, name}, exitPreflight, dbEnv("dbname=" + db), "looks like connection settings"},
+		{"backup of another database", []string{"restore", "--yes", "spywatcher_full_20210101_000000.dump"}, exitPreflight, dbEnv(db), "--from-db " + otherDB},
+		{"unsigned backup with a signer required", []string{"restore", "--yes", "--gpg-key", key.SecretFile, "--signer-key", other.PublicFile, name}, exitSignature, dbEnv(db), "not signed"},
+		{"wrong key", []string{"restore", "--yes", "--gpg-key", other.SecretFile, "--db-url", c.URL(db), name}, exitKey, nil, "key"},
+		{"truncated", []string{"restore", "--yes", "--gpg-key", key.SecretFile, "--db-url", c.URL(db), "spywatcher_full_20200101_000000.dump.gz.gpg"}, exitCorrupt, nil, "truncated"},
+		{"server down", []string{"restore", "--yes", "--gpg-key", key.SecretFile, "--db-url", "postgres://postgres@127.0.0.1:1/" + db + "?sslmode=disable", name}, exitDatabase, nil, "cannot connect"},
+		{"typo'd database for check", []string{"check", "--db-url", c.URL(db + "_typo")}, exitDatabase, nil, "does not exist"},
+		{"no such backup", []string{"restore", "--yes", "--db-url", c.URL(db), "spywatcher_full_19990101_000000.dump.gz"}, exitUnreachable, nil, "no such backup"},
+		{"unknown flag", []string{"restore", "--frobnicate", name}, exitUsage, nil, "frobnicate"},
+		{"no terminal to confirm on", []string{"restore", "--gpg-key", key.SecretFile, "--db-url", c.URL(db), name}, exitUsage, nil, "--yes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, errb, code := runCLI(t, env, tc.args...)
+			e := env
+			if tc.env != nil {
+				e = tc.env
+			}
+			_, errb, code := runCLI(t, e, tc.args...)
 			if code != tc.code {
 				t.Errorf("exit %d, want %d; stderr:\n%s", code, tc.code, errb)
 			}
 			lines := strings.Split(strings.TrimSpace(errb), "\n")
-			if last := lines[len(lines)-1]; !strings.HasPrefix(last, "drconsole ") {
-				t.Errorf("last stderr line is not drconsole's one-line error: %q", last)
+			if last := lines[len(lines)-1]; !strings.HasPrefix(last, "drconsole ") || !strings.Contains(last, tc.says) {
+				t.Errorf("last stderr line is not drconsole's one-line error saying %q: %q", tc.says, last)
 			}
 			if got := cliFingerprint(t, c, db); got != want {
 				t.Errorf("live database changed")
@@ -241,5 +275,39 @@ func TestCLITestRestoreAndVerifyRestoreTest(t *testing.T) {
 	}
 	if after := c.Databases(t); strings.Join(after, ",") != strings.Join(before, ",") {
 		t.Errorf("verify --restore-test left databases behind: before %v, after %v", before, after)
+	}
+}
+
+// Names from a backup location and secrets from the command line are printed safely: a
+// file name cannot send escape sequences to the operator's terminal, and no error echoes
+// a password, even from a URL that does not parse.
+func TestCLINamesAndSecretsPrintedSafely(t *testing.T) {
+	c := pgtest.Shared(t)
+	db := c.NewDB(t)
+	dir := t.TempDir()
+	for _, name := range []string{"spywatcher_full_20240101_000000.dump\x1b]0;pwned\x07", "spywatcher_full_20240102_000000.dump\nfake line", "evil\x1b[2J.dump"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errb, code := runCLI(t, map[string]string{"BACKUP_DIR": dir}, "backups")
+	if code != 0 {
+		t.Fatalf("backups: exit %d: %s", code, errb)
+	}
+	if strings.ContainsAny(out, "\x1b\x07") || strings.Contains(out, "\nfake line") {
+		t.Errorf("backups printed a name's control characters raw:\n%q", out)
+	}
+	if !strings.Contains(out, `\x1b[2J`) {
+		t.Errorf("the escaped name is not shown:\n%s", out)
+	}
+	for _, url := range []string{"postgres://u:s3cr%zzet@host/db", "postgres://u:p@ss:w0rd@host:99999/db", "host=x password='hunter2 dbname=y"} {
+		_, errb, code := runCLI(t, nil, "check", "--db-url", url)
+		if code != exitUsage || strings.Contains(errb, "s3cr") || strings.Contains(errb, "ss:w0rd") || strings.Contains(errb, "w0rd") || strings.Contains(errb, "hunter2") {
+			t.Errorf("check --db-url %q: exit %d, stderr %q", url, code, errb)
+		}
+	}
+	_, errb, _ = runCLI(t, nil, "check", "--db-url", c.URL(db))
+	if !strings.Contains(errb, "warning: the password in --db-url is visible") || strings.Contains(errb, c.Password) {
+		t.Errorf("a password on the command line gets no warning, or is echoed:\n%s", errb)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -108,7 +107,7 @@ func createBackup(ctx context.Context, opts BackupOptions, loc storage.Location,
 	name := BackupName(opts.Kind, now(), len(opts.Recipients) > 0)
 	cmd := exec.Command(tools.Dump, "-Fc", "-b", "--no-password", "--dbname", libpqDatabase(opts.Conn.Database))
 	cmd.Env = opts.Conn.toolEnv(opts.Conn.Database)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childAttr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return storage.Backup{}, err

@@ -342,9 +342,7 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStre
 		child.countCopy = true
 	}
 	cmd.Env = p.opts.Conn.toolEnv(p.Scratch)
-	// Its own process group: a Ctrl-C on the terminal reaches drconsole only, which then
-	// stops the child and cleans up in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childAttr()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return err

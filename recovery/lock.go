@@ -45,7 +45,9 @@ func Holder() string {
 
 // lockTarget takes the target's lock or says who holds it.
 func lockTarget(ctx context.Context, c *Conn, target string) (*targetLock, error) {
-	l := &targetLock{c: c, target: target, holder: truncateName("drconsole: restore of " + target + " by " + Holder())}
+	// Who and where first: application_name keeps 63 bytes, and a long target is the part
+	// the operator already knows.
+	l := &targetLock{c: c, target: target, holder: truncateName("drconsole " + Holder() + ": restore of " + target)}
 	if err := l.acquire(ctx); err != nil {
 		return nil, err
 	}
@@ -84,7 +86,7 @@ func lockHolder(ctx context.Context, conn *pgx.Conn, target string) string {
 	if err != nil {
 		return "held by another session"
 	}
-	app = strings.TrimPrefix(app, "drconsole: ")
+	app = strings.TrimPrefix(app, "drconsole ")
 	return fmt.Sprintf("%s, from %s, since %s", app, from, since.UTC().Format("2006-01-02 15:04:05 UTC"))
 }
 

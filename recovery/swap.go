@@ -125,8 +125,12 @@ func (r *Restored) Swap(ctx context.Context, rep Reporter, opts SwapOptions) (*S
 	case SwapDone:
 		r.finished = true
 		p.lock.release()
-		say("swapped: %s is the restored database (the server committed it, although: %v)", p.Target, oneLineErr(err))
-		return &Swapped{Live: p.Target, Kept: in.Kept, Note: fmt.Sprintf("the swap committed, although drconsole saw: %v", oneLineErr(err))}, nil
+		note := fmt.Sprintf("the swap committed, although drconsole then saw: %v", oneLineErr(err))
+		if ctx.Err() != nil {
+			note = "the interrupt came after the swap had committed"
+		}
+		say("swapped: %s is the restored database (%s)", p.Target, note)
+		return &Swapped{Live: p.Target, Kept: in.Kept, Note: note}, nil
 	case SwapNotDone:
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: swap of %s stopped before it happened; %s is unchanged (checked on the server)", ErrCancelled, p.Target, p.Target)
@@ -198,8 +202,11 @@ func (p *Plan) swap(ctx context.Context, admin *pgx.Conn, in SwapIntent, say fun
 	faultpoint(ctx, "swap-committed")
 	// Read back what the catalog now says, rather than trust the commit's answer.
 	var live uint32
-	if err := admin.QueryRow(ctx, `SELECT oid FROM pg_database WHERE datname = $1`, in.Target).Scan(&live); err != nil || live != in.ScratchOID {
-		return nil, fmt.Errorf("%w: after the swap, %s is not the restored copy (%v)", ErrDatabase, in.Target, err)
+	if err := admin.QueryRow(ctx, `SELECT oid FROM pg_database WHERE datname = $1`, in.Target).Scan(&live); err != nil {
+		return nil, fmt.Errorf("%w: reading the swap back: %v", ErrDatabase, pgMessage(err))
+	}
+	if live != in.ScratchOID {
+		return nil, fmt.Errorf("%w: after the swap, %s is not the restored copy (OID %d)", ErrDatabase, in.Target, live)
 	}
 	if in.Mode == ModeSwap {
 		say("swapped: %s is the restored database; the previous one is kept as %s", in.Target, in.Kept)

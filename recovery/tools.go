@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Tools are the PostgreSQL client programs the pipeline ends in (and backup starts with).
@@ -96,4 +97,12 @@ func majorOf(v string) string {
 		return "newer"
 	}
 	return major
+}
+
+// childAttr is how drconsole starts pg_restore and pg_dump: in a process group of their
+// own, so a Ctrl-C on the terminal reaches drconsole only, which then stops the child and
+// cleans up in order; and killed with drconsole (kill -9 included), so that no child keeps
+// writing into a scratch database nobody is watching.
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

@@ -160,6 +160,21 @@ func (c *Cluster) Stop(t testing.TB) {
 	}
 }
 
+// Restart crashes and restarts the server (immediate shutdown: every session is cut and
+// every open transaction lost, as in a crash or a failover of the host), and waits until
+// it accepts connections again.
+func (c *Cluster) Restart(t testing.TB) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		t.Fatalf("pgtest: restart a stopped cluster")
+	}
+	if err := c.runTool("pg_ctl", "-D", c.DataDir, "-w", "-t", "60", "-m", "immediate", "-l", c.logPath(), "restart"); err != nil {
+		t.Fatalf("pgtest: restart: %v\nserver log:\n%s", err, c.logTail())
+	}
+}
+
 // run executes sql over the simple protocol so several statements may be sent at once
 // and every value comes back as text.
 func (c *Cluster) run(db, sql string) ([][]string, error) {
@@ -351,6 +366,7 @@ const dirPrefix = "pgt-"
 var serverSettings = []string{
 	"listen_addresses = '127.0.0.1'",
 	"max_connections = 50",
+	"max_prepared_transactions = 5", // tests prepare transactions that must block a swap
 	"fsync = off",
 	"synchronous_commit = off",
 	"full_page_writes = off",
