@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"drconsole/checklists"
 	"drconsole/internal/gpgtest"
 	"drconsole/internal/pgtest"
 )
@@ -305,4 +306,97 @@ CREATE INDEX ON "Event" (at, payload);`)
 	if !strings.Contains(string(data), `"restore_finished"`) || !strings.Contains(string(data), `"cancelled"`) {
 		t.Errorf("the journal does not record the restore as cancelled:\n%s", data)
 	}
+}
+
+// TestConsoleAfterKillFindsWhatWasLeft kills the console with SIGKILL while a restored copy
+// waits for its swap, then starts it again: the start screen lists the scratch copy left on
+// the server, drops it after y/n, and resuming the incident finishes the interrupted
+// restore's record from the server's state.
+func TestConsoleAfterKillFindsWhatWasLeft(t *testing.T) {
+	requireTmux(t)
+	c := pgtest.Shared(t)
+	db := c.NewDB(t)
+	c.Exec(t, db, consoleSchema)
+	key := gpgtest.NewKey(t, "Ops", "")
+	dir, state := t.TempDir(), t.TempDir()
+	raw := filepath.Join(dir, "raw.dump")
+	dump := exec.Command(filepath.Join(c.BinDir, "pg_dump"), "-Fc", "-f", raw, db)
+	dump.Env = append(os.Environ(), c.Env(db)...)
+	if out, err := dump.CombinedOutput(); err != nil {
+		t.Fatalf("pg_dump: %v: %s", err, out)
+	}
+	name := "spywatcher_full_" + time.Now().UTC().Add(-10*time.Minute).Format("20060102_150405") + ".dump.gpg"
+	key.Encrypt(t, raw, filepath.Join(dir, name))
+	os.Remove(raw)
+	c.Exec(t, db, `DELETE FROM "ApiKey"`)
+	live := c.Query(t, db, `SELECT count(*) FROM "ApiKey"`)[0][0]
+
+	s := startConsole(t, c, db, dir, state, key.SecretFile)
+	s.chooseBackup(name)
+	s.waitFor("Type the database name", 15*time.Second)
+	s.typeText(db)
+	s.keys("Enter")
+	s.waitFor("All blocking checks passed", 60*time.Second)
+	pid := strings.TrimSpace(s.tmux("display-message", "-p", "-t", s.name, "#{pane_pid}"))
+	if out, err := exec.Command("kill", "-9", pid).CombinedOutput(); err != nil {
+		t.Fatalf("kill -9 %s: %v %s", pid, err, out)
+	}
+	var scratch []string
+	for _, d := range c.Databases(t) {
+		if strings.HasPrefix(d, db+"_restore_") {
+			scratch = append(scratch, d)
+		}
+	}
+	if len(scratch) != 1 {
+		t.Fatalf("scratch databases after kill -9: %v", scratch)
+	}
+
+	s = startConsole(t, c, db, dir, state, key.SecretFile)
+	start := s.waitFor("Left on the server", 15*time.Second)
+	if !strings.Contains(start, "1 scratch copy") || !strings.Contains(start, "l lists") {
+		t.Errorf("start screen:\n%s", start)
+	}
+	s.keys("l")
+	s.waitFor(scratch[0], 5*time.Second)
+	s.keys("d")
+	s.waitFor("(y/n)", 5*time.Second)
+	s.keys("y")
+	s.waitFor("Nothing: no scratch or kept copies are left", 15*time.Second)
+	s.keys("Escape")
+	s.waitFor("Resume incident", 5*time.Second)
+	s.keys("Enter")
+	resumed := s.waitFor("interrupted restore", 15*time.Second)
+	t.Logf("resumed:\n%s", resumed)
+	s.keys("q")
+
+	if got := c.Query(t, db, `SELECT count(*) FROM "ApiKey"`)[0][0]; got != live {
+		t.Errorf("live database changed: %s rows, was %s", got, live)
+	}
+	for _, d := range c.Databases(t) {
+		if strings.HasPrefix(d, db+"_restore_") {
+			t.Errorf("scratch left: %s", d)
+		}
+	}
+	journals, _ := filepath.Glob(filepath.Join(state, "incidents", "*.jsonl"))
+	if len(journals) != 1 {
+		t.Fatalf("journals: %v", journals)
+	}
+	inc, _, err := checklists.ReadJournal(journals[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := inc.Restore(); r == nil || r.State() != checklists.ResultInterrupted || len(inc.Restores) != 1 {
+		t.Errorf("the journal's restores: %+v", inc.Restores)
+	}
+	if !strings.Contains(journalText(inc), "dropped "+scratch[0]) {
+		t.Errorf("the drop is not in the journal")
+	}
+}
+
+func journalText(inc *checklists.Incident) string {
+	var b strings.Builder
+	for _, n := range inc.Notes {
+		b.WriteString(n.Text + "\n")
+	}
+	return b.String()
 }

@@ -62,9 +62,9 @@ type session struct {
 
 	// engine does the restores, swaps and abandons of every incident run; tests replace it.
 	engine incident.Engine
-	// repaired: what the look at the server repaired before an incident was open; it is
-	// recorded in the incident once one is.
-	repaired []string
+	// pending: notes about what was done on the server before an incident was open (a
+	// repair, a leftover dropped); they are recorded in the incident once one is.
+	pending []string
 
 	// mu guards scratch and leaving, which work goroutines share with Update. scratch is
 	// a restored copy nobody is working on; a swap or abandon in flight takes it out and
@@ -155,6 +155,15 @@ func tick() tea.Cmd {
 
 func (m Model) top() screen { return m.stack[len(m.stack)-1] }
 
+// note records a note in the incident, or keeps it for the incident opened next.
+func (s *session) note(text string) tea.Cmd {
+	if s.run == nil {
+		s.pending = append(s.pending, text)
+		return nil
+	}
+	return s.record(checklists.Event{Type: checklists.EventNote, Who: s.opt.Operator, Note: text})
+}
+
 // record appends events to the journal in order, off the update loop.
 func (s *session) record(events ...checklists.Event) tea.Cmd {
 	run := s.run
@@ -220,10 +229,10 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		m.status = strings.Join(msg.found, " · ")
 		var notes []checklists.Event
-		for _, r := range s.repaired {
-			notes = append(notes, checklists.Event{Type: checklists.EventNote, Who: "drconsole", Note: "repaired: " + r})
+		for _, n := range s.pending {
+			notes = append(notes, checklists.Event{Type: checklists.EventNote, Who: s.opt.Operator, Note: n})
 		}
-		s.repaired = nil
+		s.pending = nil
 		home := newScenarioScreen(s)
 		m.stack = []screen{home}
 		return m, tea.Batch(home.init(), s.record(notes...))
@@ -392,20 +401,30 @@ func (m Model) Render() string {
 		foot = m.help.FullHelpView(km.FullHelp())
 	}
 	footLines := strings.Split(foot, "\n")
-	statusLine := ""
+	status := ""
 	switch {
 	case m.confirmQuit:
-		statusLine = s.st.Danger.Render("Work is running. Cancel it and quit? (y/n)")
+		status = "Work is running. Cancel it and quit? (y/n)"
 	case m.status != "":
-		statusLine = s.st.Danger.Render(m.status)
+		status = m.status
 	case s.run != nil && s.run.Err() != nil:
-		statusLine = s.st.Danger.Render("JOURNAL NOT WRITTEN (no swap until it is): " + s.run.Err().Error())
+		status = "JOURNAL NOT WRITTEN (no swap until it is): " + s.run.Err().Error()
 	}
-	bodyH := h - 2 - len(footLines) - 1
+	// A status is wrapped, never cut: up to a third of the screen, then its end is cut.
+	statusLines := []string{""}
+	if status != "" {
+		statusLines = strings.Split(wrap(status, w), "\n")
+		if limit := max(h/3, 1); len(statusLines) > limit {
+			statusLines = append(statusLines[:limit-1], fitLine(strings.Join(statusLines[limit-1:], " "), w))
+		}
+	}
+	bodyH := h - 2 - len(footLines) - len(statusLines)
 	body := m.top().view(w, bodyH)
 	lines := []string{header, ""}
 	lines = append(lines, fit(body, w, bodyH)...)
-	lines = append(lines, fitLine(statusLine, w))
+	for _, l := range statusLines {
+		lines = append(lines, fitLine(s.st.Danger.Render(l), w))
+	}
 	for _, l := range footLines {
 		lines = append(lines, fitLine(l, w))
 	}

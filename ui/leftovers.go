@@ -7,7 +7,6 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
-	"drconsole/checklists"
 	"drconsole/recovery"
 )
 
@@ -79,7 +78,7 @@ func (l *leftoversScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		if msg.err != nil {
 			note = "could not drop " + msg.name + ": " + msg.err.Error()
 		}
-		return l, tea.Batch(s.record(checklists.Event{Type: checklists.EventNote, Who: s.opt.Operator, Note: note}), checkServer(s))
+		return l, tea.Batch(s.note(note), checkServer(s))
 	case tea.KeyPressMsg:
 		k := msg.String()
 		if l.confirm {

@@ -75,7 +75,9 @@ func (st *startScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 	switch msg := msg.(type) {
 	case serverCheckedMsg:
 		st.server = &msg
-		st.s.repaired = append(st.s.repaired, msg.repaired...)
+		for _, r := range msg.repaired {
+			st.s.note("repaired: " + r)
+		}
 	case incidentsListedMsg:
 		st.loaded, st.err = true, msg.err
 		st.open = nil
