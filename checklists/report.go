@@ -351,6 +351,9 @@ func (r *Report) Markdown() string {
 			p(", after %d attempts", rs.Attempts)
 		}
 		p("\n")
+		if rs.Swap != "" {
+			p("- Swap: %s\n", rs.Swap)
+		}
 		if rs.DurationSeconds > 0 {
 			p("- Duration: %s\n", FormatDuration(time.Duration(rs.DurationSeconds*float64(time.Second))))
 		}

@@ -43,16 +43,7 @@ func (r *Run) Restore(ctx context.Context, plan *recovery.Plan, step int, rep re
 	a := &Attempt{Step: step, Plan: plan, run: r, start: time.Now()}
 	r.Record(checklists.Event{Type: checklists.EventRestoreStarted, Step: step, Backup: plan.Source.Backup.Name, Mode: string(plan.Mode),
 		Database: plan.Target, ScratchDB: plan.Scratch, KeptDB: plan.Kept})
-	var mu sync.Mutex
-	tee := recovery.ReporterFunc(func(e recovery.Event) {
-		if e.Message != "" && !e.Tool && !e.Final {
-			mu.Lock() // the engine reports from several goroutines: keep the journal's order
-			r.Record(checklists.Event{Type: checklists.EventRestoreProgress, Step: step, Milestone: fmt.Sprintf("%s: %s", e.Stage, e.Message)})
-			mu.Unlock()
-		}
-		rep.Report(e)
-	})
-	restored, err := r.Engine.Restore(ctx, plan, tee)
+	restored, err := r.Engine.Restore(ctx, plan, r.milestones(step, rep))
 	a.last = restored
 	if restored != nil && len(restored.Checks) > 0 {
 		r.Record(CheckEvents(r.checksStep(step), restored.Checks)...)
@@ -73,6 +64,23 @@ func (r *Run) Restore(ctx context.Context, plan *recovery.Plan, step int, rep re
 		r.Record(checklists.Event{Type: checklists.EventRestoreLoaded, Step: step, Result: checklists.ResultOK, Bytes: bytes, Seconds: since(a.start)})
 	}
 	return a, err
+}
+
+// milestones passes every event on to rep and records drconsole's own stage messages
+// (not the tool's lines, not the figures) as the attempt's milestones.
+func (r *Run) milestones(step int, rep recovery.Reporter) recovery.Reporter {
+	if rep == nil {
+		rep = recovery.Discard
+	}
+	var mu sync.Mutex
+	return recovery.ReporterFunc(func(e recovery.Event) {
+		if e.Message != "" && !e.Tool && !e.Final {
+			mu.Lock() // the engine reports from several goroutines: keep the journal's order
+			r.Record(checklists.Event{Type: checklists.EventRestoreProgress, Step: step, Milestone: fmt.Sprintf("%s: %s", e.Stage, e.Message)})
+			mu.Unlock()
+		}
+		rep.Report(e)
+	})
 }
 
 // Restored is the checked copy waiting for its swap or abandon, or nil.
@@ -132,7 +140,7 @@ func (a *Attempt) Swap(ctx context.Context, rep recovery.Reporter, accept bool) 
 		started = err == nil
 		return err
 	}}
-	sw, err := r.Engine.Swap(ctx, restored, rep, opts)
+	sw, err := r.Engine.Swap(ctx, restored, r.milestones(a.Step, rep), opts)
 	switch {
 	case err == nil:
 		detail := fmt.Sprintf("%s is the restored copy", sw.Live)
