@@ -167,10 +167,19 @@ func Prepare(ctx context.Context, src Source, opts Options) (*Plan, error) {
 		p.lock.release()
 		return nil, err
 	}
+	var kept int
+	var keptBytes int64
 	for _, l := range p.Leftovers {
-		if l.Role == RoleScratch && !l.InUse {
+		switch {
+		case l.Role == RoleScratch && !l.InUse:
 			p.Warnings = append(p.Warnings, fmt.Sprintf("left on the server by an interrupted restore: %s; drop it with drconsole check --drop-leftovers", l.Describe(p.now)))
+		case l.Role == RoleKept:
+			kept++
+			keptBytes += max(l.Size, 0)
 		}
+	}
+	if kept > 0 {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("kept copies of databases that earlier swaps replaced, on the server: %d (%s); drconsole check lists them, --drop-kept drops them", kept, formatBytes(keptBytes)))
 	}
 	return p, nil
 }

@@ -9,6 +9,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"drconsole/checklists"
+	"drconsole/storage"
 )
 
 // closeScreen sums the incident up, closes it with an outcome and writes the report
@@ -124,7 +125,7 @@ func (c *closeScreen) view(w, h int) string {
 	}
 	kv("Steps", fmt.Sprintf("%d done, %d skipped, %d not done", done, skipped, open))
 	if inc.Backup != nil {
-		kv("Backup", inc.Backup.Name+" ("+inc.Backup.Location+")")
+		kv("Backup", storage.Printable(inc.Backup.Name)+" ("+inc.Backup.Location+")")
 	}
 	if r := inc.Restore(); r != nil {
 		res := r.Result

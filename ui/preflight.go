@@ -188,7 +188,7 @@ func advice(err error) string {
 func (p *preflightScreen) view(w, h int) string {
 	s := p.s
 	var b strings.Builder
-	b.WriteString(s.st.Header.Render("Pre-flight: "+p.src.Backup.Name) + "\n")
+	b.WriteString(s.st.Header.Render("Pre-flight: "+storage.Printable(p.src.Backup.Name)) + "\n")
 	b.WriteString(s.st.Muted.Render(fmt.Sprintf("from %s · %s", p.src.Backup.Location, bytesText(p.src.Backup.Size))) + "\n\n")
 	switch p.state {
 	case preflightChecking:

@@ -12,6 +12,7 @@ import (
 	"drconsole/checklists"
 	"drconsole/incident"
 	"drconsole/recovery"
+	"drconsole/storage"
 )
 
 // progressScreen streams a restore: the engine reports on a channel that a re-armed
@@ -128,7 +129,7 @@ func (p *progressScreen) view(w, h int) string {
 	s := p.s
 	e := p.last
 	var b strings.Builder
-	b.WriteString(s.st.Header.Render("Restoring "+p.plan.Source.Backup.Name) + "\n")
+	b.WriteString(s.st.Header.Render("Restoring "+storage.Printable(p.plan.Source.Backup.Name)) + "\n")
 	b.WriteString(s.st.Muted.Render(fmt.Sprintf("into %s on %s, then checks", p.plan.Scratch, p.plan.Server)) + "\n\n")
 	size := e.Size
 	if size == 0 {
