@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,31 +45,49 @@ func requireTmux(t *testing.T) {
 	}
 }
 
-var consoleBinary struct {
-	once sync.Once
-	path string
-	err  error
+// builds are the drconsole binaries the tests run as processes, built once per test
+// binary each: the product, and (tag "faultpoints") the build with fault points.
+var builds struct {
+	sync.Mutex
+	paths map[string]string
+}
+
+// drconsoleBinary builds drconsole with the given build tags ("" for none), once.
+func drconsoleBinary(t *testing.T, tags string) string {
+	t.Helper()
+	builds.Lock()
+	defer builds.Unlock()
+	if p, ok := builds.paths[tags]; ok {
+		return p
+	}
+	dir, err := os.MkdirTemp("", "drconsole-bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "drconsole")
+	if out, err := exec.Command("go", "build", "-tags", tags, "-o", path, ".").CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("go build -tags %q: %v: %s", tags, err, out)
+	}
+	if builds.paths == nil {
+		builds.paths = map[string]string{}
+	}
+	builds.paths[tags] = path
+	return path
+}
+
+// removeBuilds deletes the binaries when the test binary ends (TestMain).
+func removeBuilds() {
+	for _, p := range builds.paths {
+		os.RemoveAll(filepath.Dir(p))
+	}
 }
 
 // startConsole runs drconsole, built once per test binary, as the only process of a tmux
 // window of 80×24, so closing the window hangs it up as a dropped SSH session does.
 func startConsole(t *testing.T, c *pgtest.Cluster, db, backupDir, state, keyFile string) *tmuxSession {
 	t.Helper()
-	consoleBinary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "drconsole-bin")
-		if err != nil {
-			consoleBinary.err = err
-			return
-		}
-		consoleBinary.path = filepath.Join(dir, "drconsole")
-		if out, err := exec.Command("go", "build", "-o", consoleBinary.path, ".").CombinedOutput(); err != nil {
-			consoleBinary.err = fmt.Errorf("go build: %v: %s", err, out)
-		}
-	})
-	if consoleBinary.err != nil {
-		t.Fatal(consoleBinary.err)
-	}
-	s := &tmuxSession{t: t, name: "drconsole", sock: filepath.Join(t.TempDir(), "tmux.sock"), bin: consoleBinary.path}
+	s := &tmuxSession{t: t, name: "drconsole", sock: filepath.Join(t.TempDir(), "tmux.sock"), bin: drconsoleBinary(t, "")}
 	env := []string{"NO_COLOR=1", "TERM=xterm-256color", "USER=alice", "BACKUP_DIR=" + backupDir, "XDG_CONFIG_HOME=" + state, "S3_BUCKET=", "S3_BUCKET_SECONDARY="}
 	cmdline := "exec env " + strings.Join(env, " ") + " " + s.bin + " --state-dir=" + state + " --db-url='" + c.URL(db) + "' --gpg-key=" + keyFile
 	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", cmdline)
@@ -135,6 +152,30 @@ func (s *tmuxSession) waitFor(want string, timeout time.Duration) string {
 	return ""
 }
 
+// jobBackup makes a backup of db in dir as the backup job does — pg_dump -Fc (with
+// dumpArgs), gzip when gz, gpg --encrypt to key — named as taken ten minutes ago, and
+// returns its name.
+func jobBackup(t *testing.T, c *pgtest.Cluster, db, dir string, key *gpgtest.Key, gz bool, dumpArgs ...string) string {
+	t.Helper()
+	raw := filepath.Join(dir, "raw.dump")
+	dump := exec.Command(filepath.Join(c.BinDir, "pg_dump"), append(append([]string{"-Fc"}, dumpArgs...), "-f", raw, db)...)
+	dump.Env = append(os.Environ(), c.Env(db)...)
+	if out, err := dump.CombinedOutput(); err != nil {
+		t.Fatalf("pg_dump: %v: %s", err, out)
+	}
+	name := "spywatcher_full_" + time.Now().UTC().Add(-10*time.Minute).Format("20060102_150405") + ".dump"
+	if gz {
+		if out, err := exec.Command("gzip", "-1", raw).CombinedOutput(); err != nil {
+			t.Fatalf("gzip: %v: %s", err, out)
+		}
+		raw, name = raw+".gz", name+".gz"
+	}
+	name += ".gpg"
+	key.Encrypt(t, raw, filepath.Join(dir, name))
+	os.Remove(raw)
+	return name
+}
+
 // TestConsoleRecoversCorruptDatabase builds drconsole, runs it in tmux at 80×24 against
 // a throwaway cluster, and recovers a damaged database by keystrokes alone: scenario,
 // restore step, backup, passphrase, typed confirmation, progress, checks, swap,
@@ -147,19 +188,7 @@ func TestConsoleRecoversCorruptDatabase(t *testing.T) {
 	key := gpgtest.NewKey(t, "Ops", "correct horse")
 	dir, state := t.TempDir(), t.TempDir()
 
-	// The backup job's format: pg_dump -Fc, gzip, gpg --encrypt.
-	raw := filepath.Join(dir, "raw.dump")
-	dump := exec.Command(filepath.Join(c.BinDir, "pg_dump"), "-Fc", "-b", "-f", raw, db)
-	dump.Env = append(os.Environ(), c.Env(db)...)
-	if out, err := dump.CombinedOutput(); err != nil {
-		t.Fatalf("pg_dump: %v: %s", err, out)
-	}
-	if out, err := exec.Command("gzip", raw).CombinedOutput(); err != nil {
-		t.Fatalf("gzip: %v: %s", err, out)
-	}
-	name := "spywatcher_full_" + time.Now().UTC().Add(-10*time.Minute).Format("20060102_150405") + ".dump.gz.gpg"
-	key.Encrypt(t, raw+".gz", filepath.Join(dir, name))
-	os.Remove(raw + ".gz")
+	name := jobBackup(t, c, db, dir, key, true, "-b")
 
 	// The corruption.
 	c.Exec(t, db, `DELETE FROM "ApiKey"; DELETE FROM "Session"; UPDATE "User" SET username = 'garbage'`)
@@ -235,18 +264,7 @@ CREATE INDEX ON "Event" (payload);
 CREATE INDEX ON "Event" (at, payload);`)
 	key := gpgtest.NewKey(t, "Ops", "")
 	dir, state := t.TempDir(), t.TempDir()
-	raw := filepath.Join(dir, "raw.dump")
-	dump := exec.Command(filepath.Join(c.BinDir, "pg_dump"), "-Fc", "-Z0", "-f", raw, db)
-	dump.Env = append(os.Environ(), c.Env(db)...)
-	if out, err := dump.CombinedOutput(); err != nil {
-		t.Fatalf("pg_dump: %v: %s", err, out)
-	}
-	if out, err := exec.Command("gzip", "-1", raw).CombinedOutput(); err != nil {
-		t.Fatalf("gzip: %v: %s", err, out)
-	}
-	name := "spywatcher_full_" + time.Now().UTC().Add(-10*time.Minute).Format("20060102_150405") + ".dump.gz.gpg"
-	key.Encrypt(t, raw+".gz", filepath.Join(dir, name))
-	os.Remove(raw + ".gz")
+	name := jobBackup(t, c, db, dir, key, true, "-Z0")
 	c.Exec(t, db, `DELETE FROM "ApiKey"`)
 	live := c.Query(t, db, `SELECT count(*) || ':' || (SELECT count(*) FROM "Event") FROM "ApiKey"`)[0][0]
 
@@ -319,15 +337,7 @@ func TestConsoleAfterKillFindsWhatWasLeft(t *testing.T) {
 	c.Exec(t, db, consoleSchema)
 	key := gpgtest.NewKey(t, "Ops", "")
 	dir, state := t.TempDir(), t.TempDir()
-	raw := filepath.Join(dir, "raw.dump")
-	dump := exec.Command(filepath.Join(c.BinDir, "pg_dump"), "-Fc", "-f", raw, db)
-	dump.Env = append(os.Environ(), c.Env(db)...)
-	if out, err := dump.CombinedOutput(); err != nil {
-		t.Fatalf("pg_dump: %v: %s", err, out)
-	}
-	name := "spywatcher_full_" + time.Now().UTC().Add(-10*time.Minute).Format("20060102_150405") + ".dump.gpg"
-	key.Encrypt(t, raw, filepath.Join(dir, name))
-	os.Remove(raw)
+	name := jobBackup(t, c, db, dir, key, false)
 	c.Exec(t, db, `DELETE FROM "ApiKey"`)
 	live := c.Query(t, db, `SELECT count(*) FROM "ApiKey"`)[0][0]
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,32 +35,6 @@ import (
 // each, and after the next run (`check --drop-leftovers`), the live database accepts
 // connections and holds exactly the old or the restored rows, no scratch database remains
 // that the next run did not announce, and the journal's last word matches the catalog.
-
-var faultBinary struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// faultDrconsole builds drconsole with its fault points, once per test binary.
-func faultDrconsole(t *testing.T) string {
-	t.Helper()
-	faultBinary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "drconsole-faults")
-		if err != nil {
-			faultBinary.err = err
-			return
-		}
-		faultBinary.path = filepath.Join(dir, "drconsole")
-		if out, err := exec.Command("go", "build", "-tags", "faultpoints", "-o", faultBinary.path, ".").CombinedOutput(); err != nil {
-			faultBinary.err = fmt.Errorf("go build -tags faultpoints: %v: %s", err, out)
-		}
-	})
-	if faultBinary.err != nil {
-		t.Fatal(faultBinary.err)
-	}
-	return faultBinary.path
-}
 
 // eventSchema adds an event log big enough that streaming and index builds can be seen
 // on the server while they happen.
@@ -104,7 +79,7 @@ func newFaultRig(t *testing.T) *faultRig {
 	}
 	faultDirs = append(faultDirs, dir)
 	c := pgtest.Shared(t)
-	r := &faultRig{c: c, bin: faultDrconsole(t), dir: dir, source: c.NewDB(t)}
+	r := &faultRig{c: c, bin: drconsoleBinary(t, "faultpoints"), dir: dir, source: c.NewDB(t)}
 	key := gpgtest.NewKey(t, "Ops", "")
 	secret, err := os.ReadFile(key.SecretFile)
 	if err != nil {
@@ -424,7 +399,7 @@ func (r *faultRig) run(t *testing.T, tc faultCase) {
 		t.Fatalf("check --json: %v\n%s", err, cout)
 	}
 	for _, d := range leftBefore {
-		if !contains(res.Dropped, d) {
+		if !slices.Contains(res.Dropped, d) {
 			t.Errorf("scratch %s left by the fault was not announced and dropped by the next run: %+v", d, res)
 		}
 	}
@@ -463,7 +438,7 @@ func (r *faultRig) run(t *testing.T, tc faultCase) {
 		t.Errorf("the swap happened; the journal says %q (%s)", got, rec.Detail)
 	case !swapped && got == checklists.ResultOK:
 		t.Errorf("the swap did not happen; the journal says ok")
-	case !swapped && !contains([]string{checklists.ResultFailed, checklists.ResultCancelled, checklists.ResultInterrupted, checklists.ResultAbandoned}, got):
+	case !swapped && !slices.Contains([]string{checklists.ResultFailed, checklists.ResultCancelled, checklists.ResultInterrupted, checklists.ResultAbandoned}, got):
 		t.Errorf("the journal leaves the restore %q", got)
 	}
 	if len(inc.Restores) != 1 {
@@ -489,15 +464,6 @@ func childrenWith(s string) []string {
 		}
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Two restores of one target from two state directories (two operators, two bastions):

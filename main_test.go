@@ -15,12 +15,7 @@ import (
 
 func TestMain(m *testing.M) {
 	code := pgtest.Main(m)
-	if consoleBinary.path != "" { // built once for the tmux tests
-		os.RemoveAll(filepath.Dir(consoleBinary.path))
-	}
-	if faultBinary.path != "" { // built once for the fault-injection tests
-		os.RemoveAll(filepath.Dir(faultBinary.path))
-	}
+	removeBuilds()
 	for _, d := range faultDirs {
 		os.RemoveAll(d)
 	}
