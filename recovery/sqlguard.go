@@ -1,7 +1,6 @@
 package recovery
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -73,20 +72,6 @@ func (s *sqlLines) endLine() error {
 
 func hasPrefixFold(b []byte, prefix string) bool {
 	return len(b) >= len(prefix) && bytes.EqualFold(b[:len(prefix)], []byte(prefix))
-}
-
-// scanSQLHead refuses, before anything is touched, a dump whose first megabyte already
-// switches databases (pg_dump -C does so near the top).
-func scanSQLHead(r *bufio.Reader) error {
-	head, err := r.Peek(1 << 20)
-	var s sqlLines
-	if ferr := s.feed(head); ferr != nil {
-		return ferr
-	}
-	if err != nil && len(s.head) > 0 { // the whole dump fitted: judge its last line too
-		return s.endLine()
-	}
-	return nil
 }
 
 // sqlGuard applies sqlLines to the stream fed to psql.
