@@ -285,24 +285,17 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStre
 	}
 	defer o.close()
 	read, st := o.read, o.st
-	var src io.Reader = st.Reader
+	dump := NewMeter(st.Reader)
 	if st.Format == storage.FormatPlain {
-		src = &sqlGuard{r: src}
+		return p.loadPlain(ctx, rep, r, read, dump)
 	}
-	dump := NewMeter(src)
 
 	child := &restoreChild{rep: rep, total: p.tablesTotal()}
-	var cmd *exec.Cmd
-	if st.Format == storage.FormatCustom {
-		args := []string{"--verbose", "--exit-on-error", "--no-password", "--dbname", p.Scratch}
-		if p.opts.NoOwner {
-			args = append(args, "--no-owner")
-		}
-		cmd = exec.Command(p.tools.Restore, args...)
-	} else {
-		cmd = exec.Command(p.tools.Psql, "--no-psqlrc", "--no-password", "--set", "ON_ERROR_STOP=1", "--single-transaction", "--file", "-", "--dbname", p.Scratch)
-		child.countCopy = true
+	args := []string{"--verbose", "--exit-on-error", "--no-password", "--dbname", p.Scratch}
+	if p.opts.NoOwner {
+		args = append(args, "--no-owner")
 	}
+	cmd := exec.Command(p.tools.Restore, args...)
 	cmd.Env = append(libpqFreeEnviron(), p.opts.Conn.Env(p.Scratch)...)
 	// Its own process group: a Ctrl-C on the terminal reaches drconsole only, which then
 	// stops the child and cleans up in order.
@@ -372,6 +365,50 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStre
 		return fmt.Errorf("%w: %s into %s: %s", ErrRestoreTool, tool, p.Scratch, msg)
 	}
 	return nil
+}
+
+// loadPlain replays a plain SQL dump into the scratch database over one connection
+// (execPlain), not through psql: no meta-command in the backup can run.
+func (p *Plan) loadPlain(ctx context.Context, rep Reporter, r *Restored, read, dump *Meter) error {
+	var mu sync.Mutex
+	done, current := 0, ""
+	tables := func() (int, int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return done, p.tablesTotal(), current
+	}
+	stop := sampleProgress(ctx, rep, StageStream, p.Source.Backup.Size, read, dump, tables)
+	notices := &noticeLog{}
+	pc, err := p.opts.Conn.connectPg(ctx, p.Scratch, notices)
+	if err == nil {
+		err = execPlain(ctx, pc, dump, func(n int, table string) {
+			mu.Lock()
+			done, current = n, table
+			mu.Unlock()
+		})
+		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		pc.Close(closeCtx)
+		cancel()
+		// A damaged backup decodes to garbage SQL: read the stream to its end so the
+		// integrity checks of its layers can say so.
+		if err != nil && ctx.Err() == nil && (errors.Is(err, ErrRestoreTool) || errors.Is(err, ErrPreflight) || errors.Is(err, ErrDatabase)) {
+			if _, derr := io.Copy(io.Discard, dump); derr != nil {
+				err = derr
+			}
+		}
+	}
+	stop()
+	r.Read, r.Dump, r.Warnings = read.Count(), dump.Count(), notices.warnings()
+	r.Tables, _, _ = tables()
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, ErrDatabase):
+		return err
+	}
+	return inBackup(p.Source, err)
 }
 
 // feed copies the dump into the child's stdin in feedSize writes. When the child stops

@@ -283,3 +283,30 @@ func (a *atEOF) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// A damaged plain backup is reported as damaged, not as the SQL it decodes to, and
+// nothing is committed: the dump is only committed once every layer has checked its end.
+func TestRestorePlainDamagedBackup(t *testing.T) {
+	f := newFixture(t)
+	f.pgDump(t, "plain.sql", "-Fp")
+	run(t, nil, "gzip", f.path("plain.sql"))
+	good := "plain.sql.gz"
+	for _, tc := range []struct {
+		name   string
+		change func([]byte) []byte
+	}{
+		{"truncated", func(b []byte) []byte { return b[:len(b)*2/3] }},
+		{"flipped", func(b []byte) []byte { b[len(b)/2] ^= 0x40; return b }},
+		{"bad checksum", func(b []byte) []byte { b[len(b)-8] ^= 0xff; return b }}, // every row decodes
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := f.mangle(t, good, "spywatcher_full_20240101_000000_"+strings.ReplaceAll(tc.name, " ", "")+".sql.gz", tc.change)
+			err := restoreAll(t, f.source(t, name), Options{Conn: f.conn(t)})
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTruncated) {
+				t.Fatalf("err = %v, want ErrCorrupt or ErrTruncated", err)
+			}
+			t.Log(err)
+			f.assertUntouched(t, f.print)
+		})
+	}
+}
