@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -68,8 +69,8 @@ func (l *noticeLog) warnings() []string {
 
 // execPlain replays the plain SQL dump r on pc as one transaction, as psql
 // --single-transaction with ON_ERROR_STOP would: statements over the simple query
-// protocol (results discarded), COPY data through CopyFrom, and COMMIT only once r has
-// ended. onTable (may be nil) is called after each COPY with the count so far and the
+// protocol (results discarded; runs of INSERT statements several to a message), COPY
+// data through CopyFrom, and COMMIT only once r has ended. onTable (may be nil) is called after each COPY with the count so far and the
 // table's name. On any failure nothing is committed; the caller drops the database.
 //
 // Errors: r's read errors as they are; ErrPreflight for what the dump may not do
@@ -93,6 +94,7 @@ func execPlain(ctx context.Context, pc *pgconn.PgConn, r io.Reader, onTable func
 		return err
 	}
 	sc := newSQLScanner(r)
+	var batch insertBatch
 	tables := 0
 	for {
 		if err := ctx.Err(); err != nil {
@@ -100,17 +102,27 @@ func execPlain(ctx context.Context, pc *pgconn.PgConn, r io.Reader, onTable func
 		}
 		// The lexer reads '…' the way the server will: standard_conforming_strings as the
 		// dump's statements so far left it.
-		sc.stdStrings = pc.ParameterStatus("standard_conforming_strings") == "on"
-		if enc := pc.ParameterStatus("client_encoding"); unsafeClientEncoding(enc) {
-			return fmt.Errorf("%w: the SQL dump sets client_encoding %s before line %d; in that encoding a byte of a "+
-				"multibyte character can pass for a quote or backslash, so drconsole does not replay it (dump with -E UTF8)",
-				ErrPreflight, printable([]byte(enc), 40), sc.line)
+		if err := x.checkSettings(sc.line); err != nil {
+			return err
 		}
+		sc.stdStrings = pc.ParameterStatus("standard_conforming_strings") == "on"
 		st, err := sc.next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
+			return err
+		}
+		if !st.copy && st.toks[0].kind == tokWord && st.toks[0].text == "insert" {
+			batch.add(st)
+			if batch.full() {
+				if err := x.flush(&batch, sc.stdStrings); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err := x.flush(&batch, sc.stdStrings); err != nil {
 			return err
 		}
 		if st.copy {
@@ -124,10 +136,12 @@ func execPlain(ctx context.Context, pc *pgconn.PgConn, r io.Reader, onTable func
 		} else if err := x.query(string(st.text), st.line); err != nil {
 			return err
 		}
-		if pc.TxStatus() != 'T' {
-			return fmt.Errorf("%w: the statement at line %d of the SQL dump ends the transaction the restore runs in "+
-				"(COMMIT, ROLLBACK or END); drconsole restores a dump as one transaction", ErrPreflight, st.line)
+		if err := x.checkTx(st.line); err != nil {
+			return err
 		}
+	}
+	if err := x.flush(&batch, sc.stdStrings); err != nil {
+		return err
 	}
 	if err := x.query("COMMIT", sc.line); err != nil {
 		return err
@@ -145,47 +159,172 @@ type plainRun struct {
 	clean bool // no statement in flight: the connection can take a ROLLBACK
 }
 
+// checkSettings refuses a client encoding the lexer cannot follow.
+func (x *plainRun) checkSettings(line int) error {
+	if enc := x.pc.ParameterStatus("client_encoding"); unsafeClientEncoding(enc) {
+		return fmt.Errorf("%w: the SQL dump sets client_encoding %s before line %d; in that encoding a byte of a "+
+			"multibyte character can pass for a quote or backslash, so drconsole does not replay it (dump with -E UTF8)",
+			ErrPreflight, printable([]byte(enc), 40), line)
+	}
+	return nil
+}
+
+// checkTx refuses a dump that ended the transaction the restore runs in.
+func (x *plainRun) checkTx(line int) error {
+	if x.pc.TxStatus() != 'T' {
+		return fmt.Errorf("%w: the statement at line %d of the SQL dump ends the transaction the restore runs in "+
+			"(COMMIT, ROLLBACK or END); drconsole restores a dump as one transaction", ErrPreflight, line)
+	}
+	return nil
+}
+
 // query runs one statement with the simple query protocol and discards its results.
-// A COPY … FROM stdin that is not in pg_dump's form gets no data: it is failed, where
-// pgconn's Exec would wait for data forever.
 func (x *plainRun) query(sql string, line int) error {
+	_, pe, err := x.send(sql)
+	switch {
+	case err != nil:
+		return x.connErr(err, line)
+	case pe != nil:
+		return x.serverErr(pe, line, 0)
+	}
+	return nil
+}
+
+// send runs sql, one statement or several, with the simple query protocol and discards
+// the results; done counts the statements that completed before the server's first
+// error pe. A COPY … FROM stdin that is not in pg_dump's form gets no data: it is failed,
+// where pgconn's Exec would wait for data forever.
+func (x *plainRun) send(sql string) (done int, pe *pgconn.PgError, err error) {
 	if err := x.ctx.Err(); err != nil {
-		return err
+		return 0, nil, err
 	}
 	fe := x.pc.Frontend()
 	x.clean = false
 	fe.SendQuery(&pgproto3.Query{String: sql})
 	if err := fe.Flush(); err != nil {
-		return x.connErr(err, line)
+		return 0, nil, err
 	}
-	var first *pgconn.PgError
 	for {
 		msg, err := x.pc.ReceiveMessage(x.ctx)
 		if err != nil {
-			var pe *pgconn.PgError
 			if errors.As(err, &pe) { // a FATAL error: pgconn closed the connection
-				return x.serverErr(pe, line, 0)
+				return done, pe, nil
 			}
-			return x.connErr(err, line)
+			return done, nil, err
 		}
 		switch m := msg.(type) {
+		case *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse:
+			if pe == nil {
+				done++
+			}
 		case *pgproto3.ErrorResponse:
-			if first == nil {
-				first = pgconn.ErrorResponseToPgError(m)
+			if pe == nil {
+				pe = pgconn.ErrorResponseToPgError(m)
 			}
 		case *pgproto3.CopyInResponse:
 			fe.Send(&pgproto3.CopyFail{Message: "drconsole feeds data only to a COPY … FROM stdin as pg_dump writes it: no options, nothing after it on its line"})
 			if err := fe.Flush(); err != nil {
-				return x.connErr(err, line)
+				return done, nil, err
 			}
 		case *pgproto3.ReadyForQuery:
 			x.clean = true
-			if first != nil {
-				return x.serverErr(first, line, 0)
-			}
-			return nil
+			return done, pe, nil
 		}
 	}
+}
+
+// insertBatch holds consecutive INSERT statements (pg_dump --inserts writes one a row)
+// to send in one message: a round trip each would make such a dump slower than psql.
+// The server parses a whole message before it runs any of it, so every statement of a
+// batch is parsed with the standard_conforming_strings the lexer read it with.
+type insertBatch struct {
+	sql   []byte
+	lines []int // the line each statement starts on
+	ends  []int // where each ends in sql
+}
+
+const (
+	batchStatements = 1000
+	batchBytes      = 256 << 10
+)
+
+func (b *insertBatch) add(st sqlStmt) {
+	if len(b.sql) > 0 {
+		b.sql = append(b.sql, '\n')
+	}
+	b.sql = append(b.sql, st.text...)
+	b.lines = append(b.lines, st.line)
+	b.ends = append(b.ends, len(b.sql))
+}
+
+func (b *insertBatch) full() bool { return len(b.lines) >= batchStatements || len(b.sql) >= batchBytes }
+
+// flush runs the batch. The statement read after it was lexed with std; a batch that
+// changed standard_conforming_strings (only a function it calls can) is refused, since
+// that statement would then be parsed differently from how it was read.
+func (x *plainRun) flush(b *insertBatch, std bool) error {
+	if len(b.lines) == 0 {
+		return nil
+	}
+	defer func() { b.sql, b.lines, b.ends = b.sql[:0], b.lines[:0], b.ends[:0] }()
+	if len(b.lines) == 1 {
+		if err := x.query(string(b.sql), b.lines[0]); err != nil {
+			return err
+		}
+	} else {
+		done, pe, err := x.send(string(b.sql))
+		switch {
+		case err != nil:
+			return x.connErr(err, b.lines[min(done, len(b.lines)-1)])
+		case pe != nil:
+			return x.batchErr(b, done, pe)
+		}
+	}
+	last := b.lines[len(b.lines)-1]
+	if err := x.checkTx(last); err != nil {
+		return err
+	}
+	if err := x.checkSettings(last); err != nil {
+		return err
+	}
+	if (x.pc.ParameterStatus("standard_conforming_strings") == "on") != std {
+		return fmt.Errorf("%w: the INSERT statements up to line %d of the SQL dump changed standard_conforming_strings", ErrPreflight, last)
+	}
+	return nil
+}
+
+// batchErr names the statement of the batch the server refused: the one after those
+// that completed, or, for a syntax error (nothing ran), the one its position falls in.
+func (x *plainRun) batchErr(b *insertBatch, done int, pe *pgconn.PgError) error {
+	i := done
+	if done == 0 && pe.Position > 0 {
+		off, ok := charOffset(b.sql, int(pe.Position)-1, x.pc.ParameterStatus("client_encoding"))
+		if !ok {
+			return fmt.Errorf("%w: SQL dump lines %d to %d: %s", ErrRestoreTool, b.lines[0], b.lines[len(b.lines)-1], printable([]byte(pgMessage(pe)), 500))
+		}
+		for i < len(b.ends)-1 && off >= b.ends[i] {
+			i++
+		}
+	}
+	return x.serverErr(pe, b.lines[min(i, len(b.lines)-1)], 0)
+}
+
+// charOffset is the byte offset of the n-th character of sql in the client encoding, as
+// the server counts error positions; ok is false for the multibyte encodings other than
+// UTF8, which it does not decode.
+func charOffset(sql []byte, n int, encoding string) (int, bool) {
+	switch strings.ToUpper(encoding) {
+	case "UTF8":
+		off := 0
+		for ; n > 0 && off < len(sql); n-- {
+			_, size := utf8.DecodeRune(sql[off:])
+			off += size
+		}
+		return off, true
+	case "EUC_JP", "EUC_CN", "EUC_KR", "EUC_TW", "EUC_JIS_2004", "MULE_INTERNAL":
+		return 0, false
+	}
+	return min(n, len(sql)), true
 }
 
 // copyIn streams the data of the COPY statement st to the server.

@@ -82,6 +82,66 @@ func TestExecPlainRestoresPgDump(t *testing.T) {
 	}
 }
 
+// pg_dump --inserts: runs of INSERT statements go several to a message, with the same result.
+func TestExecPlainRestoresInserts(t *testing.T) {
+	f := newFixture(t)
+	for _, args := range [][]string{{"--inserts"}, {"--rows-per-insert=7"}, {"--column-inserts", "-E", "LATIN1"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			db, _, _, err := f.replay(t, context.Background(), bytes.NewReader(f.plainDump(t, args...)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fingerprint(t, f.c, db); got != f.print {
+				t.Errorf("restored differs:\n got %s\nwant %s", got, f.print)
+			}
+		})
+	}
+}
+
+// The statement of a batch that fails is named by its own line, whether it failed
+// running (the statements before it completed) or parsing (none did).
+func TestExecPlainInsertBatchErrors(t *testing.T) {
+	f := newFixture(t)
+	head := "CREATE TABLE t (a int PRIMARY KEY, b text);\n"
+	rows := func(bad string) string {
+		var sb strings.Builder
+		sb.WriteString(head)
+		for i := 1; i <= 2500; i++ {
+			if i == 1717 {
+				sb.WriteString(bad + "\n")
+				continue
+			}
+			fmt.Fprintf(&sb, "INSERT INTO t VALUES (%d, 'é row %d');\n", i, i)
+		}
+		return sb.String()
+	}
+	for _, tc := range []struct{ name, bad, want string }{
+		{"duplicate key", "INSERT INTO t VALUES (1, 'again');", "SQL dump line 1718: duplicate key value"},
+		{"syntax error", "INSERT INTO t VALUES (1717, 'ö' ';", "SQL dump line 1718: syntax error"},
+		{"run-time error", "INSERT INTO t VALUES (1/0, 'x');", "SQL dump line 1718: division by zero"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, _, _, err := f.replay(t, context.Background(), strings.NewReader(rows(tc.bad)))
+			if !errors.Is(err, ErrRestoreTool) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			f.assertEmpty(t, db)
+		})
+	}
+	// A batch that switches standard_conforming_strings under the lexer is refused.
+	sql := head + `CREATE FUNCTION flip() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM set_config('standard_conforming_strings', 'off', false); RETURN NEW; END $$;
+CREATE TRIGGER flip BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION flip();
+INSERT INTO t VALUES (1, 'a');
+INSERT INTO t VALUES (2, 'b');
+SELECT 'x'; SELECT 1;
+`
+	db, _, _, err := f.replay(t, context.Background(), strings.NewReader(sql))
+	if !errors.Is(err, ErrPreflight) || !strings.Contains(err.Error(), "standard_conforming_strings") {
+		t.Fatalf("err = %v", err)
+	}
+	f.assertEmpty(t, db)
+}
+
 // A dump in LATIN1 is read by the server as LATIN1: the dump's own SET client_encoding.
 func TestExecPlainClientEncoding(t *testing.T) {
 	f := newFixture(t)
