@@ -278,7 +278,7 @@ func (p *Plan) openStream(ctx context.Context) openedStream {
 	return openedStream{rc: rc, read: read, st: st}
 }
 
-// load streams the opened backup into pg_restore (custom) or psql (plain).
+// load streams the opened backup into pg_restore (custom) or execPlain (plain SQL).
 func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStream) error {
 	if o.err != nil {
 		return o.err

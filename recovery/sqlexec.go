@@ -70,8 +70,9 @@ func (l *noticeLog) warnings() []string {
 // execPlain replays the plain SQL dump r on pc as one transaction, as psql
 // --single-transaction with ON_ERROR_STOP would: statements over the simple query
 // protocol (results discarded; runs of INSERT statements several to a message), COPY
-// data through CopyFrom, and COMMIT only once r has ended. onTable (may be nil) is called after each COPY with the count so far and the
-// table's name. On any failure nothing is committed; the caller drops the database.
+// data through CopyFrom, and COMMIT only once r has ended. onTable (may be nil) is
+// called after each COPY with the count so far and the table's name. On any failure
+// nothing is committed; the caller drops the database.
 //
 // Errors: r's read errors as they are; ErrPreflight for what the dump may not do
 // (meta-commands, other databases, ending the transaction); ErrRestoreTool with the dump's
@@ -100,11 +101,11 @@ func execPlain(ctx context.Context, pc *pgconn.PgConn, r io.Reader, onTable func
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		// The lexer reads '…' the way the server will: standard_conforming_strings as the
-		// dump's statements so far left it.
-		if err := x.checkSettings(sc.line); err != nil {
+		if err := x.checkEncoding(sc.line); err != nil {
 			return err
 		}
+		// The lexer reads '…' the way the server will: standard_conforming_strings as the
+		// dump's statements so far left it.
 		sc.stdStrings = pc.ParameterStatus("standard_conforming_strings") == "on"
 		st, err := sc.next()
 		if err == io.EOF {
@@ -159,8 +160,8 @@ type plainRun struct {
 	clean bool // no statement in flight: the connection can take a ROLLBACK
 }
 
-// checkSettings refuses a client encoding the lexer cannot follow.
-func (x *plainRun) checkSettings(line int) error {
+// checkEncoding refuses a client encoding the lexer cannot follow.
+func (x *plainRun) checkEncoding(line int) error {
 	if enc := x.pc.ParameterStatus("client_encoding"); unsafeClientEncoding(enc) {
 		return fmt.Errorf("%w: the SQL dump sets client_encoding %s before line %d; in that encoding a byte of a "+
 			"multibyte character can pass for a quote or backslash, so drconsole does not replay it (dump with -E UTF8)",
@@ -284,7 +285,7 @@ func (x *plainRun) flush(b *insertBatch, std bool) error {
 	if err := x.checkTx(last); err != nil {
 		return err
 	}
-	if err := x.checkSettings(last); err != nil {
+	if err := x.checkEncoding(last); err != nil {
 		return err
 	}
 	if (x.pc.ParameterStatus("standard_conforming_strings") == "on") != std {
