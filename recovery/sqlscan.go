@@ -729,7 +729,9 @@ func (s *sqlScanner) lexString() (lexEvent, error) {
 
 // quoteContinues reports whether the string closed just before i continues: SQL joins
 // '…' <whitespace holding a newline> '…' into one constant, lexed in the first one's state.
-// next is just past the continuation's opening quote.
+// next is just past the continuation's opening quote. Here the scanner follows the server
+// rather than psql: psql lexes a file line by line without the newlines, so it never
+// joins such strings, and the server then finds what psql sent unterminated.
 func (s *sqlScanner) quoteContinues(i int) (next int, ok, more bool) {
 	b := s.buf
 	sawNewline := false

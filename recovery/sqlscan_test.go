@@ -4,9 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"drconsole/internal/pgtest"
 )
 
 // tinyReader hands out 1 to 3 bytes a read, so tokens, quotes and line ends straddle reads.
@@ -49,65 +55,80 @@ func split(t *testing.T, sql string) ([]string, error) {
 	}
 }
 
+// splitCases are split as psql splits them (TestSQLScanMatchesPsql checks), except those
+// in notPsql.
+var splitCases = []struct {
+	name string
+	sql  string
+	want []string
+}{
+	{"statements", "SET x = 1;\nCREATE TABLE t (a text);\n\n", []string{"SET x = 1;", "CREATE TABLE t (a text);"}},
+	{"several on a line", "SELECT 1;SELECT 2; SELECT 3;", []string{"SELECT 1;", "SELECT 2;", "SELECT 3;"}},
+	{"quotes", "SELECT 'a;b', 'it''s;';", []string{"SELECT 'a;b', 'it''s;';"}},
+	{"backslash in a plain string, standard_conforming_strings on", `SELECT 'a\';` + "\nSELECT 2;", []string{`SELECT 'a\';`, "SELECT 2;"}},
+	{"E string", `SELECT E'a\';b', e'\\';`, []string{`SELECT E'a\';b', e'\\';`}},
+	{"E string escaped newline", "SELECT E'a\\\n;';", []string{"SELECT E'a\\\n;';"}},
+	{"U& B X N strings", `SELECT U&'d\0061t;a', B'01', X'f;f', N'x;y', n'\';`, []string{`SELECT U&'d\0061t;a', B'01', X'f;f', N'x;y', n'\';`}},
+	{"a word ending in e is no E string", `SELECT some'x\';`, []string{`SELECT some'x\';`}},
+	{"quoted identifiers", `SELECT 1 AS "a;""b", 2 AS U&"c;d";`, []string{`SELECT 1 AS "a;""b", 2 AS U&"c;d";`}},
+	{"dollar quotes", "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\nSELECT $fn$ ; $$ ; $f$ ; $fn$;",
+		[]string{"CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;", "SELECT $fn$ ; $$ ; $f$ ; $fn$;"}},
+	{"$1 and a$b$ are no dollar quotes", "SELECT $1; SELECT a$b$ FROM t; SELECT $2$x$;$x$;",
+		[]string{"SELECT $1;", "SELECT a$b$ FROM t;", "SELECT $2$x$;$x$;"}},
+	{"a lone $ then a word", "SELECT $e'\\';' ;SELECT 2;", []string{"SELECT $e'\\';' ;", "SELECT 2;"}},
+	{"comments", "-- a ; comment\nSELECT 1 /* ; /* nested ; */ still ; */ + 2; -- after\n", []string{"SELECT 1 /* ; /* nested ; */ still ; */ + 2;"}},
+	{"operator then comment", "SELECT 1 +/* ; */ 2 --;\n;", []string{"SELECT 1 +/* ; */ 2 --;\n;"}},
+	{"parentheses", "SELECT (1;\n2);\nSELECT ((3));", []string{"SELECT (1;\n2);", "SELECT ((3));"}},
+	{"unbalanced close parenthesis", "SELECT 1);SELECT 2;", []string{"SELECT 1);", "SELECT 2;"}},
+	{"BEGIN ATOMIC", "CREATE FUNCTION public.f(a integer) RETURNS integer\n    LANGUAGE sql\n    BEGIN ATOMIC\n SELECT (a + 1);\n SELECT\n        CASE\n            WHEN (a > 0) THEN 1\n            ELSE 2\n        END AS \"case\";\nEND;\nSELECT 2;",
+		[]string{"CREATE FUNCTION public.f(a integer) RETURNS integer\n    LANGUAGE sql\n    BEGIN ATOMIC\n SELECT (a + 1);\n SELECT\n        CASE\n            WHEN (a > 0) THEN 1\n            ELSE 2\n        END AS \"case\";\nEND;", "SELECT 2;"}},
+	{"CREATE OR REPLACE PROCEDURE", "create or replace procedure p() begin atomic insert into t values (1); end;select 1;",
+		[]string{"create or replace procedure p() begin atomic insert into t values (1); end;", "select 1;"}},
+	{"BEGIN outside a function body", "BEGIN; SELECT 1; END;", []string{"BEGIN;", "SELECT 1;", "END;"}},
+	{"quote continuation", "SELECT 'a'\n  'b;c', 'd' 'e;';", []string{"SELECT 'a'\n  'b;c', 'd' 'e;';"}},
+	{"continuation keeps the E state", "SELECT E'x' -- c\n'\\';';", []string{"SELECT E'x' -- c\n'\\';';"}},
+	{"no continuation after B string", "SET standard_conforming_strings = off;\nSELECT B'0''\\';';", []string{"SET standard_conforming_strings = off;", "SELECT B'0''\\';';"}},
+	{"numbers", "SELECT 1.5$a$;$a$; SELECT 0x1F, 1_000, .5e-3, 1..2;", []string{"SELECT 1.5$a$;$a$;", "SELECT 0x1F, 1_000, .5e-3, 1..2;"}},
+	{"numbers run into identifiers", "SELECT 1e5$a$; SELECT 2;", []string{"SELECT 1e5$a$;", "SELECT 2;"}},
+	{"CRLF", "SELECT 1;\r\nSELECT 'a\r\nb';\r\n", []string{"SELECT 1;", "SELECT 'a\r\nb';"}},
+	{"last line without newline", "SELECT 1;\nSELECT 2", []string{"SELECT 1;", "SELECT 2"}},
+	{"unterminated string at the end goes to the server", "SELECT 'abc", []string{"SELECT 'abc"}},
+	{"psql variables are plain text", "SELECT :'DBNAME', a::text, b[1:2];", []string{"SELECT :'DBNAME', a::text, b[1:2];"}},
+	{"standard_conforming_strings off", "SET standard_conforming_strings = off;\nSELECT 'a\\';b';\nSET standard_conforming_strings TO 'on';\nSELECT 'c\\';",
+		[]string{"SET standard_conforming_strings = off;", "SELECT 'a\\';b';", "SET standard_conforming_strings TO 'on';", "SELECT 'c\\';"}},
+	{"backslashes inside quotes and comments", "SELECT E'\\\\', '\\', \"\\\", $$\\! x$$ /* \\c */ -- \\connect\n;",
+		[]string{"SELECT E'\\\\', '\\', \"\\\", $$\\! x$$ /* \\c */ -- \\connect\n;"}},
+	{"restrict lines", "--\n\\restrict sJZ1NGA3h3WEzQGEwr84Ntvv\n\nSELECT 1;\n\\unrestrict sJZ1NGA3h3WEzQGEwr84Ntvv\r\n", []string{"SELECT 1;"}},
+	{"restrict on the last line", "SELECT 1;\n\\unrestrict abc", []string{"SELECT 1;"}},
+	{"COPY", "COPY public.\"User\" (id, \"discordId\") FROM stdin;\n1\t\\\\connect x\n\\connect\t2\nCREATE DATABASE x\t3\n\\.\nSELECT 2;\n",
+		[]string{"COPY public.\"User\" (id, \"discordId\") FROM stdin;", "data:1\t\\\\connect x\n\\connect\t2\nCREATE DATABASE x\t3\n|table:public.\"User\"", "SELECT 2;"}},
+	{"COPY with CRLF", "copy t from STDIN ; \r\na\r\n\\.\r\n", []string{"copy t from STDIN ;", "data:a\r\n|table:t"}},
+	{"COPY data to the end", "COPY t FROM stdin;\na\nb", []string{"COPY t FROM stdin;", "data:a\nb|table:t"}},
+	{"COPY end marker at the end", "COPY t FROM stdin;\na\n\\.", []string{"COPY t FROM stdin;", "data:a\n|table:t"}},
+	{"COPY without data", "COPY t FROM stdin;\n\\.\n", []string{"COPY t FROM stdin;", "data:|table:t"}},
+	{"\\. inside a data line", "COPY t FROM stdin;\na\\.\n \\.\n\\.x\n\\.\n", []string{"COPY t FROM stdin;", "data:a\\.\n \\.\n\\.x\n|table:t"}},
+	// Not in pg_dump's form: sent to the server as a statement (the executor fails it);
+	// the lines after it are SQL again.
+	{"COPY spoof", "COPY (SELECT 1) TO STDOUT; SELECT 1 FROM stdin;\nSELECT 2;", []string{"COPY (SELECT 1) TO STDOUT;", "SELECT 1 FROM stdin;", "SELECT 2;"}},
+	{"COPY with more on its line", "COPY t FROM stdin; SELECT 1;\n", []string{"COPY t FROM stdin;", "SELECT 1;"}},
+	{"COPY with options", "COPY t FROM stdin WITH (FORMAT csv);\n", []string{"COPY t FROM stdin WITH (FORMAT csv);"}},
+	{"COPY from a quoted stdin", "COPY t FROM \"stdin\";\n", []string{"COPY t FROM \"stdin\";"}},
+}
+
+var notPsql = map[string]string{
+	// psql lexes a file line by line, without the newline, so the newline SQL requires
+	// between the parts of a continued string never reaches its lexer: psql never joins
+	// them, and sends what the server then finds unterminated. The scanner follows the
+	// server, which parses what it is sent.
+	"continuation keeps the E state": "psql never continues a string across lines",
+	// PostgreSQL 16 made 1e5$a$ one token ("trailing junk"); psql 15 reads 1e5 then $a$.
+	"numbers run into identifiers": "lexed by the PostgreSQL 16 rules",
+	// Only psql substitutes its variables.
+	"psql variables are plain text": "psql substitutes :'DBNAME'",
+}
+
 func TestSQLScanSplitsAsPsql(t *testing.T) {
-	cases := []struct {
-		name string
-		sql  string
-		want []string
-	}{
-		{"statements", "SET x = 1;\nCREATE TABLE t (a text);\n\n", []string{"SET x = 1;", "CREATE TABLE t (a text);"}},
-		{"several on a line", "SELECT 1;SELECT 2; SELECT 3;", []string{"SELECT 1;", "SELECT 2;", "SELECT 3;"}},
-		{"quotes", "SELECT 'a;b', 'it''s;';", []string{"SELECT 'a;b', 'it''s;';"}},
-		{"backslash in a plain string, standard_conforming_strings on", `SELECT 'a\';` + "\nSELECT 2;", []string{`SELECT 'a\';`, "SELECT 2;"}},
-		{"E string", `SELECT E'a\';b', e'\\';`, []string{`SELECT E'a\';b', e'\\';`}},
-		{"E string escaped newline", "SELECT E'a\\\n;';", []string{"SELECT E'a\\\n;';"}},
-		{"U& B X N strings", `SELECT U&'d\0061t;a', B'01', X'f;f', N'x;y', n'\';`, []string{`SELECT U&'d\0061t;a', B'01', X'f;f', N'x;y', n'\';`}},
-		{"a word ending in e is no E string", `SELECT some'x\';`, []string{`SELECT some'x\';`}},
-		{"quoted identifiers", `SELECT 1 AS "a;""b", 2 AS U&"c;d";`, []string{`SELECT 1 AS "a;""b", 2 AS U&"c;d";`}},
-		{"dollar quotes", "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\nSELECT $fn$ ; $$ ; $f$ ; $fn$;",
-			[]string{"CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;", "SELECT $fn$ ; $$ ; $f$ ; $fn$;"}},
-		{"$1 and a$b$ are no dollar quotes", "SELECT $1; SELECT a$b$ FROM t; SELECT $2$x$;$x$;",
-			[]string{"SELECT $1;", "SELECT a$b$ FROM t;", "SELECT $2$x$;$x$;"}},
-		{"a lone $ then a word", "SELECT $e'\\';' ;SELECT 2;", []string{"SELECT $e'\\';' ;", "SELECT 2;"}},
-		{"comments", "-- a ; comment\nSELECT 1 /* ; /* nested ; */ still ; */ + 2; -- after\n", []string{"SELECT 1 /* ; /* nested ; */ still ; */ + 2;"}},
-		{"operator then comment", "SELECT 1 +/* ; */ 2 --;\n;", []string{"SELECT 1 +/* ; */ 2 --;\n;"}},
-		{"parentheses", "SELECT (1;\n2);\nSELECT ((3));", []string{"SELECT (1;\n2);", "SELECT ((3));"}},
-		{"unbalanced close parenthesis", "SELECT 1);SELECT 2;", []string{"SELECT 1);", "SELECT 2;"}},
-		{"BEGIN ATOMIC", "CREATE FUNCTION public.f(a integer) RETURNS integer\n    LANGUAGE sql\n    BEGIN ATOMIC\n SELECT (a + 1);\n SELECT\n        CASE\n            WHEN (a > 0) THEN 1\n            ELSE 2\n        END AS \"case\";\nEND;\nSELECT 2;",
-			[]string{"CREATE FUNCTION public.f(a integer) RETURNS integer\n    LANGUAGE sql\n    BEGIN ATOMIC\n SELECT (a + 1);\n SELECT\n        CASE\n            WHEN (a > 0) THEN 1\n            ELSE 2\n        END AS \"case\";\nEND;", "SELECT 2;"}},
-		{"CREATE OR REPLACE PROCEDURE", "create or replace procedure p() begin atomic insert into t values (1); end;select 1;",
-			[]string{"create or replace procedure p() begin atomic insert into t values (1); end;", "select 1;"}},
-		{"BEGIN outside a function body", "BEGIN; SELECT 1; END;", []string{"BEGIN;", "SELECT 1;", "END;"}},
-		{"quote continuation", "SELECT 'a'\n  'b;c', 'd' 'e;';", []string{"SELECT 'a'\n  'b;c', 'd' 'e;';"}},
-		{"continuation keeps the E state", "SELECT E'x' -- c\n'\\';';", []string{"SELECT E'x' -- c\n'\\';';"}},
-		{"no continuation after B string", "SET standard_conforming_strings = off;\nSELECT B'0''\\';';", []string{"SET standard_conforming_strings = off;", "SELECT B'0''\\';';"}},
-		{"numbers", "SELECT 1.5$a$;$a$; SELECT 1e5$a$; SELECT 0x1F, 1_000, .5e-3, 1..2;",
-			[]string{"SELECT 1.5$a$;$a$;", "SELECT 1e5$a$;", "SELECT 0x1F, 1_000, .5e-3, 1..2;"}},
-		{"CRLF", "SELECT 1;\r\nSELECT 'a\r\nb';\r\n", []string{"SELECT 1;", "SELECT 'a\r\nb';"}},
-		{"last line without newline", "SELECT 1;\nSELECT 2", []string{"SELECT 1;", "SELECT 2"}},
-		{"unterminated string at the end goes to the server", "SELECT 'abc", []string{"SELECT 'abc"}},
-		{"psql variables are plain text", "SELECT :'DBNAME', a::text, b[1:2];", []string{"SELECT :'DBNAME', a::text, b[1:2];"}},
-		{"standard_conforming_strings off", "SET standard_conforming_strings = off;\nSELECT 'a\\';b';\nSET standard_conforming_strings TO 'on';\nSELECT 'c\\';",
-			[]string{"SET standard_conforming_strings = off;", "SELECT 'a\\';b';", "SET standard_conforming_strings TO 'on';", "SELECT 'c\\';"}},
-		{"backslashes inside quotes and comments", "SELECT E'\\\\', '\\', \"\\\", $$\\! x$$ /* \\c */ -- \\connect\n;",
-			[]string{"SELECT E'\\\\', '\\', \"\\\", $$\\! x$$ /* \\c */ -- \\connect\n;"}},
-		{"restrict lines", "--\n\\restrict sJZ1NGA3h3WEzQGEwr84Ntvv\n\nSELECT 1;\n\\unrestrict sJZ1NGA3h3WEzQGEwr84Ntvv\r\n", []string{"SELECT 1;"}},
-		{"restrict on the last line", "SELECT 1;\n\\unrestrict abc", []string{"SELECT 1;"}},
-		{"COPY", "COPY public.\"User\" (id, \"discordId\") FROM stdin;\n1\t\\\\connect x\n\\connect\t2\nCREATE DATABASE x\t3\n\\.\nSELECT 2;\n",
-			[]string{"COPY public.\"User\" (id, \"discordId\") FROM stdin;", "data:1\t\\\\connect x\n\\connect\t2\nCREATE DATABASE x\t3\n|table:public.\"User\"", "SELECT 2;"}},
-		{"COPY with CRLF", "copy t from STDIN ; \r\na\r\n\\.\r\n", []string{"copy t from STDIN ;", "data:a\r\n|table:t"}},
-		{"COPY data to the end", "COPY t FROM stdin;\na\nb", []string{"COPY t FROM stdin;", "data:a\nb|table:t"}},
-		{"COPY end marker at the end", "COPY t FROM stdin;\na\n\\.", []string{"COPY t FROM stdin;", "data:a\n|table:t"}},
-		{"COPY without data", "COPY t FROM stdin;\n\\.\n", []string{"COPY t FROM stdin;", "data:|table:t"}},
-		{"\\. inside a data line", "COPY t FROM stdin;\na\\.\n \\.\n\\.x\n\\.\n", []string{"COPY t FROM stdin;", "data:a\\.\n \\.\n\\.x\n|table:t"}},
-		// Not in pg_dump's form: sent to the server as a statement (the executor fails it);
-		// the lines after it are SQL again.
-		{"COPY spoof", "COPY (SELECT 1) TO STDOUT; SELECT 1 FROM stdin;\nSELECT 2;", []string{"COPY (SELECT 1) TO STDOUT;", "SELECT 1 FROM stdin;", "SELECT 2;"}},
-		{"COPY with more on its line", "COPY t FROM stdin; SELECT 1;\n", []string{"COPY t FROM stdin;", "SELECT 1;"}},
-		{"COPY with options", "COPY t FROM stdin WITH (FORMAT csv);\n", []string{"COPY t FROM stdin WITH (FORMAT csv);"}},
-		{"COPY from a quoted stdin", "COPY t FROM \"stdin\";\n", []string{"COPY t FROM \"stdin\";"}},
-	}
-	for _, c := range cases {
+	for _, c := range splitCases {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := split(t, c.sql)
 			if err != nil {
@@ -121,6 +142,52 @@ func TestSQLScanSplitsAsPsql(t *testing.T) {
 			}
 		})
 	}
+}
+
+// What psql itself sends, as its query log (-L) records it, is what the scanner splits.
+func TestSQLScanMatchesPsql(t *testing.T) {
+	c := pgtest.Shared(t)
+	db := c.NewDB(t)
+	dir := t.TempDir()
+	for i, tc := range splitCases {
+		if notPsql[tc.name] != "" || strings.Contains(strings.Join(tc.want, ""), "data:") {
+			continue // COPY data would need its table
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			in, log := filepath.Join(dir, fmt.Sprint(i, ".sql")), filepath.Join(dir, fmt.Sprint(i, ".log"))
+			if err := os.WriteFile(in, []byte(tc.sql), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(filepath.Join(c.BinDir, "psql"), "--no-psqlrc", "--quiet", "--log-file", log, "--file", in, "--output", os.DevNull, db)
+			cmd.Env = append(os.Environ(), c.Env(db)...)
+			cmd.Run() // the statements may fail: only what psql sends matters
+			logged, err := os.ReadFile(log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sent []string
+			for _, part := range strings.Split(string(logged), "********* QUERY **********\n")[1:] {
+				q, _, _ := strings.Cut(part, "\n**************************\n")
+				sent = append(sent, q)
+			}
+			got, err := split(t, tc.sql)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// psql drops blank space at the start of a statement; the bounds must agree.
+			if a, b := fieldsOf(sent), fieldsOf(got); a != b {
+				t.Errorf("psql sent %s\n  scanner %s", a, b)
+			}
+		})
+	}
+}
+
+func fieldsOf(stmts []string) string {
+	var out []string
+	for _, s := range stmts {
+		out = append(out, strings.Join(strings.Fields(s), " "))
+	}
+	return strings.Join(out, " ‖ ")
 }
 
 func TestSQLScanRefuses(t *testing.T) {
