@@ -350,3 +350,40 @@ func equalInts(a, b []int) bool {
 	}
 	return true
 }
+
+// The scanner never panics on hostile input, and what it makes of a dump does not
+// depend on how the reads are cut.
+func FuzzSQLScan(f *testing.F) {
+	for _, c := range splitCases {
+		f.Add(c.sql, true)
+	}
+	f.Add("SET standard_conforming_strings = off;\nSELECT 'a\\'' ;\n\\! x\n';", false)
+	f.Add("COPY t FROM stdin;\r\n\\.\r\n\\restrict abc\n", true)
+	f.Fuzz(func(t *testing.T, sql string, std bool) {
+		scan := func(r io.Reader) string {
+			s := newSQLScanner(r)
+			s.stdStrings = std
+			s.max = 1 << 10
+			var out strings.Builder
+			for {
+				st, err := s.next()
+				if err != nil {
+					if err != io.EOF {
+						fmt.Fprintf(&out, "error %v", err)
+					}
+					return out.String()
+				}
+				fmt.Fprintf(&out, "%d:%q|", st.line, st.text)
+				if st.copy {
+					data, err := io.ReadAll(&tinyReader{r: s.copyData()})
+					fmt.Fprintf(&out, "data %q %v|", data, err)
+				}
+			}
+		}
+		whole, tiny := scan(strings.NewReader(sql)), scan(&tinyReader{r: strings.NewReader(sql)})
+		if whole != tiny {
+			t.Errorf("whole reads: %s\ntiny reads:  %s", whole, tiny)
+		}
+		_ = scanSQLHead(bufio.NewReader(strings.NewReader(sql)))
+	})
+}
