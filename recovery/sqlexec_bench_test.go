@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,7 +17,8 @@ import (
 
 // BenchmarkPlainReplay restores the same pg_dump -Fp file with execPlain and with
 // psql --single-transaction -f, alternately, each into a fresh database, and reports
-// both rates and their ratio (psql time / execPlain time: above 1, execPlain is faster).
+// both rates, their ratio (psql time / execPlain time: above 1, execPlain is faster)
+// and the CPU time each client used per run.
 //
 //	go test -run '^$' -bench PlainReplay -benchtime 3x ./recovery
 //
@@ -59,34 +61,38 @@ func BenchmarkPlainReplay(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Run(d.name, func(b *testing.B) {
-			var tExec, tPsql time.Duration
+			var tExec, tPsql, cpuExec, cpuPsql time.Duration
 			for i := 0; i < b.N; i++ {
-				tExec += timeReplay(b, c, func(db string) error {
+				wall, cpu := timeReplay(b, c, func(db string) (time.Duration, error) {
 					conn, err := ResolveConn(c.URL(db), func(string) string { return "" })
 					if err != nil {
-						return err
+						return 0, err
 					}
 					pc, err := conn.connectPg(context.Background(), db, nil)
 					if err != nil {
-						return err
+						return 0, err
 					}
 					defer pc.Close(context.Background())
 					f, err := os.Open(file)
 					if err != nil {
-						return err
+						return 0, err
 					}
 					defer f.Close()
-					return execPlain(context.Background(), pc, f, nil)
+					before := processCPU()
+					err = execPlain(context.Background(), pc, f, nil)
+					return processCPU() - before, err
 				})
-				tPsql += timeReplay(b, c, func(db string) error {
+				tExec, cpuExec = tExec+wall, cpuExec+cpu
+				wall, cpu = timeReplay(b, c, func(db string) (time.Duration, error) {
 					cmd := exec.Command(psql, "--no-psqlrc", "--quiet", "--no-password", "--set", "ON_ERROR_STOP=1",
 						"--single-transaction", "--file", file, "--dbname", db)
 					cmd.Env = append(os.Environ(), c.Env(db)...)
 					if out, err := cmd.CombinedOutput(); err != nil {
-						return fmt.Errorf("%v: %s", err, out)
+						return 0, fmt.Errorf("%v: %s", err, out)
 					}
-					return nil
+					return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 				})
+				tPsql, cpuPsql = tPsql+wall, cpuPsql+cpu
 			}
 			n := float64(b.N)
 			mb := float64(st.Size()) / (1 << 20)
@@ -96,20 +102,23 @@ func BenchmarkPlainReplay(b *testing.B) {
 			b.ReportMetric(mb*n/tExec.Seconds(), "execPlain-MB/s")
 			b.ReportMetric(mb*n/tPsql.Seconds(), "psql-MB/s")
 			b.ReportMetric(tPsql.Seconds()/tExec.Seconds(), "psql/execPlain-time")
+			b.ReportMetric(cpuExec.Seconds()/n, "execPlain-cpu-s")
+			b.ReportMetric(cpuPsql.Seconds()/n, "psql-cpu-s")
 		})
 	}
 }
 
-// timeReplay times load into a fresh database, then drops it.
-func timeReplay(b *testing.B, c *pgtest.Cluster, load func(db string) error) time.Duration {
+// timeReplay times load into a fresh database, then drops it; load returns the CPU
+// time its client used.
+func timeReplay(b *testing.B, c *pgtest.Cluster, load func(db string) (time.Duration, error)) (wall, cpu time.Duration) {
 	b.Helper()
 	b.StopTimer()
 	db := c.NewDB(b)
 	c.Exec(b, db, "CHECKPOINT")
 	b.StartTimer()
 	start := time.Now()
-	err := load(db)
-	d := time.Since(start)
+	cpu, err := load(db)
+	wall = time.Since(start)
 	b.StopTimer()
 	if err != nil {
 		b.Fatal(err)
@@ -119,5 +128,14 @@ func timeReplay(b *testing.B, c *pgtest.Cluster, load func(db string) error) tim
 	}
 	c.Exec(b, "postgres", "DROP DATABASE "+pgx.Identifier{db}.Sanitize())
 	b.StartTimer()
-	return d
+	return wall, cpu
+}
+
+// processCPU is the CPU time this process has used, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
