@@ -1,5 +1,5 @@
 // Package recovery is the work of bringing a database back: the streaming pipeline
-// (source → meter → decrypt → decompress → pg_restore/psql), the safe restore into a
+// (source → meter → decrypt → decompress → pg_restore, or drconsole itself for plain SQL), the safe restore into a
 // scratch database with checks and a swap, integrity checks, verification and backups.
 package recovery
 

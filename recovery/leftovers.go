@@ -116,7 +116,7 @@ func (l Leftover) Describe(now time.Time) string {
 		parts = append(parts, shortAge(age)+" old")
 	}
 	if l.Backup != "" {
-		parts = append(parts, "from "+printable(l.Backup))
+		parts = append(parts, "from "+storage.Printable(l.Backup))
 	}
 	if l.InUse {
 		parts = append(parts, "in use by a running restore")
@@ -133,9 +133,6 @@ func shortAge(d time.Duration) string {
 	}
 	return fmt.Sprintf("%dm", max(int(d.Minutes()), 1))
 }
-
-// printable is storage.Printable: a backup's name comes from outside.
-func printable(s string) string { return storage.Printable(s) }
 
 // FindLeftovers lists the scratch and kept databases drconsole left on the server, for
 // every target, newest first. Scratch copies of a restore that is running now are listed

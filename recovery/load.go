@@ -46,7 +46,7 @@ func (p *Plan) Restore(ctx context.Context, rep Reporter) (*Restored, error) {
 		}
 	}
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrCancelled) {
-		err = fmt.Errorf("%w: restore of %q stopped; %s is untouched", ErrCancelled, printable(p.Source.Backup.Name), p.Target)
+		err = fmt.Errorf("%w: restore of %q stopped; %s is untouched", ErrCancelled, storage.Printable(p.Source.Backup.Name), p.Target)
 	}
 	if err != nil || p.Mode == ModeTest {
 		p.lock.release() // nothing is left to swap
@@ -76,7 +76,7 @@ func (p *Plan) restore(ctx context.Context, rep Reporter, r *Restored) (created 
 	}
 	rep.Report(Event{Time: time.Now(), Stage: StageCreate, Message: fmt.Sprintf("created scratch database %s", p.Scratch)})
 
-	rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: fmt.Sprintf("streaming %s into %s", printable(p.Source.Backup.Name), p.Scratch)})
+	rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: fmt.Sprintf("streaming %s into %s", storage.Printable(p.Source.Backup.Name), p.Scratch)})
 	if err := p.load(ctx, rep, r, <-opened); err != nil {
 		return true, err
 	}
@@ -316,31 +316,24 @@ func (p *Plan) openStream(ctx context.Context) openedStream {
 	return openedStream{rc: rc, read: read, st: st}
 }
 
-// load streams the opened backup into pg_restore (custom) or psql (plain).
+// load streams the opened backup into pg_restore (custom) or execPlain (plain SQL).
 func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStream) error {
 	if o.err != nil {
 		return o.err
 	}
 	defer o.close()
 	read, st := o.read, o.st
-	var src io.Reader = st.Reader
+	dump := NewMeter(st.Reader)
 	if st.Format == storage.FormatPlain {
-		src = &sqlGuard{r: src}
+		return p.loadPlain(ctx, rep, r, read, dump)
 	}
-	dump := NewMeter(src)
 
 	child := &restoreChild{rep: rep, total: p.tablesTotal()}
-	var cmd *exec.Cmd
-	if st.Format == storage.FormatCustom {
-		args := []string{"--verbose", "--exit-on-error", "--no-password", "--dbname", libpqDatabase(p.Scratch)}
-		if p.opts.NoOwner {
-			args = append(args, "--no-owner")
-		}
-		cmd = exec.Command(p.tools.Restore, args...)
-	} else {
-		cmd = exec.Command(p.tools.Psql, "--no-psqlrc", "--no-password", "--set", "ON_ERROR_STOP=1", "--single-transaction", "--file", "-", "--dbname", p.Scratch)
-		child.countCopy = true
+	args := []string{"--verbose", "--exit-on-error", "--no-password", "--dbname", libpqDatabase(p.Scratch)}
+	if p.opts.NoOwner {
+		args = append(args, "--no-owner")
 	}
+	cmd := exec.Command(p.tools.Restore, args...)
 	cmd.Env = p.opts.Conn.toolEnv(p.Scratch)
 	cmd.SysProcAttr = childAttr()
 	stdin, err := cmd.StdinPipe()
@@ -365,7 +358,7 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStre
 	var outputs sync.WaitGroup
 	outputs.Add(2)
 	go func() { defer outputs.Done(); child.readStderr(stderr) }()
-	go func() { defer outputs.Done(); child.readStdout(stdout) }()
+	go func() { defer outputs.Done(); io.Copy(io.Discard, stdout) }()
 
 	stop := sampleProgress(ctx, rep, StageStream, p.Source.Backup.Size, read, dump, child.tables)
 	streamErr, writeErr := feed(stdin, dump)
@@ -389,10 +382,6 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStre
 	case streamErr != nil:
 		return inBackup(p.Source, streamErr)
 	case waitErr != nil:
-		tool := "pg_restore"
-		if child.countCopy {
-			tool = "psql"
-		}
 		msg := child.lastError()
 		if msg == "" {
 			msg = waitErr.Error()
@@ -400,14 +389,58 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStre
 		if writeErr != nil {
 			msg += " (it stopped reading the backup)"
 		}
-		if st.Format == storage.FormatCustom && strings.Contains(msg, "could not read from input file: end of file") {
+		if strings.Contains(msg, "could not read from input file: end of file") {
 			// An unwrapped .dump has no framing of its own to say it was cut short:
 			// pg_restore's end of file is the only sign.
 			return inBackup(p.Source, fmt.Errorf("%w: the archive ends early (%s)", ErrTruncated, msg))
 		}
-		return fmt.Errorf("%w: %s into %s: %s", ErrRestoreTool, tool, p.Scratch, msg)
+		return fmt.Errorf("%w: pg_restore into %s: %s", ErrRestoreTool, p.Scratch, msg)
 	}
 	return nil
+}
+
+// loadPlain replays a plain SQL dump into the scratch database over one connection
+// (execPlain), not through psql: no meta-command in the backup can run.
+func (p *Plan) loadPlain(ctx context.Context, rep Reporter, r *Restored, read, dump *Meter) error {
+	var mu sync.Mutex
+	done, current := 0, ""
+	tables := func() (int, int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return done, p.tablesTotal(), current
+	}
+	stop := sampleProgress(ctx, rep, StageStream, p.Source.Backup.Size, read, dump, tables)
+	notices := &noticeLog{}
+	pc, err := p.opts.Conn.connectPg(ctx, p.Scratch, notices)
+	if err == nil {
+		err = execPlain(ctx, pc, dump, func(n int, table string) {
+			mu.Lock()
+			done, current = n, table
+			mu.Unlock()
+		})
+		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		pc.Close(closeCtx)
+		cancel()
+		// A damaged backup decodes to garbage SQL: read the stream to its end so the
+		// integrity checks of its layers can say so.
+		if err != nil && ctx.Err() == nil && (errors.Is(err, ErrRestoreTool) || errors.Is(err, ErrPreflight) || errors.Is(err, ErrDatabase)) {
+			if _, derr := io.Copy(io.Discard, dump); derr != nil {
+				err = derr
+			}
+		}
+	}
+	stop()
+	r.Read, r.Dump, r.Warnings = read.Count(), dump.Count(), notices.warnings()
+	r.Tables, _, _ = tables()
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, ErrDatabase):
+		return err
+	}
+	return inBackup(p.Source, err)
 }
 
 // feed copies the dump into the child's stdin in feedSize writes. When the child stops
@@ -447,12 +480,11 @@ func killGroup(cmd *exec.Cmd, exited <-chan struct{}) {
 	}(cmd.Process.Pid)
 }
 
-// restoreChild follows pg_restore --verbose / psql output: tables done, the current
-// table, warnings and the last error.
+// restoreChild follows pg_restore --verbose output: tables done, the current table,
+// warnings and the last error.
 type restoreChild struct {
-	rep       Reporter
-	total     int
-	countCopy bool
+	rep   Reporter
+	total int
 
 	done    atomic.Int64
 	mu      sync.Mutex
@@ -479,7 +511,7 @@ func (c *restoreChild) readStderr(r io.Reader) {
 		}
 		lower := strings.ToLower(line)
 		switch {
-		case strings.Contains(lower, "error:") || strings.HasPrefix(lower, "psql:") && strings.Contains(lower, "error"):
+		case strings.Contains(lower, "error:"):
 			c.errs = append(c.errs, strings.TrimSpace(line))
 		case strings.Contains(lower, "warning:"):
 			if len(c.warns) < 50 {
@@ -489,16 +521,6 @@ func (c *restoreChild) readStderr(r io.Reader) {
 		done, total, current := int(c.done.Load()), c.total, c.current
 		c.mu.Unlock()
 		c.rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: line, Tool: true, TablesDone: done, TablesTotal: total, Table: current})
-	}
-}
-
-func (c *restoreChild) readStdout(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if c.countCopy && strings.HasPrefix(sc.Text(), "COPY ") {
-			c.done.Add(1)
-		}
 	}
 }
 

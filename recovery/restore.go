@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+
+	"drconsole/storage"
 )
 
 // Mode is what a restore will do with the database it targets.
@@ -446,10 +448,10 @@ type Restored struct {
 	Database string // the scratch database (the target itself in ModeTest)
 	Checks   []CheckResult
 	Read     int64 // bytes read from the location
-	Dump     int64 // bytes of dump fed to pg_restore/psql
+	Dump     int64 // bytes of dump fed to pg_restore (or run as SQL)
 	Tables   int   // tables whose data pg_restore loaded
 	Duration time.Duration
-	Warnings []string // what pg_restore/psql printed as warnings
+	Warnings []string // the warnings pg_restore printed, or the server sent for plain SQL
 
 	finished bool // failed, swapped, abandoned or dropped: nothing more to do with it
 	unknown  bool // a swap was interrupted and the server could not tell whether it committed
@@ -459,9 +461,9 @@ type Restored struct {
 func (p *Plan) Describe() string {
 	switch p.Mode {
 	case ModeSwap:
-		return fmt.Sprintf("restore %s into %s on %s, check it, then swap it in for %s (kept as %s)", printable(p.Source.Backup.Name), p.Scratch, p.Server, p.Target, p.Kept)
+		return fmt.Sprintf("restore %s into %s on %s, check it, then swap it in for %s (kept as %s)", storage.Printable(p.Source.Backup.Name), p.Scratch, p.Server, p.Target, p.Kept)
 	case ModeCreate:
-		return fmt.Sprintf("restore %s into %s on %s, check it, then rename it to %s (which does not exist yet)", printable(p.Source.Backup.Name), p.Scratch, p.Server, p.Target)
+		return fmt.Sprintf("restore %s into %s on %s, check it, then rename it to %s (which does not exist yet)", storage.Printable(p.Source.Backup.Name), p.Scratch, p.Server, p.Target)
 	}
-	return fmt.Sprintf("restore %s into the new database %s on %s and check it; nothing is swapped", printable(p.Source.Backup.Name), p.Target, p.Server)
+	return fmt.Sprintf("restore %s into the new database %s on %s and check it; nothing is swapped", storage.Printable(p.Source.Backup.Name), p.Target, p.Server)
 }

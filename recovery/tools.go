@@ -15,13 +15,12 @@ import (
 // Tools are the PostgreSQL client programs the pipeline ends in (and backup starts with).
 type Tools struct {
 	Restore string // pg_restore
-	Psql    string // psql
 	Dump    string // pg_dump
 	Version string // pg_restore --version
 	Major   int
 }
 
-// FindTools locates pg_restore, psql and pg_dump: in binDir when given (or
+// FindTools locates pg_restore and pg_dump: in binDir when given (or
 // $DRCONSOLE_PG_BINDIR), else the newest /usr/lib/postgresql/*/bin (a newer pg_restore
 // reads older archives), else $PATH.
 func FindTools(ctx context.Context, binDir string) (*Tools, error) {
@@ -41,7 +40,7 @@ func FindTools(ctx context.Context, binDir string) (*Tools, error) {
 		for _, p := range []struct {
 			name string
 			dst  *string
-		}{{"pg_restore", &t.Restore}, {"psql", &t.Psql}, {"pg_dump", &t.Dump}} {
+		}{{"pg_restore", &t.Restore}, {"pg_dump", &t.Dump}} {
 			if d == "" {
 				if path, err := exec.LookPath(p.name); err == nil {
 					*p.dst = path

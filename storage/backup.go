@@ -27,7 +27,7 @@ const (
 	KindUnknown     Kind = "unknown"
 
 	FormatCustom  Format = "custom" // pg_dump -Fc, restored with pg_restore
-	FormatPlain   Format = "plain"  // plain SQL, restored with psql
+	FormatPlain   Format = "plain"  // plain SQL, run statement by statement by drconsole itself
 	FormatUnknown Format = "unknown"
 
 	CompressionGzip    Compression = "gzip"
