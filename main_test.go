@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -304,5 +306,65 @@ func TestCLINamesAndSecretsPrintedSafely(t *testing.T) {
 	_, errb, _ = runCLI(t, nil, "check", "--db-url", c.URL(db))
 	if !strings.Contains(errb, "warning: the password in --db-url is visible") || strings.Contains(errb, c.Password) {
 		t.Errorf("a password on the command line gets no warning, or is echoed:\n%s", errb)
+	}
+}
+
+// A plain SQL backup is run by drconsole, not psql: none of psql's meta-commands in it
+// runs, whichever trick carries it, and nothing outside the scratch database changes.
+func TestCLIPlainBackupCannotActOutsideItsScratchDatabase(t *testing.T) {
+	c := pgtest.Shared(t)
+	db := c.NewDB(t)
+	c.Exec(t, db, cliSchema)
+	want := cliFingerprint(t, c, db)
+	dir, marker := t.TempDir(), filepath.Join(t.TempDir(), "pwned")
+	sql := filepath.Join(dir, "base.sql")
+	dump := exec.Command(filepath.Join(c.BinDir, "pg_dump"), "-Fp", "-f", sql, db)
+	dump.Env = append(os.Environ(), c.Env(db)...)
+	if out, err := dump.CombinedOutput(); err != nil {
+		t.Fatalf("pg_dump: %v %s", err, out)
+	}
+	base, err := os.ReadFile(sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(sql)
+	for i, evil := range []string{
+		"\\! touch " + marker + "\n",
+		"SELECT 1; \\connect " + db + "\nDELETE FROM \"ApiKey\";\n",
+		"\\c\t" + db + "\nDELETE FROM \"ApiKey\";\n",
+		"SELECT 1 \\g |touch " + marker + "\n",
+		"\\o |touch " + marker + "\nSELECT 1;\n",
+		"COPY (SELECT 1) TO STDOUT; SELECT 1 FROM stdin;\n\\! touch " + marker + "\n",
+		// With standard_conforming_strings off this is one string, as the server (and
+		// psql) read it: no meta-command, so the restore goes through and runs nothing.
+		"SET standard_conforming_strings = off;\nSELECT 'a\\' \\! touch " + marker + " ';\n",
+	} {
+		name := fmt.Sprintf("spywatcher_full_2024010%d_000000.sql.gz", i+1)
+		var body bytes.Buffer
+		zw := gzip.NewWriter(&body)
+		// Deep inside the dump, past what pre-flight reads, and at its very start.
+		zw.Write(base)
+		zw.Write([]byte(evil))
+		zw.Close()
+		if err := os.WriteFile(filepath.Join(dir, name), body.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, errb, code := runCLI(t, map[string]string{"BACKUP_DIR": dir, "XDG_STATE_HOME": t.TempDir()}, "restore", "--yes", "--db-url", c.URL(db), name)
+		oneString := strings.HasPrefix(evil, "SET standard_conforming_strings = off")
+		if oneString && code != 0 || !oneString && code != exitPreflight {
+			t.Errorf("%q: exit %d:\n%s", evil, code, errb)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Fatalf("%q ran a shell command on the machine running drconsole", evil)
+		}
+		if got := cliFingerprint(t, c, db); got != want {
+			t.Fatalf("%q changed the live database", evil)
+		}
+		for _, d := range c.Databases(t) {
+			if strings.HasPrefix(d, db+"_restore_") {
+				t.Errorf("%q left scratch database %s", evil, d)
+			}
+		}
+		t.Logf("%q: exit %d: %s", evil, code, lastLine(errb))
 	}
 }
