@@ -10,6 +10,7 @@ func TestSubcommandSkipsFlagValues(t *testing.T) {
 		{"", "", ""},
 		{"--gpg-key /tmp/k.asc", "", "--gpg-key /tmp/k.asc"},
 		{"--gpg-key=/tmp/k.asc --drill", "", "--gpg-key=/tmp/k.asc --drill"},
+		{"--gpg-key k.asc --signer-key job.asc", "", "--gpg-key k.asc --signer-key job.asc"},
 		{"--config c.yaml backups --json", "backups", "--config c.yaml --json"},
 		{"restore latest --yes", "restore", "latest --yes"},
 		{"--state-dir /s restore --gpg-key k latest", "restore", "--state-dir /s --gpg-key k latest"},

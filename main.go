@@ -119,7 +119,7 @@ func (a *app) main(args []string) int {
 // when written without "=": their values are never taken for a subcommand's name.
 var valueFlags = map[string]bool{
 	"config": true, "state-dir": true, "runbook": true, "db-url": true, "gpg-key": true,
-	"passphrase-file": true, "backup-dir": true,
+	"passphrase-file": true, "backup-dir": true, "signer-key": true,
 }
 
 // subcommand finds the subcommand in args: the first argument that is not a flag or a

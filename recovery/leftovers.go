@@ -97,10 +97,20 @@ func (l Leftover) Age(now time.Time) time.Duration {
 
 // Describe is one line about it for the operator.
 func (l Leftover) Describe(now time.Time) string {
-	what := "scratch copy"
+	return fmt.Sprintf("%s %s (%s)", l.What(), l.Name, strings.Join(l.Facts(now), ", "))
+}
+
+// What it is, in two words: "scratch copy" or "kept copy".
+func (l Leftover) What() string {
 	if l.Role == RoleKept {
-		what = "kept copy"
+		return "kept copy"
 	}
+	return "scratch copy"
+}
+
+// Facts are what the operator needs to decide about it: whose, how big, how old, from
+// which backup, and whether a restore is using it now.
+func (l Leftover) Facts(now time.Time) []string {
 	var parts []string
 	if l.Target != "" {
 		if l.Role == RoleKept {
@@ -121,7 +131,7 @@ func (l Leftover) Describe(now time.Time) string {
 	if l.InUse {
 		parts = append(parts, "in use by a running restore")
 	}
-	return fmt.Sprintf("%s %s (%s)", what, l.Name, strings.Join(parts, ", "))
+	return parts
 }
 
 func shortAge(d time.Duration) string {

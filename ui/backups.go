@@ -273,8 +273,10 @@ func (bs *backupsScreen) signatureLine(b storage.Backup, w int) string {
 		return s.st.Danger.Render(ansiCut("✗ cannot be read: "+p.err.Error(), w))
 	case p.sig.Trusted:
 		return s.st.Success.Render(ansiCut("✓ "+p.sig.String()+", a trusted signer (verified as it streams)", w))
+	case trusted && p.sig.Signed:
+		return s.st.Danger.Render(ansiCut("✗ "+p.sig.String()+": not a trusted signer", w))
 	case trusted:
-		return s.st.Danger.Render(ansiCut("✗ "+p.sig.String()+": by none of the trusted signers", w))
+		return s.st.Danger.Render(ansiCut("✗ not signed, and a trusted signer is required (--signer-key)", w))
 	case p.sig.Signed:
 		return s.st.Muted.Render(ansiCut(p.sig.String()+": not checked (no --signer-key)", w))
 	}

@@ -262,7 +262,12 @@ func (c *checksScreen) view(w, h int) string {
 		line := fmt.Sprintf("  %s%-*s  %-*s  %s", mark, nameW, ansiCut(r.Name, nameW), valW, ansiCut(r.Expected, valW), ansiCut(actual, max(w-2-6-nameW-2-valW-2, 1)))
 		b.WriteString(strings.TrimRight(line, " ") + "\n")
 		if r.Detail != "" && (r.Status == recovery.CheckFail || r.Status == recovery.CheckWarn) {
-			b.WriteString(s.st.Muted.Render("        "+ansiCut(strings.ReplaceAll(r.Detail, "\n", "; "), w-8)) + "\n")
+			detail := strings.ReplaceAll(r.Detail, "\n", "; ")
+			if r.Status == recovery.CheckFail { // what blocks the swap is read whole
+				b.WriteString(s.st.Muted.Render(indent(detail, w, 8)) + "\n")
+			} else {
+				b.WriteString(s.st.Muted.Render("        "+ansiCut(detail, w-8)) + "\n")
+			}
 		}
 	}
 	return b.String()

@@ -133,10 +133,18 @@ func (l *leftoversScreen) view(w, h int) string {
 		}
 	}
 	b.WriteString("\n")
-	for _, line := range s.rows(l.cur, max(h-7, 1), func(i int) string {
-		return ansiCut(l.list[i].Describe(s.now), w-2)
-	}) {
-		b.WriteString(line + "\n")
+	// Two lines each, so nothing the operator decides on is cut at 80 columns.
+	cur := l.cur
+	from, to := cur.window(max((h-strings.Count(b.String(), "\n"))/2, 1))
+	for i := from; i < to; i++ {
+		x := l.list[i]
+		head := x.What() + " " + x.Name
+		if i == cur.i {
+			b.WriteString(s.st.Selected.Render("> "+ansiCut(head, w-2)) + "\n")
+		} else {
+			b.WriteString("  " + ansiCut(head, w-2) + "\n")
+		}
+		b.WriteString(s.st.Muted.Render(indent(strings.Join(x.Facts(s.now), " · "), w, 4)) + "\n")
 	}
 	return b.String()
 }

@@ -220,8 +220,8 @@ func (p *preflightScreen) view(w, h int) string {
 		}
 		b.WriteString("\n" + s.st.Bold.Render("Nothing has changed yet. Type the database name to start the restore.") + "\n")
 		b.WriteString(p.field.View() + "\n\n")
-		for _, wn := range pl.Warnings {
-			b.WriteString(s.st.Warning.Render("  ! "+ansiCut(wn, w-4)) + "\n")
+		for _, wn := range pl.Warnings { // wrapped: a warning is what the operator must read
+			b.WriteString(s.st.Warning.Render("  ! "+strings.TrimPrefix(indent(wn, w, 4), "    ")) + "\n")
 		}
 		for _, ok := range pl.Passed {
 			b.WriteString(s.st.Success.Render("  ✓ ") + ansiCut(ok, w-4) + "\n")
