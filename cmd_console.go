@@ -149,6 +149,9 @@ func runConsole(ctx context.Context, a *app, args []string) error {
 	if runErr != nil && !errors.Is(runErr, tea.ErrProgramKilled) {
 		return runErr
 	}
+	if ok && m.JournalErr() != nil {
+		return m.JournalErr() // what happened is on the screen; the record of it is incomplete
+	}
 	return nil
 }
 

@@ -381,6 +381,14 @@ func (m Model) Close() error {
 // HungUp reports whether the console ended because the terminal went away.
 func (m Model) HungUp() bool { return m.hungUp }
 
+// JournalErr is the first write to the incident journal that failed, or nil.
+func (m Model) JournalErr() error {
+	if m.s.run == nil {
+		return nil
+	}
+	return m.s.run.Err()
+}
+
 // View draws the header, the screen, a status line and the help bar, in exactly the
 // terminal's size.
 func (m Model) View() tea.View {
