@@ -8,53 +8,62 @@ import (
 	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"drconsole/recovery"
 	"drconsole/storage"
 )
 
-func init() {
-	register(&command{
-		name:    "backup",
-		usage:   "backup [--gpg-recipient FILE] [--sign-key FILE] [--passphrase-file FILE] [--location NAME] [--kind full|incremental] [--json]",
-		summary: "make a backup in the backup job's format (pg_dump -Fc, gzip, OpenPGP) and store it atomically",
-		run:     runBackup,
-	})
+type backupOptions struct {
+	conn      connFlags
+	recipient string
+	signKey   string
+	passFile  string
+	location  string
+	kind      string
+	json      bool
 }
 
-func runBackup(ctx context.Context, a *app, args []string) error {
-	c := commands["backup"]
-	fs := a.flags(c)
-	var conn connFlags
-	conn.add(fs)
-	recipient := fs.String("gpg-recipient", "", "OpenPGP public key `file` to encrypt to (as gpg --encrypt --recipient); without it the backup is not encrypted")
-	signKey := fs.String("sign-key", "", "OpenPGP secret key `file` to sign the encrypted backup with (as gpg --sign --encrypt; default: $DRCONSOLE_SIGN_KEY, else sign_key in the config file)")
-	passFile := fs.String("passphrase-file", "", "`file` holding the signing key's passphrase (default: $DRCONSOLE_PASSPHRASE, else a prompt)")
-	locName := fs.String("location", "", "store into this configured location only (default: every S3 location in order, primary first, else the local directory)")
-	kind := fs.String("kind", "full", "backup kind in the name: full or incremental")
-	asJSON := fs.Bool("json", false, "print what was stored as JSON on stdout")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func newBackupCmd(a *app) *cobra.Command {
+	o := &backupOptions{}
+	c := &cobra.Command{
+		Use:   "backup [flags]",
+		Short: "make a backup as the backup job does (encrypted, signed), stored atomically",
+		Long: `Makes a backup exactly as the backup job does (pg_dump -Fc -b, gzip, OpenPGP to the
+--gpg-recipient key, binary), signed with --sign-key as gpg --sign --encrypt signs, named
+spywatcher_full_YYYYMMDD_HHMMSS.dump.gz.gpg, and stores it atomically in every S3 location
+(one dump, uploaded to each), else the local directory.`,
+		Example: "  DB_NAME=spywatcher drconsole backup --gpg-recipient ops-public.asc --sign-key job-secret.asc",
+		Args:    noArgs("; name the database with --db-url, DB_NAME or PGDATABASE"),
+		RunE:    func(c *cobra.Command, _ []string) error { return runBackup(c.Context(), a, o) },
 	}
-	if len(pos) > 0 {
-		return usagef("backup takes no arguments; name the database with --db-url, DB_NAME or PGDATABASE")
-	}
-	if *kind != "full" && *kind != "incremental" {
+	f := c.Flags()
+	o.conn.add(f)
+	f.StringVar(&o.recipient, "gpg-recipient", "", "OpenPGP public key `file` to encrypt to (as gpg --encrypt --recipient); without it the backup is not encrypted")
+	f.StringVar(&o.signKey, "sign-key", "", "OpenPGP secret key `file` to sign the encrypted backup with (as gpg --sign --encrypt; default: $DRCONSOLE_SIGN_KEY, else sign_key in the config file)")
+	f.StringVar(&o.passFile, "passphrase-file", "", "`file` holding the signing key's passphrase (default: $DRCONSOLE_PASSPHRASE, else a prompt)")
+	f.StringVar(&o.location, "location", "", "store into this configured `location` only (default: every S3 location in order, primary first, else the local directory)")
+	f.StringVar(&o.kind, "kind", "full", "backup `kind` in the name: full or incremental")
+	f.BoolVar(&o.json, "json", false, "print what was stored as JSON on stdout")
+	return c
+}
+
+func runBackup(ctx context.Context, a *app, o *backupOptions) error {
+	if o.kind != "full" && o.kind != "incremental" {
 		return usagef("--kind must be full or incremental")
 	}
-	cn, err := conn.resolve(a)
+	cn, err := o.conn.resolve(a)
 	if err != nil {
 		return err
 	}
-	opts := recovery.BackupOptions{Conn: cn, Kind: storage.Kind(*kind)}
-	if *recipient != "" {
-		if opts.Recipients, err = recovery.ReadRecipientFile(*recipient); err != nil {
+	opts := recovery.BackupOptions{Conn: cn, Kind: storage.Kind(o.kind)}
+	if o.recipient != "" {
+		if opts.Recipients, err = recovery.ReadRecipientFile(o.recipient); err != nil {
 			return usageError{err}
 		}
 	}
-	if opts.Signer, err = a.signingKey(*signKey, *passFile); err != nil {
+	if opts.Signer, err = a.signingKey(o.signKey, o.passFile); err != nil {
 		return err
 	}
 	switch {
@@ -67,13 +76,13 @@ func runBackup(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	targets := backupTargets(locs, *locName)
+	targets := backupTargets(locs, o.location)
 	if len(targets) == 0 {
-		return usagef("no location named %q is configured", *locName)
+		return usagef("no location named %q is configured", o.location)
 	}
 	// One dump, stored in the first target; the others get a second upload of the same
 	// bytes (as the backup job does), never a second, different dump.
-	first, err := recovery.CreateBackup(ctx, opts, targets[0], newProgress(a, "backup", *asJSON))
+	first, err := recovery.CreateBackup(ctx, opts, targets[0], newProgress(a, "backup", o.json))
 	if err != nil {
 		return fmt.Errorf("location %s: %w", targets[0].Name(), err)
 	}
@@ -86,7 +95,7 @@ func runBackup(ctx context.Context, a *app, args []string) error {
 		}
 		stored = append(stored, c.Backup)
 	}
-	if !*asJSON {
+	if !o.json {
 		where := map[string]string{}
 		for _, l := range targets {
 			where[l.Name()] = l.String()
@@ -96,7 +105,7 @@ func runBackup(ctx context.Context, a *app, args []string) error {
 		}
 	}
 	if len(failed) > 0 {
-		if *asJSON {
+		if o.json {
 			writeJSON(a.stdout, map[string]any{"stored": stored, "failed": failed})
 		}
 		var why []string
@@ -105,7 +114,7 @@ func runBackup(ctx context.Context, a *app, args []string) error {
 		}
 		return fmt.Errorf("stored %s in %s, but not in every location (%s): %w", first.Name, targets[0].Name(), strings.Join(why, "; "), failed[0].Err)
 	}
-	if *asJSON {
+	if o.json {
 		return writeJSON(a.stdout, map[string]any{"stored": stored})
 	}
 	return nil

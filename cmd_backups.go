@@ -7,16 +7,23 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"drconsole/storage"
 )
 
-func init() {
-	register(&command{
-		name:    "backups",
-		usage:   "backups [--json]",
-		summary: "list every backup in every configured location, newest first",
-		run:     runBackups,
-	})
+func newBackupsCmd(a *app) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "backups [flags]",
+		Short: "list every backup in every configured location, newest first",
+		Example: `  drconsole backups
+  S3_BUCKET=spywatcher-backups drconsole backups --json | jq '.backups[0]'`,
+		Args: noArgs(""),
+		RunE: func(c *cobra.Command, _ []string) error { return runBackups(c.Context(), a, asJSON) },
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print an object with backups and locations on stdout")
+	return c
 }
 
 // backupJSON is one backup in `backups --json`.
@@ -34,17 +41,7 @@ type backupJSON struct {
 	Encrypted   bool                `json:"encrypted"`
 }
 
-func runBackups(ctx context.Context, a *app, args []string) error {
-	c := commands["backups"]
-	fs := a.flags(c)
-	asJSON := fs.Bool("json", false, "print an object with backups and locations on stdout")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("backups takes no arguments")
-	}
+func runBackups(ctx context.Context, a *app, asJSON bool) error {
 	locs, err := a.locations(ctx)
 	if err != nil {
 		return err
@@ -54,7 +51,7 @@ func runBackups(ctx context.Context, a *app, args []string) error {
 	for _, e := range cat.Entries {
 		where[e.Name] = e.Locations
 	}
-	if *asJSON {
+	if asJSON {
 		out := struct {
 			Backups   []backupJSON             `json:"backups"`
 			Locations []storage.LocationStatus `json:"locations"`

@@ -6,19 +6,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"drconsole/checklists"
 	"drconsole/incident"
 	"drconsole/recovery"
 )
-
-func init() {
-	register(&command{
-		name:    "check",
-		usage:   "check [--db-url URL] [--drop-leftovers] [--drop-kept] [--json]",
-		summary: "run the runbook's integrity checks against the live database, repair what an interrupted swap left, and list (or drop) what earlier restores left on the server",
-		run:     runCheck,
-	})
-}
 
 // checkResult is check's --json output.
 type checkResult struct {
@@ -32,22 +25,34 @@ type checkResult struct {
 	Error      string                 `json:"error,omitempty"`
 }
 
-func runCheck(ctx context.Context, a *app, args []string) error {
-	c := commands["check"]
-	fs := a.flags(c)
-	var conn connFlags
-	conn.add(fs)
-	asJSON := fs.Bool("json", false, "print the checks as JSON on stdout")
-	dropScratch := fs.Bool("drop-leftovers", false, "drop the scratch copies that interrupted restores left on the server (never one a running restore is using)")
-	dropKept := fs.Bool("drop-kept", false, "drop the kept copies swaps made of the databases they replaced (rollback and forensics are gone after this)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+type checkOptions struct {
+	conn        connFlags
+	json        bool
+	dropScratch bool
+	dropKept    bool
+}
+
+func newCheckCmd(a *app) *cobra.Command {
+	o := &checkOptions{}
+	c := &cobra.Command{
+		Use:   "check [flags]",
+		Short: "check the live database; repair and list what earlier restores left",
+		Example: `  DB_NAME=spywatcher drconsole check
+  drconsole check --drop-leftovers
+  DB_NAME=spywatcher drconsole check --json | jq '.checks[] | {name, status, actual}'`,
+		Args: noArgs("; name the database with --db-url, DB_NAME or PGDATABASE"),
+		RunE: func(c *cobra.Command, _ []string) error { return runCheck(c.Context(), a, o) },
 	}
-	if len(pos) > 0 {
-		return usagef("check takes no arguments; name the database with --db-url, DB_NAME or PGDATABASE")
-	}
-	cn, err := conn.resolve(a)
+	f := c.Flags()
+	o.conn.add(f)
+	f.BoolVar(&o.json, "json", false, "print the checks as JSON on stdout")
+	f.BoolVar(&o.dropScratch, "drop-leftovers", false, "drop the scratch copies that interrupted restores left on the server (never one a running restore is using)")
+	f.BoolVar(&o.dropKept, "drop-kept", false, "drop the kept copies swaps made of the databases they replaced (rollback and forensics are gone after this)")
+	return c
+}
+
+func runCheck(ctx context.Context, a *app, o *checkOptions) error {
+	cn, err := o.conn.resolve(a)
 	if err != nil {
 		return err
 	}
@@ -56,8 +61,8 @@ func runCheck(ctx context.Context, a *app, args []string) error {
 		return usagef("name the database to check (--db-url, DB_NAME, DATABASE_URL or PGDATABASE)")
 	}
 	out := checkResult{Database: cn.Database, Server: cn.Server(), Leftovers: []recovery.Leftover{}}
-	err = check(ctx, a, cn, *dropScratch, *dropKept, *asJSON, &out)
-	if *asJSON {
+	err = check(ctx, a, cn, o.dropScratch, o.dropKept, o.json, &out)
+	if o.json {
 		if err != nil {
 			out.Error = oneLine(err)
 		}

@@ -11,71 +11,66 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/spf13/cobra"
 
 	"drconsole/checklists"
 	"drconsole/recovery"
-	"drconsole/storage"
 	"drconsole/ui"
 )
-
-func init() {
-	register(&command{
-		name:    "",
-		usage:   "[--db-url URL] [--gpg-key FILE] [--passphrase-file FILE] [--signer-key FILE] [--allow-unsigned] [--backup-dir DIR] [--no-owner] [--drill]",
-		summary: "open the incident console (the default with no subcommand)",
-		run:     runConsole,
-	})
-}
 
 // consoleWait bounds how long a hang-up waits for a cancelled restore to drop its
 // scratch database before drconsole exits anyway.
 const consoleWait = 2 * time.Minute
 
-func runConsole(ctx context.Context, a *app, args []string) error {
-	c := commands[""]
-	fs := a.flags(c)
-	var conn connFlags
-	var key keyFlags
-	conn.add(fs)
-	key.add(fs)
-	backupDir := fs.String("backup-dir", "", "local backup `dir`ectory (default: $BACKUP_DIR, else "+storage.DefaultDir+")")
-	drill := fs.Bool("drill", false, "drill or tabletop mode: commands are recorded, not run, and nothing is swapped")
-	noOwner := fs.Bool("no-owner", false, "do not restore object ownership (when the archive's roles do not exist on the target)")
-	allowUnsigned := fs.Bool("allow-unsigned", false, "restore backups that none of the --signer-key keys signed (they are still flagged)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unknown subcommand %q (see drconsole help)", pos[0])
-	}
+type consoleOptions struct {
+	conn          connFlags
+	key           keyFlags
+	drill         bool
+	noOwner       bool
+	allowUnsigned bool
+}
 
+// newConsoleCmd is the console: the root command (drconsole with no subcommand) and the
+// same as drconsole console.
+func newConsoleCmd(a *app) *cobra.Command {
+	o := &consoleOptions{}
+	c := &cobra.Command{
+		Use:     "console [flags]",
+		Aliases: []string{"tui"},
+		Short:   "open the incident console (the default with no subcommand)",
+		Long: `Opens the incident console: resume an open incident or start one (or a drill), follow the
+scenario's timed steps, choose a backup, check it in pre-flight, watch the restore, check
+the restored copy, swap it in, tick the post-recovery checklist and close with a report.
+It works at 80×24, needs no mouse, honours NO_COLOR; ? shows every key.`,
+		Example: `  DB_HOST=db1 DB_USER=postgres DB_NAME=spywatcher drconsole --gpg-key ops-secret.asc
+  drconsole --drill`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return runConsole(c.Context(), a, o) },
+	}
+	f := c.Flags()
+	o.conn.add(f)
+	o.key.add(f)
+	f.BoolVar(&o.drill, "drill", false, "drill or tabletop mode: commands are recorded, not run, and nothing is swapped")
+	f.BoolVar(&o.noOwner, "no-owner", false, "do not restore object ownership (when the archive's roles do not exist on the target)")
+	f.BoolVar(&o.allowUnsigned, "allow-unsigned", false, "restore backups that none of the --signer-key keys signed (they are still flagged)")
+	return c
+}
+
+func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 	rb, _, err := loadRunbook(a)
 	if err != nil {
 		return err
 	}
-	cw := *a
-	if *backupDir != "" {
-		cw.getenv = func(k string) string {
-			if k == "BACKUP_DIR" {
-				return *backupDir
-			}
-			return a.getenv(k)
-		}
-	}
-	locs, err := cw.locations(ctx)
+	locs, err := a.locations(ctx)
 	if err != nil {
 		return err
 	}
-	if *backupDir != "" && !hasDir(locs, *backupDir) {
-		locs = append(locs, storage.NewDir("backup-dir", *backupDir))
-	}
-	keys, err := key.keys(a)
+	keys, err := o.key.keys(a)
 	if err != nil {
 		return err
 	}
 	keys.Ask = nil // the console asks in a form, never on the raw terminal
-	dbConn, connErr := conn.resolve(a)
+	dbConn, connErr := o.conn.resolve(a)
 	if dbConn != nil {
 		a.warnPasswordInArgs(dbConn)
 	}
@@ -83,6 +78,7 @@ func runConsole(ctx context.Context, a *app, args []string) error {
 	host, _ := os.Hostname()
 	work := &sync.WaitGroup{}
 	opt := ui.Options{
+		Settings:      a.settings(ctx, &o.conn, &o.key),
 		Context:       ctx,
 		StateDir:      checklists.StateDir(a.stateDir, a.getenv),
 		Runbook:       rb,
@@ -90,9 +86,9 @@ func runConsole(ctx context.Context, a *app, args []string) error {
 		Conn:          dbConn,
 		ConnErr:       connErr,
 		Keys:          *keys,
-		NoOwner:       *noOwner,
-		AllowUnsigned: *allowUnsigned,
-		Drill:         *drill,
+		NoOwner:       o.noOwner,
+		AllowUnsigned: o.allowUnsigned,
+		Drill:         o.drill,
 		Operator:      checklists.Operator(a.getenv),
 		Host:          host,
 		Work:          work,
@@ -153,13 +149,4 @@ func runConsole(ctx context.Context, a *app, args []string) error {
 		return m.JournalErr() // what happened is on the screen; the record of it is incomplete
 	}
 	return nil
-}
-
-func hasDir(locs []storage.Location, dir string) bool {
-	for _, l := range locs {
-		if d, ok := l.(*storage.Dir); ok && d.String() == dir {
-			return true
-		}
-	}
-	return false
 }

@@ -1,38 +1,33 @@
 package main
 
 import (
-	"context"
 	"fmt"
+
+	"github.com/spf13/cobra"
 
 	"drconsole/checklists"
 )
 
-func init() {
-	register(&command{
-		name:    "incidents",
-		usage:   "incidents [--json]",
-		summary: "list incidents and drills on record, open ones first",
-		run:     runIncidents,
-	})
+func newIncidentsCmd(a *app) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:     "incidents [flags]",
+		Short:   "list incidents and drills on record, open ones first",
+		Example: "  drconsole incidents\n  drconsole incidents --json | jq '.[] | select(.closed | not)'",
+		Args:    noArgs(""),
+		RunE:    func(c *cobra.Command, _ []string) error { return runIncidents(a, asJSON) },
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
+	return c
 }
 
-func runIncidents(ctx context.Context, a *app, args []string) error {
-	c := commands["incidents"]
-	fs := a.flags(c)
-	asJSON := fs.Bool("json", false, "print the list as JSON")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("incidents takes no arguments (got %q)", pos[0])
-	}
+func runIncidents(a *app, asJSON bool) error {
 	stateDir := checklists.StateDir(a.stateDir, a.getenv)
 	list, err := checklists.List(stateDir)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		if list == nil {
 			list = []checklists.IncidentSummary{}
 		}

@@ -1,35 +1,37 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"drconsole/checklists"
 )
 
-func init() {
-	register(&command{
-		name:    "report",
-		usage:   "report [INCIDENT] [--json] [-o FILE]",
-		summary: "write an incident's report (default: the most recent incident) as Markdown or JSON",
-		run:     runReport,
-	})
+func newReportCmd(a *app) *cobra.Command {
+	var asJSON bool
+	var out string
+	c := &cobra.Command{
+		Use:   "report [INCIDENT] [flags]",
+		Short: "write an incident's report as Markdown or JSON",
+		Long: `Writes the report of INCIDENT (an id, a unique prefix of one, or a journal's path; default:
+the most recent incident): summary, RTO and RPO achieved, the timeline against each step's
+budget, commands run, the restore and its swap, checks, the checklist and notes.`,
+		Example: "  drconsole report\n  drconsole report 20261125-2248 --json | jq .restore.result\n  drconsole report -o incident.md",
+		Args:    maxArgs(1, "INCIDENT"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return runReport(a, args, asJSON, out)
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "write JSON instead of Markdown")
+	c.Flags().StringVarP(&out, "output", "o", "", "write to `file` instead of standard output")
+	return c
 }
 
-func runReport(ctx context.Context, a *app, args []string) error {
-	c := commands["report"]
-	fs := a.flags(c)
-	asJSON := fs.Bool("json", false, "write JSON instead of Markdown")
-	out := fs.String("o", "", "write to `file` instead of standard output")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 1 {
-		return usagef("report takes at most one INCIDENT, got %d", len(pos))
-	}
+func runReport(a *app, pos []string, asJSON bool, out string) error {
+	var err error
 	stateDir := checklists.StateDir(a.stateDir, a.getenv)
 	var path string
 	if len(pos) == 1 {
@@ -64,7 +66,7 @@ func runReport(ctx context.Context, a *app, args []string) error {
 	}
 	r := checklists.BuildReport(inc, warnings, reportNow())
 	var data []byte
-	if *asJSON {
+	if asJSON {
 		if data, err = json.MarshalIndent(r, "", "  "); err != nil {
 			return err
 		}
@@ -72,11 +74,11 @@ func runReport(ctx context.Context, a *app, args []string) error {
 	} else {
 		data = []byte(r.Markdown())
 	}
-	if *out == "" {
+	if out == "" {
 		_, err = a.stdout.Write(data)
 		return err
 	}
-	return writeFileAtomic(*out, data)
+	return writeFileAtomic(out, data)
 }
 
 // reportNow is the clock of the report command; tests replace it.

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"drconsole/checklists"
@@ -16,15 +16,6 @@ import (
 	"drconsole/recovery"
 	"drconsole/storage"
 )
-
-func init() {
-	register(&command{
-		name:    "restore",
-		usage:   "restore [--yes] [--gpg-key FILE] [--passphrase-file FILE] [--signer-key FILE] [--allow-unsigned] [--target-db NAME] [--from-db NAME] [--no-owner] [--accept-missing-tables] [--drill] [--json] BACKUP",
-		summary: "restore a backup into a scratch database, check it, and swap it in for the live one",
-		run:     runRestore,
-	})
-}
 
 // restoreResult is restore's --json output.
 type restoreResult struct {
@@ -51,84 +42,106 @@ type restoreResult struct {
 	Error      string                 `json:"error,omitempty"`
 }
 
-func runRestore(ctx context.Context, a *app, args []string) error {
-	c := commands["restore"]
-	fs := a.flags(c)
-	var conn connFlags
-	var key keyFlags
-	conn.add(fs)
-	key.add(fs)
-	yes := fs.Bool("yes", false, "swap without asking the operator to type the database name")
-	testDB := fs.String("target-db", "", "restore into this new `database`, run the checks and stop, without any swap (the monthly restore test)")
-	fromDB := fs.String("from-db", "", "the `database` the backup was taken from, when it is not the target: a backup of another database is refused unless named here")
-	noOwner := fs.Bool("no-owner", false, "do not restore object ownership (when the archive's roles do not exist on the target)")
-	accept := fs.Bool("accept-missing-tables", false, "with --yes: swap even when the live database has tables the restored copy lacks")
-	allowUnsigned := fs.Bool("allow-unsigned", false, "restore a backup that none of the --signer-key keys signed (it is still flagged)")
-	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
-	scenario := fs.String("scenario", checklists.DefaultScenario, "runbook `scenario` of the incident to start when none is open")
-	drill := fs.Bool("drill", false, "a drill: restore and check for real in a scratch database, then drop it; nothing is ever swapped")
-	noJournal := fs.Bool("no-journal", false, "do not record the restore in an incident journal")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+// restoreOptions are restore's flags.
+type restoreOptions struct {
+	conn          connFlags
+	key           keyFlags
+	yes           bool
+	testDB        string
+	fromDB        string
+	noOwner       bool
+	accept        bool
+	allowUnsigned bool
+	json          bool
+	scenario      string
+	drill         bool
+	noJournal     bool
+}
+
+func newRestoreCmd(a *app) *cobra.Command {
+	o := &restoreOptions{}
+	c := &cobra.Command{
+		Use:   "restore [flags] BACKUP",
+		Short: "restore a backup into a scratch database, check it, swap it in",
+		Long: `Restores BACKUP (a path, a backup name, an s3:// URL, or latest) into a scratch database,
+checks it there, and — once the operator types the database name, or with --yes — swaps it
+in for the live database in one transaction, keeping the old one. Any failure or cancel
+drops the scratch database and leaves the live one as it was.`,
+		Example: `  DB_HOST=db1 DB_USER=postgres DB_NAME=spywatcher drconsole restore --gpg-key ops-secret.asc latest
+  drconsole restore --yes --gpg-key ops-secret.asc --signer-key job-public.asc spywatcher_full_20240125_120000.dump.gz.gpg
+  drconsole restore --target-db spywatcher_monthly latest   # the monthly restore test: no swap`,
+		Args: oneBackupArg,
+		RunE: func(c *cobra.Command, args []string) error { return runRestore(c.Context(), a, c, o, args[0]) },
 	}
-	if len(pos) != 1 {
-		return usagef("restore needs exactly one BACKUP (a path, a name, an s3:// URL or latest)")
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if set["target-db"] {
-		if err := recovery.ValidTarget(*testDB); err != nil {
+	f := c.Flags()
+	o.conn.add(f)
+	o.key.add(f)
+	f.BoolVar(&o.yes, "yes", false, "swap without asking the operator to type the database name")
+	f.StringVar(&o.testDB, "target-db", "", "restore into this new `database`, run the checks and stop, without any swap (the monthly restore test)")
+	f.StringVar(&o.fromDB, "from-db", "", "the `database` the backup was taken from, when it is not the target: a backup of another database is refused unless named here")
+	f.BoolVar(&o.noOwner, "no-owner", false, "do not restore object ownership (when the archive's roles do not exist on the target)")
+	f.BoolVar(&o.accept, "accept-missing-tables", false, "with --yes: swap even when the live database has tables the restored copy lacks")
+	f.BoolVar(&o.allowUnsigned, "allow-unsigned", false, "restore a backup that none of the --signer-key keys signed (it is still flagged)")
+	f.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
+	f.StringVar(&o.scenario, "scenario", checklists.DefaultScenario, "runbook `scenario` of the incident to start when none is open")
+	f.BoolVar(&o.drill, "drill", false, "a drill: restore and check for real in a scratch database, then drop it; nothing is ever swapped")
+	f.BoolVar(&o.noJournal, "no-journal", false, "do not record the restore in an incident journal")
+	return c
+}
+
+func runRestore(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions, backup string) error {
+	if c.Flags().Changed("target-db") {
+		if err := recovery.ValidTarget(o.testDB); err != nil {
 			return usageError{fmt.Errorf("--target-db: %w", err)}
 		}
 	}
-	if set["from-db"] && *fromDB == "" {
+	if c.Flags().Changed("from-db") && o.fromDB == "" {
 		return usagef("--from-db needs the name of the database the backup was taken from")
 	}
 	// A swap needs the operator to type the database's name: without a terminal to type it
 	// on, say so now rather than after an hour of restoring.
-	if !*yes && !set["target-db"] && !*drill && !a.stdinIsTerminal() {
+	if !o.yes && !c.Flags().Changed("target-db") && !o.drill && !a.stdinIsTerminal() {
 		return usagef("restore swaps only when the operator types the database name, and standard input is not a terminal: give --yes to swap without asking (cron, CI), or --target-db NAME for a test restore")
 	}
-	cn, err := conn.resolve(a)
+	cn, err := o.conn.resolve(a)
 	if err != nil {
 		return err
 	}
 	a.warnPasswordInArgs(cn)
-	keys, err := key.keys(a)
+	keys, err := o.key.keys(a)
 	if err != nil {
 		return err
 	}
-	src, skipped, err := a.oneBackup(ctx, pos, "restore")
+	src, skipped, err := a.oneBackup(ctx, backup)
 	if err != nil {
 		return err
 	}
 
 	var j *checklists.Journal
-	if !*noJournal {
-		if j, err = a.incidentJournal(*scenario, *drill); err != nil {
+	if !o.noJournal {
+		if j, err = a.incidentJournal(o.scenario, o.drill); err != nil {
 			return fmt.Errorf("%w: %v", incident.ErrJournal, err)
 		}
 		defer j.Close()
 		j.AddSecret(cn.Password)
 		j.AddSecret(string(keys.Passphrase))
 	}
-	run := incident.New(j, checklists.Operator(a.getenv), *drill)
+	run := incident.New(j, checklists.Operator(a.getenv), o.drill)
 	out := restoreResult{Backup: src.Backup, Location: src.Location.Name(), Skipped: skipped}
 	if j != nil {
 		out.Journal = j.Path()
-		if !*asJSON {
+		if !o.json {
 			fmt.Fprintf(a.stderr, "journal: %s\n", j.Path())
 		}
 	}
-	opts := recovery.Options{Conn: cn, Keys: keys, TestDB: *testDB, NoOwner: *noOwner, FromDB: *fromDB, AllowUnsigned: *allowUnsigned}
-	err = restore(ctx, a, run, src, opts, restoreChoices{yes: *yes, accept: *accept, quiet: *asJSON}, &out)
+	opts := recovery.Options{Conn: cn, Keys: keys, TestDB: o.testDB, NoOwner: o.noOwner, FromDB: o.fromDB, AllowUnsigned: o.allowUnsigned}
+	err = restore(ctx, a, run, src, opts, restoreChoices{yes: o.yes, accept: o.accept, quiet: o.json}, &out)
 	if err == nil && run.Err() != nil {
 		err = fmt.Errorf("the restore itself is done (%s), but %w", out.Result, run.Err())
 	} else if err != nil && run.Err() != nil && !errors.Is(err, incident.ErrJournal) {
 		fmt.Fprintf(a.stderr, "drconsole restore: and %v\n", run.Err())
 	}
-	if *asJSON {
+	if o.json {
 		if err != nil {
 			out.Error = oneLine(err)
 		}

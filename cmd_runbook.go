@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,38 +9,54 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"drconsole/checklists"
 	"drconsole/storage"
 )
 
-func init() {
-	register(&command{
-		name:    "runbook",
-		usage:   "runbook validate [FILE] | show [SCENARIO] [--json] | export [-o FILE]",
-		summary: "check a runbook file, print the runbook, or write the default one to start from",
-		run:     runRunbook,
-	})
-}
-
-func runRunbook(ctx context.Context, a *app, args []string) error {
-	c := commands["runbook"]
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fs := a.flags(c)
-		if _, err := parse(fs, args); err != nil {
-			return err
-		}
-		return usagef("say what to do: runbook validate, runbook show or runbook export")
+func newRunbookCmd(a *app) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "runbook",
+		Short: "check, print or export the runbook",
+		Long: `The runbook is data: scenarios with their RTO, RPO, contact and timed steps, the
+post-recovery and testing checklists, contacts, escalation and alert channels. drconsole
+carries the Disaster Recovery Runbook; --runbook FILE (or runbook: in the config file) uses
+your own.`,
+		Args: noArgs("; say what to do: runbook validate, show or export"),
+		RunE: func(c *cobra.Command, _ []string) error {
+			return usagef("say what to do: runbook validate, runbook show or runbook export")
+		},
 	}
-	verb, rest := args[0], args[1:]
-	switch verb {
-	case "validate":
-		return runbookValidate(a, c, rest)
-	case "show":
-		return runbookShow(a, c, rest)
-	case "export":
-		return runbookExport(a, c, rest)
+	var vJSON, sJSON, force bool
+	var out string
+	validate := &cobra.Command{
+		Use:     "validate [FILE] [flags]",
+		Short:   "check a runbook file and report every problem as FILE:LINE:COL",
+		Example: "  drconsole runbook validate team-runbook.yaml\n  drconsole runbook validate --json",
+		Args:    maxArgs(1, "FILE"),
+		RunE:    func(c *cobra.Command, args []string) error { return runbookValidate(a, args, vJSON) },
 	}
-	return usagef("unknown runbook action %q: use validate, show or export", verb)
+	validate.Flags().BoolVar(&vJSON, "json", false, "print the problems as JSON")
+	show := &cobra.Command{
+		Use:     "show [SCENARIO] [flags]",
+		Short:   "print the runbook, or one scenario's plan in detail",
+		Example: "  drconsole runbook show\n  drconsole runbook show database-corruption\n  drconsole runbook show --json | jq '.scenarios[].id'",
+		Args:    maxArgs(1, "SCENARIO"),
+		RunE:    func(c *cobra.Command, args []string) error { return runbookShow(a, args, sJSON) },
+	}
+	show.Flags().BoolVar(&sJSON, "json", false, "print the runbook as JSON")
+	export := &cobra.Command{
+		Use:     "export [flags]",
+		Short:   "write the embedded runbook as YAML, to start your own from",
+		Example: "  drconsole runbook export -o team-runbook.yaml",
+		Args:    noArgs("; use -o FILE"),
+		RunE:    func(c *cobra.Command, _ []string) error { return runbookExport(a, out, force) },
+	}
+	export.Flags().StringVarP(&out, "output", "o", "", "write to `file` instead of standard output")
+	export.Flags().BoolVar(&force, "force", false, "overwrite the -o file if it exists")
+	c.AddCommand(validate, show, export)
+	return c
 }
 
 // loadRunbook returns the runbook chosen by --runbook, or the embedded default. Warnings
@@ -79,16 +94,8 @@ func loadRunbook(a *app) (*checklists.Runbook, []checklists.Problem, error) {
 	return r, warnings, nil
 }
 
-func runbookValidate(a *app, c *command, args []string) error {
-	fs := a.flags(c)
-	asJSON := fs.Bool("json", false, "print the problems as JSON")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 1 {
-		return usagef("runbook validate takes one FILE, got %d", len(pos))
-	}
+func runbookValidate(a *app, pos []string, asJSON bool) error {
+	var err error
 	name, data := "runbook.yaml (embedded)", checklists.DefaultYAML()
 	switch {
 	case len(pos) == 1:
@@ -114,7 +121,7 @@ func runbookValidate(a *app, c *command, args []string) error {
 			errs++
 		}
 	}
-	if *asJSON {
+	if asJSON {
 		out := struct {
 			File     string               `json:"file"`
 			Valid    bool                 `json:"valid"`
@@ -147,27 +154,17 @@ func plural(n int, word string) string {
 	return fmt.Sprintf("%d %ss", n, word)
 }
 
-func runbookExport(a *app, c *command, args []string) error {
-	fs := a.flags(c)
-	out := fs.String("o", "", "write to `file` instead of standard output")
-	force := fs.Bool("force", false, "overwrite the -o file if it exists")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("runbook export takes no arguments (got %q); use -o FILE", pos[0])
-	}
-	if *out == "" {
+func runbookExport(a *app, out string, force bool) error {
+	if out == "" {
 		_, err := a.stdout.Write(checklists.DefaultYAML())
 		return err
 	}
-	if !*force {
-		if _, err := os.Stat(*out); err == nil {
-			return fmt.Errorf("%s already exists; not overwriting it without --force", *out)
+	if !force {
+		if _, err := os.Stat(out); err == nil {
+			return fmt.Errorf("%s already exists; not overwriting it without --force", out)
 		}
 	}
-	return writeFileAtomic(*out, checklists.DefaultYAML())
+	return writeFileAtomic(out, checklists.DefaultYAML())
 }
 
 // writeFileAtomic writes through a temporary file and a rename, so that a reader never
@@ -205,22 +202,13 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func runbookShow(a *app, c *command, args []string) error {
-	fs := a.flags(c)
-	asJSON := fs.Bool("json", false, "print the runbook as JSON")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 1 {
-		return usagef("runbook show takes at most one SCENARIO, got %d", len(pos))
-	}
+func runbookShow(a *app, pos []string, asJSON bool) error {
 	r, warnings, err := loadRunbook(a)
 	if err != nil {
 		return err
 	}
 	for _, w := range warnings {
-		if !*asJSON {
+		if !asJSON {
 			fmt.Fprintln(a.stderr, w)
 		}
 	}
@@ -229,13 +217,13 @@ func runbookShow(a *app, c *command, args []string) error {
 		if !ok {
 			return usagef("no scenario %q in the runbook; scenarios: %s", pos[0], scenarioIDs(r))
 		}
-		if *asJSON {
+		if asJSON {
 			return writeJSON(a.stdout, s)
 		}
 		showScenario(a.stdout, s, true)
 		return nil
 	}
-	if *asJSON {
+	if asJSON {
 		return writeJSON(a.stdout, r)
 	}
 	showRunbook(a.stdout, r)

@@ -5,18 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"drconsole/recovery"
 	"drconsole/storage"
 )
-
-func init() {
-	register(&command{
-		name:    "verify",
-		usage:   "verify [--gpg-key FILE] [--passphrase-file FILE] [--signer-key FILE] [--restore-test] [--json] BACKUP",
-		summary: "read a whole backup to prove it decrypts, decompresses and parses; optionally restore it into a throwaway database",
-		run:     runVerify,
-	})
-}
 
 type verifyResult struct {
 	Backup      storage.Backup         `json:"backup"`
@@ -55,30 +48,46 @@ type archiveJSON struct {
 	Owners        []string `json:"owners"`
 }
 
-func runVerify(ctx context.Context, a *app, args []string) error {
-	c := commands["verify"]
-	fs := a.flags(c)
-	var conn connFlags
-	var key keyFlags
-	conn.add(fs)
-	key.add(fs)
-	restoreTest := fs.Bool("restore-test", false, "also restore into a throwaway database on the target server, run the checks, and drop it")
-	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
-	pos, err := parse(fs, args)
+type verifyOptions struct {
+	conn        connFlags
+	key         keyFlags
+	restoreTest bool
+	json        bool
+}
+
+func newVerifyCmd(a *app) *cobra.Command {
+	o := &verifyOptions{}
+	c := &cobra.Command{
+		Use:   "verify [flags] BACKUP",
+		Short: "read a whole backup to prove it is intact and signed; optionally test-restore it",
+		Long: `Reads the whole of BACKUP: decryption with its integrity check (MDC) and signature,
+decompression with its CRC, and every data block of the archive. With --signer-key, a backup
+none of those keys signed fails (exit 9). --restore-test also restores it into a throwaway
+database on the target server, runs the checks and drops it.`,
+		Example: "  drconsole verify --gpg-key ops-secret.asc --signer-key job-public.asc latest\n  drconsole verify --restore-test --json latest",
+		Args:    oneBackupArg,
+		RunE:    func(c *cobra.Command, args []string) error { return runVerify(c.Context(), a, o, args[0]) },
+	}
+	f := c.Flags()
+	o.conn.add(f)
+	o.key.add(f)
+	f.BoolVar(&o.restoreTest, "restore-test", false, "also restore into a throwaway database on the target server, run the checks, and drop it")
+	f.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
+	return c
+}
+
+func runVerify(ctx context.Context, a *app, o *verifyOptions, backup string) error {
+	keys, err := o.key.keys(a)
 	if err != nil {
 		return err
 	}
-	keys, err := key.keys(a)
-	if err != nil {
-		return err
-	}
-	src, _, err := a.oneBackup(ctx, pos, "verify")
+	src, _, err := a.oneBackup(ctx, backup)
 	if err != nil {
 		return err
 	}
 	out := verifyResult{Backup: src.Backup, Location: src.Location.Name()}
-	err = verify(ctx, a, src, keys, conn, *restoreTest, *asJSON, &out)
-	if *asJSON {
+	err = verify(ctx, a, src, keys, o.conn, o.restoreTest, o.json, &out)
+	if o.json {
 		if err != nil {
 			out.Error = oneLine(err)
 		}

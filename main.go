@@ -1,19 +1,20 @@
 // Command drconsole is a terminal incident console for PostgreSQL disaster recovery.
-// This file only parses the command line and wires the parts; the work lives in
-// recovery/, storage/, checklists/ and ui/. Each subcommand is a cmd_<verb>.go file.
+// This file only builds the command line (on cobra) and wires the parts; the work lives in
+// recovery/, storage/, checklists/, incident/ and ui/. Each subcommand is a cmd_<verb>.go
+// file with an options struct and a constructor.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
 
 	"drconsole/storage"
 )
@@ -29,25 +30,8 @@ type app struct {
 	configPath  string // --config
 	stateDir    string // --state-dir
 	runbookPath string // --runbook
+	backupDir   string // --backup-dir
 	debug       bool   // --debug: library logs (AWS SDK, …) to stderr
-}
-
-// command is one subcommand. run gets the arguments after the subcommand's name.
-type command struct {
-	name    string
-	usage   string // e.g. "restore [--yes] BACKUP"
-	summary string
-	run     func(ctx context.Context, a *app, args []string) error
-}
-
-var commands = map[string]*command{}
-
-// register adds a subcommand; each cmd_<verb>.go calls it from init.
-func register(c *command) {
-	if _, dup := commands[c.name]; dup {
-		panic("drconsole: subcommand registered twice: " + c.name)
-	}
-	commands[c.name] = c
 }
 
 func main() {
@@ -70,145 +54,100 @@ func (a *app) main(args []string) int {
 		stop()
 	}()
 
-	name, rest := subcommand(args)
-	for _, arg := range args {
-		if arg == "--" {
-			break
-		}
-		if arg == "-h" || arg == "--help" || arg == "-help" {
-			if name == "" {
-				a.usage(a.stdout)
-				return exitOK
-			}
-		}
-		if arg == "--version" {
-			fmt.Fprintln(a.stdout, "drconsole", version)
-			return exitOK
-		}
-	}
-	if name == "help" {
-		a.usage(a.stdout)
-		return exitOK
-	}
-	c, ok := commands[name]
-	if !ok {
-		if name == "" {
-			a.usage(a.stderr)
-		} else {
-			fmt.Fprintf(a.stderr, "drconsole: unknown subcommand %q (see drconsole help)\n", name)
-		}
-		return exitUsage
-	}
-	err := c.run(ctx, a, rest)
+	root := a.command()
+	root.SetArgs(args)
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	fmt.Fprintf(a.stderr, "drconsole %s: %s\n", displayName(c), storage.Printable(oneLine(err)))
+	fmt.Fprintf(a.stderr, "drconsole %s: %s\n", displayName(cmd), storage.Printable(oneLine(err)))
 	if ctx.Err() != nil {
 		// Interrupted: whatever the error says (a connection cut by the cancel, say), the
 		// run was cancelled, and it cleaned up before returning.
 		return exitCancelled
 	}
+	if isUsageError(err) {
+		return exitUsage
+	}
 	return exitCode(err)
 }
 
-// valueFlags are the flags (global or the console's) whose value is the next argument
-// when written without "=": their values are never taken for a subcommand's name.
-var valueFlags = map[string]bool{
-	"config": true, "state-dir": true, "runbook": true, "db-url": true, "gpg-key": true,
-	"passphrase-file": true, "backup-dir": true, "signer-key": true,
+// command builds the command line: the console is the root (drconsole with no
+// subcommand, or drconsole console), every other action a subcommand.
+func (a *app) command() *cobra.Command {
+	root := newConsoleCmd(a)
+	root.Use = "drconsole"
+	root.Aliases = nil
+	root.Args = nil // cobra then names an unknown subcommand and suggests the nearest
+	root.Short = "terminal incident console for PostgreSQL disaster recovery"
+	root.Long = `drconsole turns the disaster recovery runbook into software: pick the scenario, follow
+its timed steps, pick a backup from any location, stream it into a scratch database with
+live progress, check it, swap it in (the old database is kept), tick the post-recovery
+checklist and leave a report. Without a subcommand it opens the console; every action is
+also a subcommand with --json output and meaningful exit codes (see the README).`
+	root.Version = version
+	root.SilenceUsage, root.SilenceErrors = true, true
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%v (see drconsole %s -h)", err, strings.TrimPrefix(c.CommandPath()+" ", "drconsole "))}
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.configPath, "config", "", "config `file` (default: $DRCONSOLE_CONFIG, ./drconsole.yaml, $XDG_CONFIG_HOME/drconsole/config.yaml, /etc/drconsole/config.yaml)")
+	pf.StringVar(&a.stateDir, "state-dir", "", "`dir`ectory for incident journals (default: $XDG_STATE_HOME/drconsole)")
+	pf.StringVar(&a.runbookPath, "runbook", "", "runbook `file` to use instead of the configured or embedded one")
+	pf.StringVar(&a.backupDir, "backup-dir", "", "local backup `dir`ectory (default: $BACKUP_DIR, else "+storage.DefaultDir+", unless the config file names locations)")
+	pf.BoolVar(&a.debug, "debug", false, "print library logs (AWS SDK and others) to stderr")
+
+	console := newConsoleCmd(a)
+	root.AddCommand(console, newBackupsCmd(a), newRestoreCmd(a), newVerifyCmd(a), newCheckCmd(a), newBackupCmd(a),
+		newRunbookCmd(a), newIncidentsCmd(a), newReportCmd(a), newConfigCmd(a), newManCmd(a))
+	return root
 }
 
-// subcommand finds the subcommand in args: the first argument that is not a flag or a
-// flag's value. Without one, the whole command line belongs to the console
-// ("drconsole --gpg-key FILE").
-func subcommand(args []string) (string, []string) {
-	for i := 0; i < len(args); i++ {
-		arg := args[i]
-		if arg == "--" {
-			break
-		}
-		if strings.HasPrefix(arg, "-") {
-			name := strings.TrimLeft(arg, "-")
-			if !strings.Contains(name, "=") && valueFlags[name] {
-				i++
-			}
-			continue
-		}
-		// A registered name, or a mistyped one: "drconsole bakups" must not open the console.
-		return arg, append(append([]string{}, args[:i]...), args[i+1:]...)
-	}
-	return "", args
-}
-
-func displayName(c *command) string {
-	if c.name == "" {
+// displayName is how errors name the command: "restore", "runbook validate", "console".
+func displayName(c *cobra.Command) string {
+	if c == nil || !c.HasParent() {
 		return "console"
 	}
-	return c.name
-}
-
-func (a *app) usage(w io.Writer) {
-	fmt.Fprintln(w, "drconsole: terminal incident console for PostgreSQL disaster recovery")
-	fmt.Fprintln(w, "\nUsage:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		c := commands[n]
-		fmt.Fprintf(w, "  drconsole %s\n      %s\n", c.usage, c.summary)
-	}
-	fmt.Fprintln(w, "\nGlobal flags (any subcommand): --config FILE, --state-dir DIR, --runbook FILE, --debug")
-	fmt.Fprintln(w, "Run 'drconsole SUBCOMMAND -h' for a subcommand's flags. Exit codes are listed in the README.")
+	return strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ")
 }
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// flags returns a flag set for a subcommand with the global flags already on it.
-func (a *app) flags(c *command) *flag.FlagSet {
-	fs := flag.NewFlagSet("drconsole "+c.name, flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
-	fs.StringVar(&a.configPath, "config", a.configPath, "config `file` (default: $DRCONSOLE_CONFIG, ./drconsole.yaml, $XDG_CONFIG_HOME/drconsole/config.yaml, /etc/drconsole/config.yaml)")
-	fs.StringVar(&a.stateDir, "state-dir", a.stateDir, "`dir`ectory for incident journals (default: $XDG_STATE_HOME/drconsole)")
-	fs.StringVar(&a.runbookPath, "runbook", a.runbookPath, "runbook `file` to use instead of the embedded default")
-	fs.BoolVar(&a.debug, "debug", a.debug, "print library logs (AWS SDK and others) to stderr")
-	fs.Usage = func() {
-		fmt.Fprintf(a.stderr, "Usage: drconsole %s\n\n%s\n\nFlags:\n", c.usage, c.summary)
-		fs.PrintDefaults()
+// noArgs and maxArgs are cobra argument checks whose errors are usage errors (exit 2).
+func noArgs(hint string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef("%s takes no arguments (got %q)%s", displayName(c), args[0], hint)
+		}
+		return nil
 	}
-	return fs
 }
 
-// parse parses flags that may come before, between or after the positional arguments,
-// as operators type them ("restore latest --yes"), and returns the positional ones.
-// "--" ends the flags.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, usageError{err}
+func maxArgs(n int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usagef("%s takes at most %d %s, got %d", displayName(c), n, what, len(args))
 		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+		return nil
 	}
+}
+
+// isUsageError reports a mistake on the command line, including cobra's own words for
+// an unknown subcommand.
+func isUsageError(err error) bool {
+	var ue usageError
+	return errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag")
 }
 
 // oneLine keeps an error to the one line the contract promises.
 func oneLine(err error) string {
 	s := strings.TrimSpace(err.Error())
 	s = strings.ReplaceAll(s, "\r", "")
+	s = strings.ReplaceAll(s, "\n\n", "\n")
+	s = strings.ReplaceAll(s, "\n\t", " ") // cobra's "Did you mean this?" list
 	return strings.ReplaceAll(s, "\n", "; ")
 }

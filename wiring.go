@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"drconsole/recovery"
@@ -22,7 +23,7 @@ import (
 
 type connFlags struct{ dbURL string }
 
-func (c *connFlags) add(fs *flag.FlagSet) {
+func (c *connFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&c.dbURL, "db-url", "", "PostgreSQL `URL` of the target (default: DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME, then DATABASE_URL, then PG* and ~/.pgpass)")
 }
 
@@ -40,7 +41,7 @@ type keyFlags struct {
 	signerKey      string
 }
 
-func (k *keyFlags) add(fs *flag.FlagSet) {
+func (k *keyFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&k.gpgKey, "gpg-key", "", "exported OpenPGP secret key `file` (armored or binary) to decrypt backups")
 	fs.StringVar(&k.passphraseFile, "passphrase-file", "", "`file` holding the passphrase for the key or a symmetric backup (default: $DRCONSOLE_PASSPHRASE, else a prompt)")
 	fs.StringVar(&k.signerKey, "signer-key", "", "public key `file` of the backup job's signing keys: backups none of them signed are refused (default: $DRCONSOLE_SIGNER_KEY, else signer_key in the config file)")
@@ -57,16 +58,7 @@ func (k *keyFlags) keys(a *app) (*recovery.Keys, error) {
 		}
 		keys.Entities = ents
 	}
-	signer := k.signerKey
-	if signer == "" {
-		signer = a.getenv("DRCONSOLE_SIGNER_KEY")
-	}
-	if signer == "" {
-		if cfg, err := storage.LoadConfig(a.configPath, a.getenv); err == nil {
-			signer = cfg.SignerKey
-		}
-	}
-	if signer != "" {
+	if signer := a.signerKeyPath(k.signerKey); signer != "" {
 		ents, err := recovery.ReadSignerFile(signer)
 		if err != nil {
 			return nil, usageError{err}
@@ -109,9 +101,20 @@ func (a *app) passphrase(file string) ([]byte, error) {
 	return nil, nil
 }
 
-// locations opens every configured location (config file, else the environment).
+// locations opens every configured location (config file, else the environment);
+// --backup-dir replaces $BACKUP_DIR, and is added to a config file's locations when none
+// of them is that directory.
 func (a *app) locations(ctx context.Context) ([]storage.Location, error) {
-	cfg, err := storage.LoadConfig(a.configPath, a.getenv)
+	getenv := a.getenv
+	if a.backupDir != "" {
+		getenv = func(k string) string {
+			if k == "BACKUP_DIR" {
+				return a.backupDir
+			}
+			return a.getenv(k)
+		}
+	}
+	cfg, err := storage.LoadConfig(a.configPath, getenv)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -119,7 +122,19 @@ func (a *app) locations(ctx context.Context) ([]storage.Location, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
+	if a.backupDir != "" && !hasDir(locs, a.backupDir) {
+		locs = append(locs, storage.NewDir("backup-dir", a.backupDir))
+	}
 	return locs, nil
+}
+
+func hasDir(locs []storage.Location, dir string) bool {
+	for _, l := range locs {
+		if d, ok := l.(*storage.Dir); ok && d.String() == dir {
+			return true
+		}
+	}
+	return false
 }
 
 // sdkLog sends the AWS SDK's log lines to stderr under --debug. Each location's client
@@ -196,13 +211,10 @@ func (a *app) resolveBackup(ctx context.Context, arg string) (recovery.Source, [
 	return recovery.Source{Location: f.Location, Backup: f.Backup}, f.Skipped, nil
 }
 
-// oneBackup takes the single BACKUP argument of restore and verify and resolves it,
-// telling the operator on stderr which locations were skipped on the way and why.
-func (a *app) oneBackup(ctx context.Context, pos []string, verb string) (recovery.Source, []storage.Skip, error) {
-	if len(pos) != 1 {
-		return recovery.Source{}, nil, usagef("%s needs exactly one BACKUP (a path, a name, an s3:// URL or latest)", verb)
-	}
-	src, skipped, err := a.resolveBackup(ctx, pos[0])
+// oneBackup resolves the BACKUP argument of restore and verify, telling the operator on
+// stderr which locations were skipped on the way and why.
+func (a *app) oneBackup(ctx context.Context, arg string) (recovery.Source, []storage.Skip, error) {
+	src, skipped, err := a.resolveBackup(ctx, arg)
 	if err != nil {
 		return src, skipped, err
 	}
@@ -248,4 +260,12 @@ func (a *app) confirm(ctx context.Context, prompt, want string) bool {
 		fmt.Fprintln(a.stderr)
 		return false
 	}
+}
+
+// oneBackupArg is the argument check of restore and verify.
+func oneBackupArg(c *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return usagef("%s needs exactly one BACKUP (a path, a name, an s3:// URL or latest)", displayName(c))
+	}
+	return nil
 }

@@ -21,8 +21,17 @@ import (
 	"drconsole/storage"
 )
 
+// Setting is one line of the effective configuration (drconsole config), shown on the
+// start screen so the operator sees what the console will work on.
+type Setting struct {
+	Name    string `json:"name"`
+	Value   string `json:"value"`
+	Problem bool   `json:"problem,omitempty"`
+}
+
 // Options are what the console works with; the command line fills them in.
 type Options struct {
+	Settings  []Setting       // the effective configuration, in words
 	Context   context.Context // parent of all work; cancelled on a hang-up
 	StateDir  string
 	Runbook   *checklists.Runbook

@@ -141,6 +141,23 @@ func (st *startScreen) view(w, h int) string {
 		b.WriteString(s.st.Warning.Render(fmt.Sprintf("%d incident(s) still open: resume rather than start over.", len(st.open))) + "\n")
 	}
 	used := 0
+	// What the console will work on, so nobody restores into the wrong server unawares.
+	for _, set := range s.opt.Settings {
+		switch set.Name {
+		case "server", "database", "locations", "decryption key", "signer keys":
+		default:
+			continue
+		}
+		text := set.Name + ": " + strings.ReplaceAll(set.Value, "\n", ", ")
+		line := indent(text, w, 2)
+		if set.Problem {
+			line = s.st.Warning.Render(line)
+		} else {
+			line = s.st.Muted.Render(line)
+		}
+		b.WriteString(line + "\n")
+		used += strings.Count(line, "\n") + 1
+	}
 	if sv := st.server; sv != nil {
 		for _, r := range sv.repaired {
 			b.WriteString(s.st.Success.Render(wrap("Repaired: "+r, w)) + "\n")
