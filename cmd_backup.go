@@ -57,7 +57,7 @@ func runBackup(ctx context.Context, a *app, o *backupOptions) error {
 	if err != nil {
 		return err
 	}
-	opts := recovery.BackupOptions{Conn: cn, Kind: storage.Kind(o.kind)}
+	opts := recovery.BackupOptions{Conn: cn, Kind: storage.Kind(o.kind), Prefix: a.backupPrefixes(cn.Database)[0]}
 	if o.recipient != "" {
 		if opts.Recipients, err = recovery.ReadRecipientFile(o.recipient); err != nil {
 			return usageError{err}
@@ -106,7 +106,7 @@ func runBackup(ctx context.Context, a *app, o *backupOptions) error {
 	}
 	if len(failed) > 0 {
 		if o.json {
-			writeJSON(a.stdout, map[string]any{"stored": stored, "failed": failed})
+			writeJSON(a.stdout, map[string]any{"stored": storedJSON(stored), "failed": failed})
 		}
 		var why []string
 		for _, c := range failed {
@@ -115,7 +115,7 @@ func runBackup(ctx context.Context, a *app, o *backupOptions) error {
 		return fmt.Errorf("stored %s in %s, but not in every location (%s): %w", first.Name, targets[0].Name(), strings.Join(why, "; "), failed[0].Err)
 	}
 	if o.json {
-		return writeJSON(a.stdout, map[string]any{"stored": stored})
+		return writeJSON(a.stdout, map[string]any{"stored": storedJSON(stored)})
 	}
 	return nil
 }
@@ -180,4 +180,12 @@ func (a *app) signingKey(flagValue, passFile string) (*openpgp.Entity, error) {
 		key, err = recovery.ReadSigningKeyFile(path, pass)
 	}
 	return key, err
+}
+
+func storedJSON(stored []storage.Backup) []backupJSON {
+	out := []backupJSON{}
+	for _, b := range stored {
+		out = append(out, toBackupJSON(b, []string{b.Location}))
+	}
+	return out
 }

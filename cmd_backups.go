@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"drconsole/recovery"
 	"drconsole/storage"
 )
 
@@ -26,9 +27,10 @@ func newBackupsCmd(a *app) *cobra.Command {
 	return c
 }
 
-// backupJSON is one backup in `backups --json`.
+// backupJSON is one backup in `backups --json` and `backup --json`.
 type backupJSON struct {
 	Name        string              `json:"name"`
+	Prefix      string              `json:"prefix,omitempty"` // the application's prefix in the name
 	Location    string              `json:"location"`
 	Locations   []string            `json:"locations"` // every location holding a copy of this name
 	Key         string              `json:"key"`
@@ -47,6 +49,11 @@ func runBackups(ctx context.Context, a *app, asJSON bool) error {
 		return err
 	}
 	cat := storage.ListAll(ctx, locs)
+	var database string
+	if cn, err := recovery.ResolveConn("", a.getenv); err == nil {
+		database = cn.Database
+	}
+	prefixes := a.backupPrefixes(database)
 	where := map[string][]string{}
 	for _, e := range cat.Entries {
 		where[e.Name] = e.Locations
@@ -57,12 +64,7 @@ func runBackups(ctx context.Context, a *app, asJSON bool) error {
 			Locations []storage.LocationStatus `json:"locations"`
 		}{Backups: []backupJSON{}, Locations: cat.Locations}
 		for _, b := range cat.Backups {
-			j := backupJSON{Name: b.Name, Location: b.Location, Locations: where[b.Name], Key: b.Key, Size: b.Size,
-				Modified: b.Modified.Format(time.RFC3339), Kind: b.Kind, Format: b.Format, Compression: b.Compression, Encrypted: b.Encrypted}
-			if !b.Time.IsZero() {
-				j.Time = b.Time.Format(time.RFC3339)
-			}
-			out.Backups = append(out.Backups, j)
+			out.Backups = append(out.Backups, toBackupJSON(b, where[b.Name]))
 		}
 		return writeJSON(a.stdout, out)
 	}
@@ -97,8 +99,11 @@ func runBackups(ctx context.Context, a *app, asJSON bool) error {
 			enc = "gpg"
 		}
 		name := storage.Printable(b.Name)
-		if !b.Recognized() {
+		switch {
+		case !b.Recognized():
 			name += "  (unknown name)"
+		case !b.Of(prefixes):
+			name += "  (another application's)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t, age, humanBytes(b.Size), b.Location, copies, enc, name)
 	}
@@ -115,4 +120,13 @@ func ageOf(d time.Duration) string {
 		return fmt.Sprintf("%dh", int(d.Hours()))
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func toBackupJSON(b storage.Backup, locations []string) backupJSON {
+	j := backupJSON{Name: b.Name, Prefix: b.Prefix, Location: b.Location, Locations: locations, Key: b.Key, Size: b.Size,
+		Modified: b.Modified.Format(time.RFC3339), Kind: b.Kind, Format: b.Format, Compression: b.Compression, Encrypted: b.Encrypted}
+	if !b.Time.IsZero() {
+		j.Time = b.Time.Format(time.RFC3339)
+	}
+	return j
 }

@@ -77,7 +77,12 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 
 	host, _ := os.Hostname()
 	work := &sync.WaitGroup{}
+	var database string
+	if dbConn != nil {
+		database = dbConn.Database
+	}
 	opt := ui.Options{
+		Prefixes:      a.backupPrefixes(database),
 		Settings:      a.settings(ctx, &o.conn, &o.key),
 		Context:       ctx,
 		StateDir:      checklists.StateDir(a.stateDir, a.getenv),

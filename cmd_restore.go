@@ -112,7 +112,7 @@ func runRestore(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions
 	if err != nil {
 		return err
 	}
-	src, skipped, err := a.oneBackup(ctx, backup)
+	src, skipped, err := a.oneBackup(ctx, backup, a.backupPrefixes(cn.Database))
 	if err != nil {
 		return err
 	}

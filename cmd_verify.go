@@ -81,7 +81,11 @@ func runVerify(ctx context.Context, a *app, o *verifyOptions, backup string) err
 	if err != nil {
 		return err
 	}
-	src, _, err := a.oneBackup(ctx, backup)
+	var database string
+	if cn, err := o.conn.resolve(a); err == nil {
+		database = cn.Database
+	}
+	src, _, err := a.oneBackup(ctx, backup, a.backupPrefixes(database))
 	if err != nil {
 		return err
 	}

@@ -368,3 +368,38 @@ func TestCLIPlainBackupCannotActOutsideItsScratchDatabase(t *testing.T) {
 		t.Logf("%q: exit %d: %s", evil, code, lastLine(errb))
 	}
 }
+
+// Another application: its backups are named after its database, and latest finds its
+// newest, not a newer one of another application in the same place.
+func TestCLIAnotherApplication(t *testing.T) {
+	c := pgtest.Shared(t)
+	orders := c.NewDB(t)
+	c.Exec(t, orders, `CREATE TABLE line_items (id int PRIMARY KEY, sku text); INSERT INTO line_items SELECT g, 'sku' || g FROM generate_series(1, 100) g`)
+	dir := t.TempDir()
+	env := map[string]string{"BACKUP_DIR": dir, "XDG_STATE_HOME": t.TempDir(), "DB_HOST": c.Host, "DB_PORT": fmt.Sprint(c.Port),
+		"DB_USER": c.User, "DB_PASSWORD": c.Password, "DB_NAME": orders, "PGSSLMODE": "disable"}
+	out, errb, code := runCLI(t, env, "backup", "--json")
+	if code != 0 || !strings.Contains(out, `"name": "`+orders+`_full_`) {
+		t.Fatalf("backup of %s: exit %d: %s %s", orders, code, out, errb)
+	}
+	// A newer backup of another application sits beside it.
+	if err := os.WriteFile(filepath.Join(dir, "spywatcher_full_20991231_000000.dump"), []byte("PGDMP not really"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.Exec(t, orders, `DELETE FROM line_items WHERE id > 10`)
+	_, errb, code = runCLI(t, env, "restore", "--yes", "latest")
+	if code != 0 {
+		t.Fatalf("restore latest: exit %d:\n%s", code, errb)
+	}
+	if !strings.Contains(errb, "plan: restore "+orders+"_full_") {
+		t.Errorf("latest chose another application's backup:\n%s", errb)
+	}
+	if n := c.Query(t, orders, `SELECT count(*) FROM line_items`)[0][0]; n != "100" {
+		t.Errorf("rows after the restore: %s", n)
+	}
+	// BACKUP_PREFIX names the application when its backups carry another name.
+	env["BACKUP_PREFIX"] = "spywatcher"
+	if _, errb, code := runCLI(t, env, "restore", "--yes", "latest"); code == 0 || !strings.Contains(errb, "spywatcher_full_20991231_000000.dump") {
+		t.Errorf("with BACKUP_PREFIX=spywatcher: exit %d:\n%s", code, errb)
+	}
+}

@@ -156,11 +156,27 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// backupPrefixes are the prefixes of the application's backup names: $BACKUP_PREFIX, else
+// backup_prefix in the config file, else the target database's name, else the shipped
+// runbook's application.
+func (a *app) backupPrefixes(database string) []string {
+	if p := a.getenv("BACKUP_PREFIX"); p != "" {
+		return []string{p}
+	}
+	if cfg, err := storage.LoadConfig(a.configPath, a.getenv); err == nil && cfg.BackupPrefix != "" {
+		return []string{cfg.BackupPrefix}
+	}
+	if database != "" {
+		return []string{database}
+	}
+	return []string{storage.DefaultPrefix}
+}
+
 // resolveBackup turns a BACKUP argument into a source: "latest" (the newest full
-// backup across reachable locations), an s3:// URL, a path to a file, or a backup name
+// backup of the application, prefixes, across reachable locations), an s3:// URL, a path to a file, or a backup name
 // looked up in each location in order. Locations skipped on the way are reported on
 // stderr, never silently.
-func (a *app) resolveBackup(ctx context.Context, arg string) (recovery.Source, []storage.Skip, error) {
+func (a *app) resolveBackup(ctx context.Context, arg string, prefixes []string) (recovery.Source, []storage.Skip, error) {
 	switch {
 	case arg == "latest":
 		locs, err := a.locations(ctx)
@@ -174,7 +190,7 @@ func (a *app) resolveBackup(ctx context.Context, arg string) (recovery.Source, [
 				skipped = append(skipped, storage.Skip{Location: st.Name, Reason: st.Err})
 			}
 		}
-		b, err := storage.Latest(cat)
+		b, err := storage.Latest(cat, prefixes...)
 		if err != nil {
 			return recovery.Source{}, skipped, err
 		}
@@ -213,8 +229,8 @@ func (a *app) resolveBackup(ctx context.Context, arg string) (recovery.Source, [
 
 // oneBackup resolves the BACKUP argument of restore and verify, telling the operator on
 // stderr which locations were skipped on the way and why.
-func (a *app) oneBackup(ctx context.Context, arg string) (recovery.Source, []storage.Skip, error) {
-	src, skipped, err := a.resolveBackup(ctx, arg)
+func (a *app) oneBackup(ctx context.Context, arg string, prefixes []string) (recovery.Source, []storage.Skip, error) {
+	src, skipped, err := a.resolveBackup(ctx, arg, prefixes)
 	if err != nil {
 		return src, skipped, err
 	}

@@ -27,6 +27,7 @@ type BackupOptions struct {
 	// `gpg --sign --encrypt` does (ReadSigningKeyFile). Needs Recipients.
 	Signer *openpgp.Entity
 	Kind   storage.Kind // full (default) or incremental: only the name differs
+	Prefix string       // the application's prefix in the name; "" = the database's name
 	Now    func() time.Time
 }
 
@@ -51,12 +52,13 @@ func ReadRecipientFile(path string) (openpgp.EntityList, error) {
 	return list, nil
 }
 
-// BackupName is the backup job's name for a backup taken at t.
-func BackupName(kind storage.Kind, t time.Time, encrypted bool) string {
+// BackupName is the backup job's name for a backup of the application with that prefix
+// taken at t.
+func BackupName(prefix string, kind storage.Kind, t time.Time, encrypted bool) string {
 	if kind == "" || kind == storage.KindUnknown {
 		kind = storage.KindFull
 	}
-	name := fmt.Sprintf("spywatcher_%s_%s.dump.gz", kind, t.UTC().Format("20060102_150405"))
+	name := fmt.Sprintf("%s_%s_%s.dump.gz", prefix, kind, t.UTC().Format("20060102_150405"))
 	if encrypted {
 		name += ".gpg"
 	}
@@ -104,7 +106,14 @@ func createBackup(ctx context.Context, opts BackupOptions, loc storage.Location,
 	if opts.Now != nil {
 		now = opts.Now
 	}
-	name := BackupName(opts.Kind, now(), len(opts.Recipients) > 0)
+	prefix := opts.Prefix
+	if prefix == "" {
+		prefix = opts.Conn.Database
+	}
+	if storage.ParseName(BackupName(prefix, opts.Kind, now(), false)).Prefix != prefix {
+		return storage.Backup{}, fmt.Errorf("%w: %q cannot start a backup's name (letters, digits, '.', '-' and '_'; set backup_prefix)", ErrPreflight, prefix)
+	}
+	name := BackupName(prefix, opts.Kind, now(), len(opts.Recipients) > 0)
 	cmd := exec.Command(tools.Dump, "-Fc", "-b", "--no-password", "--dbname", libpqDatabase(opts.Conn.Database))
 	cmd.Env = opts.Conn.toolEnv(opts.Conn.Database)
 	cmd.SysProcAttr = childAttr()

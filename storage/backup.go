@@ -40,6 +40,7 @@ const (
 // really holds is decided from its content when it is opened (see Sniff).
 type Backup struct {
 	Name        string      // file name, e.g. spywatcher_full_20240125_120000.dump.gz.gpg
+	Prefix      string      // the application's prefix in the name, e.g. spywatcher; "" for names the backup job does not make
 	Key         string      // where the location keeps it: a path relative to the directory, or an object key
 	Location    string      // name of the location it was listed from
 	Kind        Kind        // from the name; KindUnknown for names the backup job does not make
@@ -52,8 +53,30 @@ type Backup struct {
 	ETag        string      // the store's identity for this version of the object, when it has one
 }
 
-// Recognized reports whether the name is one the backup job makes.
+// Recognized reports whether the name is one a backup job makes:
+// <prefix>_{full,incremental}_YYYYMMDD_HHMMSS.{dump,sql}[.gz|.zst][.gpg].
 func (b Backup) Recognized() bool { return b.Kind != KindUnknown }
+
+// Of reports whether the backup is one of the application's whose backups carry one of
+// prefixes (any recognised backup when prefixes is empty).
+func (b Backup) Of(prefixes []string) bool {
+	if !b.Recognized() {
+		return false
+	}
+	if len(prefixes) == 0 {
+		return true
+	}
+	for _, p := range prefixes {
+		if b.Prefix == p {
+			return true
+		}
+	}
+	return false
+}
+
+// DefaultPrefix is the shipped runbook's application, the prefix of its backups when
+// neither a prefix nor a database is configured.
+const DefaultPrefix = "spywatcher"
 
 // SortTime is the time a backup is ordered by: its name's timestamp, else when it was written.
 func (b Backup) SortTime() time.Time {
@@ -63,7 +86,9 @@ func (b Backup) SortTime() time.Time {
 	return b.Modified
 }
 
-var nameRE = regexp.MustCompile(`^spywatcher_(full|incremental)_(\d{8}_\d{6})\.(dump|sql)(\.gz|\.zst)?(\.gpg)?$`)
+// The backup job's names: the application's prefix (its database's name by default), the
+// kind, the backup host's time, and the layers.
+var nameRE = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9_.-]*?)_(full|incremental)_(\d{8}_\d{6})\.(dump|sql)(\.gz|\.zst)?(\.gpg)?$`)
 
 // ParseName reads what a backup's name says. Names that do not follow the backup job's
 // pattern come back with Kind, Format and Compression unknown, except for the suffixes
@@ -71,9 +96,8 @@ var nameRE = regexp.MustCompile(`^spywatcher_(full|incremental)_(\d{8}_\d{6})\.(
 func ParseName(name string) Backup {
 	b := Backup{Name: name, Key: name, Kind: KindUnknown, Format: FormatUnknown, Compression: CompressionUnknown}
 	if m := nameRE.FindStringSubmatch(name); m != nil {
-		if t, err := time.ParseInLocation("20060102_150405", m[2], time.UTC); err == nil {
-			b.Kind = Kind(m[1])
-			b.Time = t
+		if t, err := time.ParseInLocation("20060102_150405", m[3], time.UTC); err == nil {
+			b.Prefix, b.Kind, b.Time = m[1], Kind(m[2]), t
 		}
 	}
 	rest := name

@@ -34,6 +34,9 @@ type Config struct {
 	SignerKey string `yaml:"signer_key"`
 	// SignKey is the secret key file drconsole backup signs with (--sign-key wins).
 	SignKey string `yaml:"sign_key"`
+	// BackupPrefix is the application's prefix in backup names (<prefix>_full_…):
+	// $BACKUP_PREFIX wins; the default is the target database's name.
+	BackupPrefix string `yaml:"backup_prefix"`
 }
 
 // LocationConfig is one location in the configuration file.

@@ -119,10 +119,11 @@ func (c Catalog) Where(name string) []string {
 	return nil
 }
 
-// Latest is the newest full backup in any reachable location; between copies of the
-// same age the earlier location (the primary) wins. ErrNotFound when there is none, with
-// why each location had none.
-func Latest(c Catalog) (Backup, error) {
+// Latest is the newest full backup of the application (its backups' names carry one of
+// prefixes; any prefix when none is given) in any reachable location; between copies of
+// the same age the earlier location (the primary) wins. ErrNotFound when there is none,
+// with why each location had none.
+func Latest(c Catalog, prefixes ...string) (Backup, error) {
 	rank := map[string]int{}
 	for i, l := range c.Locations {
 		rank[l.Name] = i
@@ -130,7 +131,7 @@ func Latest(c Catalog) (Backup, error) {
 	var best Backup
 	found := false
 	for _, b := range c.Backups {
-		if b.Kind != KindFull {
+		if b.Kind != KindFull || !b.Of(prefixes) {
 			continue
 		}
 		if !found || b.SortTime().After(best.SortTime()) ||
@@ -144,7 +145,7 @@ func Latest(c Catalog) (Backup, error) {
 	var why []string
 	for _, l := range c.Locations {
 		if l.Reachable {
-			why = append(why, l.Name+": no full backup")
+			why = append(why, l.Name+": no full backup"+prefixWords(prefixes))
 		} else {
 			why = append(why, l.Name+": "+l.Err)
 		}
@@ -288,4 +289,11 @@ func Replicate(ctx context.Context, src Location, b Backup, dsts []Location) []C
 		out = append(out, c)
 	}
 	return out
+}
+
+func prefixWords(prefixes []string) string {
+	if len(prefixes) == 0 {
+		return ""
+	}
+	return " named " + strings.Join(prefixes, "_full_… or ") + "_full_…"
 }

@@ -107,8 +107,8 @@ func (bs *backupsScreen) apply() {
 // after every recognised backup in every order: their time is only when the file was
 // last written, and they must never look like the latest backup.
 func (bs *backupsScreen) less(a, b storage.Backup) bool {
-	if a.Recognized() != b.Recognized() {
-		return a.Recognized()
+	if ra, rb := bs.rank(a), bs.rank(b); ra != rb {
+		return ra < rb
 	}
 	ta, tb := a.SortTime(), b.SortTime()
 	switch bs.sortBy {
@@ -131,12 +131,27 @@ func (bs *backupsScreen) less(a, b storage.Backup) bool {
 	return a.Name > b.Name
 }
 
-// defaultChoice is the row highlighted first: the newest recognised full backup shown,
-// else the first row.
+// rank groups the table: the application's backups, then other applications' (a shared
+// bucket), then files whose names no backup job makes.
+func (bs *backupsScreen) rank(b storage.Backup) int {
+	switch {
+	case bs.ours(b):
+		return 0
+	case b.Recognized():
+		return 1
+	}
+	return 2
+}
+
+// ours reports whether b is a backup of the application being recovered.
+func (bs *backupsScreen) ours(b storage.Backup) bool { return b.Of(bs.s.opt.Prefixes) }
+
+// defaultChoice is the row highlighted first: the newest full backup of the application
+// shown, else the first row.
 func (bs *backupsScreen) defaultChoice() int {
 	best := -1
 	for i, b := range bs.shown {
-		if b.Kind == storage.KindFull && (best < 0 || b.SortTime().After(bs.shown[best].SortTime())) {
+		if b.Kind == storage.KindFull && bs.ours(b) && (best < 0 || b.SortTime().After(bs.shown[best].SortTime())) {
 			best = i
 		}
 	}
@@ -353,8 +368,8 @@ func (bs *backupsScreen) view(w, h int) string {
 			enc = "yes"
 		}
 		switch {
-		case !bk.Recognized():
-			rpo = "-" // the file's time says when it was written, not what it holds
+		case !bs.ours(bk):
+			rpo = "-" // another application's, or a file's time that says when it was written, not what it holds
 		case !s.meetsRPO(bk):
 			rpo = "old"
 		}
@@ -423,7 +438,7 @@ func shortName(b storage.Backup, w int) string {
 			short = "incr"
 		}
 		for _, c := range []string{
-			strings.TrimPrefix(name, "spywatcher_"),
+			strings.TrimPrefix(name, b.Prefix+"_"),
 			kind + " …" + b.Time.Format("150405") + suffix,
 			short + " …" + b.Time.Format("150405") + suffix,
 			short + " …" + suffix,
@@ -464,13 +479,16 @@ func (bs *backupsScreen) detail(bk storage.Backup, w int) []string {
 		where += " as " + bk.Key
 	}
 	info := where + " · " + layers(bk)
+	if bk.Recognized() && !bs.ours(bk) {
+		info += fmt.Sprintf(" · another application's backup (%s_…), not %s's", bk.Prefix, strings.Join(bs.s.opt.Prefixes, " or "))
+	}
 	if !bk.Recognized() {
 		info += " · not a name the backup job makes: written " + bk.Modified.UTC().Format("2006-01-02 15:04") + " UTC; its content is read at pre-flight"
 	}
 	for _, l := range strings.Split(wrap(info, w), "\n") {
 		out = append(out, s.st.Muted.Render(l))
 	}
-	if bk.Recognized() && !s.meetsRPO(bk) {
+	if bs.ours(bk) && !s.meetsRPO(bk) {
 		out = append(out, s.st.Warning.Render(wrap(fmt.Sprintf("older than the %s RPO before the incident started", checklists.FormatDuration(s.scenario.RPO)), w)))
 	}
 	return append(out, bs.signatureLine(bk, w))

@@ -31,7 +31,10 @@ type Setting struct {
 
 // Options are what the console works with; the command line fills them in.
 type Options struct {
-	Settings  []Setting       // the effective configuration, in words
+	Settings []Setting // the effective configuration, in words
+	// Prefixes are the application's backup name prefixes (<prefix>_full_…): its backups
+	// come first in the picker and the newest full one is offered first.
+	Prefixes  []string
 	Context   context.Context // parent of all work; cancelled on a hang-up
 	StateDir  string
 	Runbook   *checklists.Runbook
