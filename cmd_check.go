@@ -106,7 +106,11 @@ func check(ctx context.Context, a *app, cn *recovery.Conn, dropScratch, dropKept
 		return err
 	}
 	db.Close(context.Background())
-	out.Checks = recovery.RunChecks(ctx, cn, cn.Database, "")
+	rb, _, err := loadRunbook(a)
+	if err != nil {
+		return err
+	}
+	out.Checks = recovery.RunChecks(ctx, cn, cn.Database, "", incident.Checks(rb))
 	if !quiet {
 		a2 := *a
 		a2.stderr = a.stdout

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"drconsole/checklists"
 	"drconsole/recovery"
+	"drconsole/storage"
 	"drconsole/ui"
 )
 
@@ -154,4 +156,28 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 		return m.JournalErr() // what happened is on the screen; the record of it is incomplete
 	}
 	return nil
+}
+
+// templateVars are the values the runbook's command templates name, from the resolved
+// connection and the configured locations (the first S3 location is the primary bucket,
+// the second the secondary).
+func templateVars(cn *recovery.Conn, locs []storage.Location) map[string]string {
+	vars := map[string]string{}
+	if cn != nil {
+		vars["DB_HOST"], vars["DB_PORT"], vars["DB_USER"], vars["DB_NAME"] = cn.Host, strconv.Itoa(int(cn.Port)), cn.User, cn.Database
+	}
+	buckets := []string{"S3_BUCKET", "S3_BUCKET_SECONDARY"}
+	for _, l := range locs {
+		switch l := l.(type) {
+		case *storage.S3:
+			if len(buckets) > 0 {
+				vars[buckets[0]], buckets = l.Bucket(), buckets[1:]
+			}
+		case *storage.Dir:
+			if vars["BACKUP_DIR"] == "" {
+				vars["BACKUP_DIR"] = l.String()
+			}
+		}
+	}
+	return vars
 }

@@ -134,7 +134,11 @@ func runRestore(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions
 			fmt.Fprintf(a.stderr, "journal: %s\n", j.Path())
 		}
 	}
-	opts := recovery.Options{Conn: cn, Keys: keys, TestDB: o.testDB, NoOwner: o.noOwner, FromDB: o.fromDB, AllowUnsigned: o.allowUnsigned}
+	rb, _, err := loadRunbook(a)
+	if err != nil {
+		return err
+	}
+	opts := recovery.Options{Conn: cn, Keys: keys, TestDB: o.testDB, NoOwner: o.noOwner, FromDB: o.fromDB, AllowUnsigned: o.allowUnsigned, Checks: incident.Checks(rb)}
 	err = restore(ctx, a, run, src, opts, restoreChoices{yes: o.yes, accept: o.accept, quiet: o.json}, &out)
 	if err == nil && run.Err() != nil {
 		err = fmt.Errorf("the restore itself is done (%s), but %w", out.Result, run.Err())

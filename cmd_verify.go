@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"drconsole/incident"
 	"drconsole/recovery"
 	"drconsole/storage"
 )
@@ -161,7 +162,11 @@ func verify(ctx context.Context, a *app, src recovery.Source, keys *recovery.Key
 	if recovery.ValidTarget(testDB) != nil { // the archive's name is the backup's word, not ours
 		testDB = "drconsole_verify_" + time.Now().UTC().Format("20060102_150405")
 	}
-	plan, err := recovery.Prepare(ctx, src, recovery.Options{Conn: cn, Keys: keys, TestDB: testDB})
+	rb, _, err := loadRunbook(a)
+	if err != nil {
+		return err
+	}
+	plan, err := recovery.Prepare(ctx, src, recovery.Options{Conn: cn, Keys: keys, TestDB: testDB, Checks: incident.Checks(rb)})
 	if err != nil {
 		return err
 	}

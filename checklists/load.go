@@ -220,6 +220,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetString(n.Value)
+	case v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(n.Value)
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || err != nil {
+			d.errorf(n, "%s must be true or false, not %q", fieldName(path), n.Value)
+			return
+		}
+		v.SetBool(b)
 	case v.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			d.errorf(n, "%s must be a list, not %s", fieldName(path), kindName(n))

@@ -5,6 +5,7 @@ package checklists
 import (
 	_ "embed"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -29,6 +30,7 @@ type Runbook struct {
 	Contacts      Contacts      `yaml:"contacts" json:"contacts"`
 	Escalation    []Escalation  `yaml:"escalation" json:"escalation"`
 	Alerts        Alerts        `yaml:"alerts" json:"alerts"`
+	Checks        []CheckDef    `yaml:"checks" json:"checks"`
 	PostRecovery  []string      `yaml:"post_recovery_checklist" json:"post_recovery_checklist"`
 	Appendix      Appendix      `yaml:"appendix" json:"appendix"`
 }
@@ -182,12 +184,78 @@ func (k StepKind) valid() bool {
 }
 
 // Command is one command a step shows: a shell snippet (Run) or a query to run in psql
-// against the database (SQL). Platform is empty when it applies everywhere.
+// against the database (SQL). Platform is empty when it applies everywhere. A Reference
+// command (the legacy restore script, with its placeholder password) is shown for
+// reference only and never run from drconsole.
+//
+// Commands are templates: $DB_HOST, $DB_PORT, $DB_USER, $DB_NAME, $S3_BUCKET,
+// $S3_BUCKET_SECONDARY and $BACKUP_DIR (or ${NAME}) are filled from drconsole's
+// configuration when known (Expand), so what is shown and run is the server being
+// recovered; any other $NAME is left to the shell.
 type Command struct {
-	Note     string `yaml:"note,omitempty" json:"note,omitempty"`
-	Platform string `yaml:"platform,omitempty" json:"platform,omitempty"`
-	Run      string `yaml:"run,omitempty" json:"run,omitempty"`
-	SQL      string `yaml:"sql,omitempty" json:"sql,omitempty"`
+	Note      string `yaml:"note,omitempty" json:"note,omitempty"`
+	Platform  string `yaml:"platform,omitempty" json:"platform,omitempty"`
+	Run       string `yaml:"run,omitempty" json:"run,omitempty"`
+	SQL       string `yaml:"sql,omitempty" json:"sql,omitempty"`
+	Reference bool   `yaml:"reference,omitempty" json:"reference,omitempty"`
+}
+
+// TemplateVars are the names a command may use for drconsole's configuration.
+var TemplateVars = []string{"DB_HOST", "DB_PORT", "DB_USER", "DB_NAME", "S3_BUCKET", "S3_BUCKET_SECONDARY", "BACKUP_DIR"}
+
+// Expand fills the command's template names that vars knows; the others stay as written.
+func (c Command) Expand(vars map[string]string) Command {
+	c.Run, c.SQL = expand(c.Run, vars), expand(c.SQL, vars)
+	return c
+}
+
+// expand replaces $NAME and ${NAME} for the TemplateVars that vars gives a value, and
+// leaves every other character as it is.
+func expand(s string, vars map[string]string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '$' {
+			if name, n := templateName(s[i+1:]); n > 0 {
+				if v := vars[name]; v != "" {
+					b.WriteString(v)
+					i += n
+					continue
+				}
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// templateName reads a template name after a '$' ("NAME…" or "{NAME}…") and how many
+// bytes it takes; 0 when none of TemplateVars starts there.
+func templateName(s string) (string, int) {
+	for _, name := range TemplateVars {
+		if strings.HasPrefix(s, "{"+name+"}") {
+			return name, len(name) + 2
+		}
+		if strings.HasPrefix(s, name) && (len(s) == len(name) || !isNameByte(s[len(name)])) {
+			return name, len(name)
+		}
+	}
+	return "", 0
+}
+
+func isNameByte(c byte) bool {
+	return c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// CheckDef is one of the application's integrity checks, as the runbook writes it.
+type CheckDef struct {
+	Name     string `yaml:"name" json:"name" check:"required"`
+	SQL      string `yaml:"sql" json:"sql" check:"required"`
+	Table    string `yaml:"table,omitempty" json:"table,omitempty"`       // skipped when this table does not exist
+	Rows     bool   `yaml:"rows,omitempty" json:"rows,omitempty"`         // list the rows instead of one value
+	Compare  bool   `yaml:"compare,omitempty" json:"compare,omitempty"`   // compare with the live database
+	Database bool   `yaml:"database,omitempty" json:"database,omitempty"` // the query takes the database's name as $1
+	Expect   string `yaml:"expect,omitempty" json:"expect,omitempty"`     // the value that passes; else a warning
+	Warning  string `yaml:"warning,omitempty" json:"warning,omitempty"`   // what to say when Expect is not met
 }
 
 // Platforms are the deployment variants a command may be specific to.

@@ -172,3 +172,16 @@ func outcome(err error) string {
 }
 
 func since(t time.Time) float64 { return time.Since(t).Seconds() }
+
+// Checks are the runbook's application checks as the engine runs them.
+func Checks(rb *checklists.Runbook) []recovery.Check {
+	if rb == nil {
+		return nil
+	}
+	var out []recovery.Check
+	for _, d := range rb.Checks {
+		out = append(out, recovery.Check{Name: d.Name, SQL: d.SQL, Table: d.Table, Rows: d.Rows, Compare: d.Compare,
+			Database: d.Database, Expect: d.Expect, Warning: d.Warning})
+	}
+	return out
+}

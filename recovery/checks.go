@@ -21,7 +21,9 @@ const (
 )
 
 // Check is one integrity check, as data. Value queries return one value; Rows queries
-// are listed. Counts are compared with the live database when one is reachable.
+// are listed. Counts are compared with the live database when one is reachable. The
+// application's checks come from the runbook (Options.Checks); GenericChecks are
+// drconsole's own, for any database.
 type Check struct {
 	Name     string
 	SQL      string
@@ -29,16 +31,13 @@ type Check struct {
 	Rows     bool   // list the rows instead of reading one value
 	Compare  bool   // compare with the same query on the live database
 	Database bool   // the query takes the database name as $1
+	Expect   string // the value that passes; anything else is a warning (Warning says why)
+	Warning  string
 }
 
-// RunbookChecks are the runbook's integrity checks (Scenario 1, step 5, and the appendix).
-var RunbookChecks = []Check{
-	{Name: `users ("User" rows)`, SQL: `SELECT count(*) FROM "User"`, Table: "User", Compare: true},
-	{Name: `guilds ("Guild" rows)`, SQL: `SELECT count(*) FROM "Guild"`, Table: "Guild", Compare: true},
-	{Name: `API keys ("ApiKey" rows)`, SQL: `SELECT count(*) FROM "ApiKey"`, Table: "ApiKey", Compare: true},
-	{Name: "admin users", SQL: `SELECT count(*) FROM "User" WHERE role = 'ADMIN'`, Table: "User", Compare: true},
-	{Name: "admin users (first 5)", SQL: `SELECT * FROM "User" WHERE role = 'ADMIN' LIMIT 5`, Table: "User", Rows: true},
-	{Name: `"Session" table exists`, SQL: `SELECT to_regclass('"Session"') IS NOT NULL`},
+// GenericChecks are the checks that hold for any database: its size, its statistics and
+// whether WAL archiving (the RPO) works on the server.
+var GenericChecks = []Check{
 	{Name: "database size", SQL: `SELECT pg_size_pretty(pg_database_size($1))`, Database: true, Compare: true},
 	{Name: "pg_stat_database", SQL: `SELECT format('backends=%s commits=%s rollbacks=%s conflicts=%s deadlocks=%s', numbackends, xact_commit, xact_rollback, conflicts, deadlocks) FROM pg_stat_database WHERE datname = $1`, Database: true},
 	// Cluster-wide: whether WAL archiving (the runbook's RPO) is working on this server.
@@ -81,10 +80,10 @@ func Unconfirmed(results []CheckResult) []CheckResult {
 	return out
 }
 
-// RunChecks runs the runbook's checks in database, comparing counts with compareWith
-// (the live database) when it is not empty and reachable. It never fails: an error
-// becomes a result.
-func RunChecks(ctx context.Context, c *Conn, database, compareWith string) []CheckResult {
+// RunChecks runs the application's checks (from the runbook) and the generic ones in
+// database, comparing counts with compareWith (the live database) when it is not empty
+// and reachable. It never fails: an error becomes a result.
+func RunChecks(ctx context.Context, c *Conn, database, compareWith string, app []Check) []CheckResult {
 	conn, err := c.Connect(ctx, database)
 	if err != nil {
 		return []CheckResult{{Name: "database reachable", Status: CheckFail, Blocking: true, Detail: err.Error()}}
@@ -98,13 +97,13 @@ func RunChecks(ctx context.Context, c *Conn, database, compareWith string) []Che
 			live = nil
 		}
 	}
-	return runbookChecks(ctx, conn, live, database, compareWith)
+	return runbookChecks(ctx, conn, live, database, compareWith, app)
 }
 
 // checkRestored runs, over one connection, the checks that prove the restore went
 // right and then the runbook's checks. compareWith is the live database the copy would
 // replace ("" when it replaces none).
-func checkRestored(ctx context.Context, c *Conn, database, compareWith string, arch *Archive) []CheckResult {
+func checkRestored(ctx context.Context, c *Conn, database, compareWith string, arch *Archive, app []Check) []CheckResult {
 	conn, err := c.Connect(ctx, database)
 	if err != nil {
 		return []CheckResult{{Name: "restored database reachable", Status: CheckFail, Blocking: true, Detail: err.Error()}}
@@ -123,7 +122,7 @@ func checkRestored(ctx context.Context, c *Conn, database, compareWith string, a
 			out = append(out, liveTablesCheck(ctx, conn, live, compareWith))
 		}
 	}
-	return append(out, runbookChecks(ctx, conn, live, database, compareWith)...)
+	return append(out, runbookChecks(ctx, conn, live, database, compareWith, app)...)
 }
 
 // userTables lists a database's tables as schema.name.
@@ -177,9 +176,25 @@ func liveTablesCheck(ctx context.Context, restored, live *pgx.Conn, liveName str
 	return r
 }
 
-func runbookChecks(ctx context.Context, conn, live *pgx.Conn, database, compareWith string) []CheckResult {
+func runbookChecks(ctx context.Context, conn, live *pgx.Conn, database, compareWith string, app []Check) []CheckResult {
 	var out []CheckResult
-	for _, chk := range RunbookChecks {
+	applied := 0
+	for _, chk := range app {
+		r := runCheck(ctx, conn, live, database, compareWith, chk)
+		if r.Status != CheckSkip {
+			applied++
+		}
+		out = append(out, r)
+	}
+	// Checks that all skip verify nothing: say so, rather than look like a clean result.
+	switch {
+	case len(app) == 0:
+		out = append(out, CheckResult{Name: "application checks", Status: CheckInfo, Detail: "the runbook defines none (checks: in the runbook file)"})
+	case applied == 0:
+		out = append(out, CheckResult{Name: "application checks", Status: CheckWarn,
+			Detail: fmt.Sprintf("none of the runbook's %d checks applies: this database has none of the tables they read, so nothing application-specific was verified", len(app))})
+	}
+	for _, chk := range GenericChecks {
 		out = append(out, runCheck(ctx, conn, live, database, compareWith, chk))
 	}
 	return out
@@ -210,10 +225,13 @@ func runCheck(ctx context.Context, conn, live *pgx.Conn, database, compareWith s
 		return r
 	}
 	r.Actual, r.Status = actual, CheckInfo
-	if chk.Name == `"Session" table exists` {
+	if chk.Expect != "" {
 		r.Status = CheckPass
-		if actual != "true" {
-			r.Status, r.Detail = CheckWarn, `the "Session" table is missing`
+		if actual != chk.Expect {
+			r.Status, r.Detail = CheckWarn, chk.Warning
+			if r.Detail == "" {
+				r.Detail = fmt.Sprintf("expected %s", chk.Expect)
+			}
 		}
 	}
 	if chk.Compare && live != nil {

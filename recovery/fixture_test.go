@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"drconsole/checklists"
 	"drconsole/internal/gpgtest"
 	"drconsole/internal/pgtest"
 	"drconsole/storage"
@@ -60,6 +61,16 @@ INSERT INTO "Guild" (name, "ownerId", settings) SELECT 'guild ' || g, 1 + g % 50
 INSERT INTO "ApiKey" ("userId", key, scopes) SELECT 1 + g % 500, decode(repeat('00ff', 8), 'hex'), ARRAY['read','write'] FROM generate_series(1, 300) g;
 INSERT INTO "Session" VALUES ('s1', 1, E'tab\there');
 `
+
+// shippedChecks are the shipped runbook's application checks, as the command line and the
+// console pass them.
+func shippedChecks() []Check {
+	var out []Check
+	for _, d := range checklists.Default().Checks {
+		out = append(out, Check{Name: d.Name, SQL: d.SQL, Table: d.Table, Rows: d.Rows, Compare: d.Compare, Database: d.Database, Expect: d.Expect, Warning: d.Warning})
+	}
+	return out
+}
 
 // fingerprint is a digest of every row of the app's tables: equal fingerprints mean
 // every row is identical.

@@ -88,7 +88,7 @@ func (p *Plan) restore(ctx context.Context, rep Reporter, r *Restored) (created 
 	if p.Mode == ModeSwap {
 		compare = p.Target
 	}
-	r.Checks = checkRestored(ctx, p.opts.Conn, p.Scratch, compare, p.Contents.Archive)
+	r.Checks = checkRestored(ctx, p.opts.Conn, p.Scratch, compare, p.Contents.Archive, p.opts.Checks)
 	if ctx.Err() != nil {
 		return true, ctx.Err()
 	}

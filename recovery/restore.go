@@ -41,8 +41,11 @@ type Options struct {
 	// AllowUnsigned: restore a backup that no trusted signer signed although signers are
 	// configured (Keys.Signers); it is still flagged.
 	AllowUnsigned bool
-	Now           func() time.Time
-	Interval      time.Duration // progress throttle; 0 = ProgressInterval
+	// Checks are the application's integrity checks (from the runbook), run in the
+	// restored copy besides drconsole's own.
+	Checks   []Check
+	Now      func() time.Time
+	Interval time.Duration // progress throttle; 0 = ProgressInterval
 }
 
 // Plan is a restore that has passed every check that can be made without touching a

@@ -20,7 +20,7 @@ func TestRestoreSwapsInBackupMadeByTheBackupJob(t *testing.T) {
 
 	ctx := context.Background()
 	var events []Event
-	plan, err := Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t), Keys: f.keys(t), Now: func() time.Time { return time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC) }})
+	plan, err := Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t), Keys: f.keys(t), Checks: shippedChecks(), Now: func() time.Time { return time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,8 +78,8 @@ func (c *checksScreen) init() tea.Cmd {
 			c.loaded, c.workErr = true, errors.New("no target database named (DB_NAME, --db-url or PGDATABASE): nothing to check")
 			return nil
 		}
-		ctx, conn := s.opt.Context, s.opt.Conn
-		return func() tea.Msg { return liveChecksMsg{recovery.RunChecks(ctx, conn, conn.Database, "")} }
+		ctx, conn, app := s.opt.Context, s.opt.Conn, incident.Checks(s.opt.Runbook)
+		return func() tea.Msg { return liveChecksMsg{recovery.RunChecks(ctx, conn, conn.Database, "", app)} }
 	}
 	// A restore's checks were journaled by its attempt.
 	return func() tea.Msg { return journaledMsg{} }

@@ -34,7 +34,9 @@ type Options struct {
 	Settings []Setting // the effective configuration, in words
 	// Prefixes are the application's backup name prefixes (<prefix>_full_…): its backups
 	// come first in the picker and the newest full one is offered first.
-	Prefixes  []string
+	Prefixes []string
+	// Vars fill the runbook's command templates ($DB_HOST, $DB_NAME, $S3_BUCKET, …).
+	Vars      map[string]string
 	Context   context.Context // parent of all work; cancelled on a hang-up
 	StateDir  string
 	Runbook   *checklists.Runbook

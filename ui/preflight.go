@@ -8,6 +8,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
+	"drconsole/incident"
 	"drconsole/recovery"
 	"drconsole/storage"
 )
@@ -72,7 +73,7 @@ func (p *preflightScreen) prepare() tea.Cmd {
 	}
 	// Copies: the engine may keep a passphrase it was given in its Keys.
 	keys := recovery.Keys{Entities: p.decrypt.Entities, Passphrase: p.decrypt.Passphrase, Signers: p.decrypt.Signers}
-	opts := recovery.Options{Conn: s.opt.Conn, Keys: &keys, NoOwner: s.opt.NoOwner, FromDB: p.fromDB, AllowUnsigned: s.opt.AllowUnsigned, Now: s.opt.Now, Interval: s.opt.Progress}
+	opts := recovery.Options{Conn: s.opt.Conn, Keys: &keys, NoOwner: s.opt.NoOwner, FromDB: p.fromDB, AllowUnsigned: s.opt.AllowUnsigned, Checks: incident.Checks(s.opt.Runbook), Now: s.opt.Now, Interval: s.opt.Progress}
 	ctx, src, attempt := s.opt.Context, p.src, p.attempt
 	return func() tea.Msg {
 		plan, err := recovery.Prepare(ctx, src, opts)

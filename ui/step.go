@@ -58,7 +58,19 @@ var (
 
 func newStepScreen(s *session, n int) *stepScreen {
 	st := s.scenario.Steps[n-1]
+	// The runbook's commands are templates: shown and run for the server being recovered.
+	cmds := make([]checklists.Command, len(st.Commands))
+	for i, c := range st.Commands {
+		cmds[i] = c.Expand(s.opt.Vars)
+	}
+	st.Commands = cmds
 	return &stepScreen{s: s, n: n, step: st, cur: cursor{n: len(st.Commands)}, note: newField(s, "note: ", false)}
+}
+
+// runnable reports whether the selected command may be run from the console: not one the
+// runbook keeps for reference only (the legacy restore script and its placeholder password).
+func (st *stepScreen) runnable() bool {
+	return st.cur.n > 0 && !st.step.Commands[st.cur.i].Reference
 }
 
 func (st *stepScreen) init() tea.Cmd { return nil }
@@ -126,6 +138,8 @@ func (st *stepScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			return st, nil
 		}
 		switch {
+		case key.Matches(msg, keyRun) && st.cur.n > 0 && !st.runnable():
+			return st, status("This command is in the runbook for reference only; drconsole does its work safely (the restore step).")
 		case key.Matches(msg, keyRun) && st.cur.n > 0 && !st.running:
 			st.mode = stepConfirmRun
 		case key.Matches(msg, keyCopy) && st.cur.n > 0:
@@ -161,7 +175,7 @@ func (st *stepScreen) action() tea.Cmd {
 		}
 		return st.health(st.step.URL)
 	case checklists.KindCommand:
-		if st.cur.n > 0 && !st.running {
+		if st.runnable() && !st.running {
 			st.mode = stepConfirmRun
 		}
 	}
@@ -299,6 +313,9 @@ func (st *stepScreen) view(w, h int) string {
 			}
 			if c.Note != "" {
 				text = c.Note + ": " + text
+			}
+			if c.Reference {
+				text = "(reference only) " + text
 			}
 			return text
 		}) {
