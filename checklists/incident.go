@@ -316,6 +316,23 @@ func (inc *Incident) Restore() *RestoreRecord {
 	return nil
 }
 
+// LatestChecks is each check's latest result, in the order the checks first ran: a check
+// run again (a health check after a failure, the checks of a later restore) supersedes
+// its earlier results.
+func (inc *Incident) LatestChecks() []CheckRecord {
+	at := map[string]int{}
+	var out []CheckRecord
+	for _, c := range inc.Checks {
+		if i, ok := at[c.Name]; ok {
+			out[i] = c
+			continue
+		}
+		at[c.Name] = len(out)
+		out = append(out, c)
+	}
+	return out
+}
+
 // Ticked returns the tick of a post-recovery checklist item, if it was ticked.
 func (inc *Incident) Ticked(item string) (TickRecord, bool) {
 	for _, t := range inc.Ticks {

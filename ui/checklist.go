@@ -77,10 +77,11 @@ func (c *checklistScreen) view(w, h int) string {
 		if s.swapped.Kept != "" {
 			line += "; previous kept as " + s.swapped.Kept
 		}
-		b.WriteString(s.st.Success.Render(ansiCut(line, w)) + "\n")
+		line = wrap(line, w) // the kept database's name is what a rollback needs: never cut
+		b.WriteString(s.st.Success.Render(line) + "\n")
 	}
 	b.WriteString("\n")
-	for _, l := range s.rows(c.cur, h-4, func(i int) string {
+	for _, l := range s.rows(c.cur, h-3-strings.Count(b.String(), "\n"), func(i int) string {
 		it := items[i]
 		if s.inc != nil {
 			if t, ok := s.inc.Ticked(it); ok {

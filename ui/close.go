@@ -101,7 +101,10 @@ func (c *closeScreen) view(w, h int) string {
 	var b strings.Builder
 	b.WriteString(s.st.Header.Render("Close the incident") + "\n\n")
 	clk := checklists.ClockAt(inc, s.opt.Runbook.Escalation, s.now)
-	kv := func(k, v string) { b.WriteString(s.st.Muted.Render(fmt.Sprintf("%-12s", k)) + ansiCut(v, w-12) + "\n") }
+	// Wrapped, never cut: the kept database's name, a restore's error are what people act on.
+	kv := func(k, v string) {
+		b.WriteString(s.st.Muted.Render(fmt.Sprintf("%-12s", k)) + strings.TrimPrefix(indent(v, w, 12), strings.Repeat(" ", 12)) + "\n")
+	}
 	kind := "incident"
 	if inc.Drill {
 		kind = "drill"
@@ -128,14 +131,18 @@ func (c *closeScreen) view(w, h int) string {
 		kv("Backup", storage.Printable(inc.Backup.Name)+" ("+inc.Backup.Location+")")
 	}
 	if r := inc.Restore(); r != nil {
-		res := r.Result
-		if r.Error != "" {
-			res += ": " + r.Error
+		res := r.State()
+		if r.Detail != "" {
+			res += ": " + r.Detail
+		}
+		if r.Error != "" && r.State() != checklists.ResultOK {
+			res += " (" + r.Error + ")"
 		}
 		kv("Restore", res)
 	}
 	pass, fail := 0, 0
-	for _, ch := range inc.Checks {
+	latest := inc.LatestChecks()
+	for _, ch := range latest {
 		switch ch.Result {
 		case checklists.CheckFail:
 			fail++
@@ -143,7 +150,7 @@ func (c *closeScreen) view(w, h int) string {
 			pass++
 		}
 	}
-	kv("Checks", fmt.Sprintf("%d results: %d passed, %d failed", len(inc.Checks), pass, fail))
+	kv("Checks", fmt.Sprintf("%d checks, as last run: %d passed, %d failed", len(latest), pass, fail))
 	ticked := 0
 	for _, it := range s.checklist() {
 		if _, ok := inc.Ticked(it); ok {

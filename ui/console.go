@@ -417,7 +417,7 @@ func (m Model) Render() string {
 	s := m.s
 	w, h := max(s.width, 20), max(s.height, 8)
 	header := m.header(w)
-	km := keyMap{short: m.top().keys(), global: []key.Binding{keyUp, keyDown, keyEnter, keyBack, keyHelp, keyQuit}}
+	km := keyMap{short: m.top().keys(), global: []key.Binding{keyUp, keyDown, keyEnter, keyBack, keyHelp, keyQuit}, typing: m.top().typing()}
 	foot := m.help.ShortHelpView(km.ShortHelp())
 	if m.showHelp {
 		foot = m.help.FullHelpView(km.FullHelp())

@@ -826,3 +826,50 @@ func TestCloseClosesTheJournal(t *testing.T) {
 		t.Fatal("the journal is still open")
 	}
 }
+
+// The progress screen follows a restore's events in order: a pg_restore line (tables,
+// no bytes) between two samples never sets the figures back to zero.
+func TestProgressKeepsFiguresAcrossToolLines(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	p := newProgressScreen(h.m.s, 4, testPlan())
+	p.running, p.started = true, t0
+	p.events = make(chan tea.Msg, 10)
+	for range 10 {
+		p.events <- nil
+	}
+	h.m.stack = append(h.m.stack, p)
+	h.size(80, 24)
+	events := []recovery.Event{
+		{Stage: recovery.StageStream, Read: 100 << 20, Size: 512 << 20, Rate: 40 << 20, ETA: 10 * time.Second, Decompressed: 300 << 20, TablesDone: 3, TablesTotal: 42},
+		{Stage: recovery.StageStream, Message: `pg_restore: processing data for table "public.Guild"`, Tool: true, TablesDone: 4, TablesTotal: 42, Table: "public.Guild"},
+		{Stage: recovery.StageStream, Read: 200 << 20, Size: 512 << 20, Rate: 48 << 20, ETA: 7 * time.Second, Decompressed: 600 << 20, TablesDone: 4, TablesTotal: 42, Table: "public.Guild"},
+		{Stage: recovery.StageStream, Message: `pg_restore: processing data for table "public.User"`, Tool: true, TablesDone: 5, TablesTotal: 42, Table: "public.User"},
+	}
+	want := []string{"Read 100.0 MiB of 512.0 MiB", "Read 100.0 MiB of 512.0 MiB", "Read 200.0 MiB of 512.0 MiB", "Read 200.0 MiB of 512.0 MiB"}
+	tables := []string{"Tables 3/42", "Tables 4/42 · now public.Guild", "Tables 4/42 · now public.Guild", "Tables 5/42 · now public.User"}
+	for i, e := range events {
+		h.send(restoreProgressMsg(e))
+		screen := ansi.Strip(h.screen())
+		if !strings.Contains(screen, want[i]) || !strings.Contains(screen, tables[i]) {
+			t.Fatalf("after event %d the screen lacks %q or %q:\n%s", i, want[i], tables[i], screen)
+		}
+	}
+}
+
+// The close screen counts each check by its latest result: a health check that failed and
+// then passed is a pass, not both.
+func TestCloseCountsChecksAsLastRun(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	s := h.m.s
+	s.run.Record(
+		checklists.Event{Type: checklists.EventCheckResult, Step: 7, Title: "health https://api.example.com/health", Result: checklists.CheckFail, Detail: "HTTP 503"},
+		checklists.Event{Type: checklists.EventCheckResult, Step: 7, Title: "health https://api.example.com/health", Result: checklists.CheckPass, Detail: "HTTP 200"},
+	)
+	s.inc = s.journal.Incident()
+	h.key("x")
+	if screen := ansi.Strip(h.screen()); !strings.Contains(screen, "1 checks, as last run: 1 passed, 0 failed") {
+		t.Errorf("close screen:\n%s", screen)
+	}
+}

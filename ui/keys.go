@@ -13,10 +13,20 @@ var (
 	keyFilter = key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter"))
 )
 
-// keyMap adapts a screen's bindings to bubbles/help.
-type keyMap struct{ short, global []key.Binding }
+// keyQuitTyping is how to quit while a text field has the keys: q and ? are typed.
+var keyQuitTyping = key.NewBinding(key.WithKeys("ctrl+c"), key.WithHelp("ctrl+c", "quit"))
+
+// keyMap adapts a screen's bindings to bubbles/help. typing: a text field has the keys,
+// so the help bar offers only what still works (ctrl+c, not q or ?).
+type keyMap struct {
+	short, global []key.Binding
+	typing        bool
+}
 
 func (k keyMap) ShortHelp() []key.Binding {
+	if k.typing {
+		return append(append([]key.Binding{}, k.short...), keyQuitTyping)
+	}
 	return append(append([]key.Binding{}, k.short...), keyHelp, keyQuit)
 }
 

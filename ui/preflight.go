@@ -28,6 +28,7 @@ type preflightScreen struct {
 	attempt int
 	fromDB  string // the backup's database, confirmed by the operator when it is not the target
 	started bool   // the plan went to the restore, which owns it now
+	scroll  int    // first line shown of the warnings and checks, which may not all fit
 }
 
 type preflightState int
@@ -112,6 +113,12 @@ func (p *preflightScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		switch p.state {
 		case preflightPassphrase, preflightConfirm, preflightWrongDB:
 			switch k {
+			case "down", "pgdown": // arrows never type: they scroll what pre-flight found
+				p.scroll++
+				return p, nil
+			case "up", "pgup":
+				p.scroll = max(p.scroll-1, 0)
+				return p, nil
 			case "esc":
 				p.release()
 				return p, pop
@@ -219,13 +226,32 @@ func (p *preflightScreen) view(w, h int) string {
 		if s.drill {
 			b.WriteString(s.st.Drill.Render(" DRILL ") + " restore and checks run for real in the scratch database; nothing is swapped.\n")
 		}
-		b.WriteString("\n" + s.st.Bold.Render("Nothing has changed yet. Type the database name to start the restore.") + "\n")
+		b.WriteString("\n" + s.st.Bold.Render(wrap("Nothing has changed yet. Type the database name to start the restore.", w)) + "\n")
 		b.WriteString(p.field.View() + "\n\n")
-		for _, wn := range pl.Warnings { // wrapped: a warning is what the operator must read
-			b.WriteString(s.st.Warning.Render("  ! "+strings.TrimPrefix(indent(wn, w, 4), "    ")) + "\n")
+		// Every line whole, wrapped; what does not fit scrolls (↑/↓), never cut off.
+		var lines []string
+		item := func(mark string, text string, style func(...string) string) {
+			for i, l := range strings.Split(indent(text, w, 4), "\n") {
+				if i == 0 {
+					l = "  " + mark + " " + strings.TrimPrefix(l, "    ")
+				}
+				lines = append(lines, style(l))
+			}
+		}
+		for _, wn := range pl.Warnings {
+			item("!", wn, s.st.Warning.Render)
 		}
 		for _, ok := range pl.Passed {
-			b.WriteString(s.st.Success.Render("  ✓ ") + ansiCut(ok, w-4) + "\n")
+			item("✓", ok, s.st.Muted.Render)
+		}
+		room := max(h-strings.Count(b.String(), "\n")-1, 1)
+		p.scroll = min(p.scroll, max(len(lines)-room, 0))
+		end := min(p.scroll+room, len(lines))
+		for _, l := range lines[p.scroll:end] {
+			b.WriteString(l + "\n")
+		}
+		if end < len(lines) || p.scroll > 0 {
+			b.WriteString(s.st.Muted.Render(fmt.Sprintf("  ↑/↓ %d more lines", len(lines)-(end-p.scroll))) + "\n")
 		}
 	}
 	return b.String()

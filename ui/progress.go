@@ -83,9 +83,7 @@ func (p *progressScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 				p.log = p.log[len(p.log)-200:]
 			}
 		}
-		if e.Read > 0 || e.TablesDone > 0 || e.Final {
-			p.last = e
-		}
+		p.last = mergeFigures(p.last, e)
 		return p, waitForRestore(p.events)
 	case restoreFinishedMsg:
 		p.running, s.cancelWork, p.confirm = false, nil, false
@@ -113,6 +111,32 @@ func (p *progressScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		}
 	}
 	return p, nil
+}
+
+// mergeFigures updates what the screen shows with what e carries: a pg_restore line
+// reports tables but no bytes, a sample bytes but maybe no table; neither may wipe the
+// other's figures.
+func mergeFigures(last, e recovery.Event) recovery.Event {
+	out := last
+	if e.Stage != "" {
+		out.Stage = e.Stage
+	}
+	if e.Read > 0 || e.Final {
+		out.Read, out.Rate, out.ETA = e.Read, e.Rate, e.ETA
+		if e.Size > 0 {
+			out.Size = e.Size
+		}
+		if e.Decompressed > 0 {
+			out.Decompressed = e.Decompressed
+		}
+	}
+	if e.TablesTotal > 0 {
+		out.TablesDone, out.TablesTotal = e.TablesDone, e.TablesTotal
+	}
+	if e.Table != "" {
+		out.Table = e.Table
+	}
+	return out
 }
 
 // bar draws a progress bar of width w for frac in [0,1].

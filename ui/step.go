@@ -298,7 +298,7 @@ func (st *stepScreen) view(w, h int) string {
 	case checklists.KindChecks:
 		b.WriteString(s.st.Accent.Render("enter: run the integrity checks") + "\n")
 	case checklists.KindHealth:
-		b.WriteString(s.st.Accent.Render("enter: check "+st.step.URL) + "\n")
+		b.WriteString(s.st.Accent.Render(wrap("enter: check "+st.step.URL, w)) + "\n")
 	}
 	for _, item := range st.step.Items {
 		b.WriteString("  • " + item + "\n")
