@@ -54,6 +54,20 @@ func runBackups(ctx context.Context, a *app, asJSON bool) error {
 		database = cn.Database
 	}
 	prefixes := a.backupPrefixes(database)
+	// No location could be read: scripts must not mistake that for "no backups".
+	unreachable := len(cat.Locations) > 0
+	var why []string
+	for _, l := range cat.Locations {
+		if l.Reachable {
+			unreachable = false
+		} else {
+			why = append(why, l.Name+": "+l.Err)
+		}
+	}
+	var listErr error
+	if unreachable {
+		listErr = fmt.Errorf("%w: no location could be read (%s)", storage.ErrUnreachable, strings.Join(why, "; "))
+	}
 	where := map[string][]string{}
 	for _, e := range cat.Entries {
 		where[e.Name] = e.Locations
@@ -66,7 +80,10 @@ func runBackups(ctx context.Context, a *app, asJSON bool) error {
 		for _, b := range cat.Backups {
 			out.Backups = append(out.Backups, toBackupJSON(b, where[b.Name]))
 		}
-		return writeJSON(a.stdout, out)
+		if err := writeJSON(a.stdout, out); err != nil {
+			return err
+		}
+		return listErr
 	}
 	for _, l := range cat.Locations {
 		state := fmt.Sprintf("%d backups", l.Backups)
@@ -80,7 +97,7 @@ func runBackups(ctx context.Context, a *app, asJSON bool) error {
 	}
 	if len(cat.Backups) == 0 {
 		fmt.Fprintln(a.stdout, "\nno backups found")
-		return nil
+		return listErr
 	}
 	fmt.Fprintln(a.stdout)
 	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
@@ -107,7 +124,10 @@ func runBackups(ctx context.Context, a *app, asJSON bool) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t, age, humanBytes(b.Size), b.Location, copies, enc, name)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return listErr
 }
 
 func ageOf(d time.Duration) string {

@@ -56,6 +56,8 @@ type restoreOptions struct {
 	scenario      string
 	drill         bool
 	noJournal     bool
+	incident      string
+	newIncident   bool
 }
 
 func newRestoreCmd(a *app) *cobra.Command {
@@ -86,6 +88,8 @@ drops the scratch database and leaves the live one as it was.`,
 	f.StringVar(&o.scenario, "scenario", checklists.DefaultScenario, "runbook `scenario` of the incident to start when none is open")
 	f.BoolVar(&o.drill, "drill", false, "a drill: restore and check for real in a scratch database, then drop it; nothing is ever swapped")
 	f.BoolVar(&o.noJournal, "no-journal", false, "do not record the restore in an incident journal")
+	f.StringVar(&o.incident, "incident", "", "record the restore in this open `incident` (an id or a unique prefix; default: the open one of its kind, when it is recent)")
+	f.BoolVar(&o.newIncident, "new-incident", false, "start a new incident for the restore even when one is open")
 	return c
 }
 
@@ -119,7 +123,11 @@ func runRestore(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions
 
 	var j *checklists.Journal
 	if !o.noJournal {
-		if j, err = a.incidentJournal(o.scenario, o.drill); err != nil {
+		choice := journalChoice{scenario: o.scenario, scenarioSet: c.Flags().Changed("scenario"), drill: o.drill, incident: o.incident, newIncident: o.newIncident}
+		if j, err = a.incidentJournal(ctx, choice); err != nil {
+			if isUsageError(err) {
+				return err
+			}
 			return fmt.Errorf("%w: %v", incident.ErrJournal, err)
 		}
 		defer j.Close()

@@ -154,7 +154,7 @@ func (r *faultRig) databasesLike(t *testing.T, prefix string) []string {
 func (r *faultRig) env(live, state, point string) []string {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + state, "USER=oncall",
 		"DB_HOST=127.0.0.1", "DB_PORT=" + strconv.Itoa(r.c.Port), "DB_USER=" + r.c.User, "DB_PASSWORD=" + r.c.Password, "DB_NAME=" + live,
-		"PGSSLMODE=disable", "BACKUP_DIR=" + r.dir, "XDG_STATE_HOME=" + state, "XDG_CONFIG_HOME=" + state}
+		"PGSSLMODE=disable", "BACKUP_DIR=" + r.dir, "BACKUP_PREFIX=spywatcher", "XDG_STATE_HOME=" + state, "XDG_CONFIG_HOME=" + state}
 	if point != "" {
 		env = append(env, "DRCONSOLE_FAULTPOINT="+point)
 	}

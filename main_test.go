@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"drconsole/checklists"
 	"drconsole/internal/gpgtest"
 	"drconsole/internal/pgtest"
 )
@@ -401,5 +403,55 @@ func TestCLIAnotherApplication(t *testing.T) {
 	env["BACKUP_PREFIX"] = "spywatcher"
 	if _, errb, code := runCLI(t, env, "restore", "--yes", "latest"); code == 0 || !strings.Contains(errb, "spywatcher_full_20991231_000000.dump") {
 		t.Errorf("with BACKUP_PREFIX=spywatcher: exit %d:\n%s", code, errb)
+	}
+}
+
+// backups with every location unreachable is a failure (exit 8), not an empty list.
+func TestCLIBackupsUnreachable(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-dir")
+	for _, args := range [][]string{{"backups"}, {"backups", "--json"}} {
+		out, errb, code := runCLI(t, map[string]string{"BACKUP_DIR": missing}, args...)
+		if code != exitUnreachable || !strings.Contains(lastLine(errb), "no location could be read") {
+			t.Errorf("%v: exit %d\n%s%s", args, code, out, errb)
+		}
+	}
+}
+
+// A command-line restore joins the open incident only when it is the obvious one; a stale
+// one, or one of another scenario than asked, needs --incident or --new-incident.
+func TestCLIRestoreDoesNotJoinAStaleIncident(t *testing.T) {
+	c := pgtest.Shared(t)
+	db := c.NewDB(t)
+	c.Exec(t, db, cliSchema)
+	dir, state := t.TempDir(), t.TempDir()
+	env := map[string]string{"BACKUP_DIR": dir, "XDG_STATE_HOME": state, "BACKUP_PREFIX": "spywatcher"}
+	if _, errb, code := runCLI(t, env, "backup", "--db-url", c.URL(db)); code != 0 {
+		t.Fatalf("backup: %s", errb)
+	}
+	sc, _ := checklists.Default().Scenario("ransomware")
+	old := time.Now().Add(-13 * time.Hour)
+	j, err := checklists.StartIncident(checklists.StartOptions{StateDir: filepath.Join(state, "drconsole"), Scenario: sc, Operator: "bob", Now: func() time.Time { return old }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := j.ID()
+	j.Close()
+	restore := func(extra ...string) (string, int) {
+		args := append([]string{"restore", "--db-url", c.URL(db), "--target-db", fmt.Sprintf("%s_t%d", db, len(extra))}, extra...)
+		_, errb, code := runCLI(t, env, append(args, "latest")...)
+		return errb, code
+	}
+	if errb, code := restore(); code != exitUsage || !strings.Contains(errb, "--incident "+id) || !strings.Contains(errb, "--new-incident") {
+		t.Errorf("a stale open incident was joined silently: exit %d\n%s", code, errb)
+	}
+	if errb, code := restore("--new-incident"); code != 0 || !strings.Contains(errb, "started incident") {
+		t.Errorf("--new-incident: exit %d\n%s", code, errb)
+	}
+	if errb, code := restore("--incident", id, "--scenario", "ransomware"); code != 0 || !strings.Contains(errb, "recording in incident "+id) {
+		t.Errorf("--incident: exit %d\n%s", code, errb)
+	}
+	inc, _, err := checklists.ReadJournal(filepath.Join(state, "drconsole", "incidents", id+".jsonl"))
+	if err != nil || len(inc.Restores) != 1 {
+		t.Errorf("the named incident's restores: %v %+v", err, inc)
 	}
 }

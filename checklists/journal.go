@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -164,14 +165,18 @@ func StateDir(flagValue string, getenv func(string) string) string {
 // IncidentsDir is the folder of journals under a state directory.
 func IncidentsDir(stateDir string) string { return filepath.Join(stateDir, "incidents") }
 
-// Operator is who is at the keyboard: $SUDO_USER (the person behind sudo), else $USER.
+// Operator is who is at the keyboard: $SUDO_USER (the person behind sudo), else $USER or
+// $LOGNAME, else the account the process runs as (cron and containers often set none).
 func Operator(getenv func(string) string) string {
 	for _, k := range []string{"SUDO_USER", "USER", "LOGNAME"} {
 		if v := getenv(k); v != "" {
 			return v
 		}
 	}
-	return "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return fmt.Sprintf("uid %d", os.Getuid())
 }
 
 // Journal is an open incident's journal. It is safe for use from several goroutines.

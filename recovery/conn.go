@@ -158,7 +158,7 @@ func connectErr(c *Conn, database string, err error) error {
 	if errors.As(err, &pe) {
 		switch pe.Code {
 		case "3D000":
-			return fmt.Errorf("%w: database %q does not exist on %s", ErrDatabase, database, c.Server())
+			return fmt.Errorf("%w: database %q does not exist on %s", ErrNoDatabase, database, c.Server())
 		case "28P01", "28000":
 			return fmt.Errorf("%w: %s refused user %q: %s", ErrDatabase, c.Server(), c.User, pe.Message)
 		}

@@ -21,6 +21,18 @@ var (
 	ErrPreflight    = errors.New("refused before starting")
 	ErrCancelled    = errors.New("cancelled")
 	ErrRestoreTool  = errors.New("restore tool failed")
+	// ErrNoDatabase: the server answers but has no database of that name (a typo, or a
+	// fresh host). errors.Is(err, ErrDatabase) holds too.
+	ErrNoDatabase = fmt.Errorf("%w", ErrDatabase)
+	// ErrNeedPassphrase: a passphrase is needed (for a protected secret key, or a
+	// symmetric backup) and none was given. errors.Is(err, ErrNoKey) holds too.
+	ErrNeedPassphrase = fmt.Errorf("%w", ErrNoKey)
+	// ErrNotRecipient: the secret keys given are not among the backup's recipients.
+	// errors.Is(err, ErrWrongKey) holds too.
+	ErrNotRecipient = fmt.Errorf("%w", ErrWrongKey)
+	// ErrOwners: roles the archive's objects belong to are missing on the server or out of
+	// the connecting role's reach; restoring without ownership (NoOwner) is the way round.
+	ErrOwners = fmt.Errorf("%w", ErrPreflight)
 	// ErrWrongDatabase: the backup is of another database than the target (see
 	// WrongDatabaseError). It is a pre-flight refusal: errors.Is(err, ErrPreflight) holds too.
 	ErrWrongDatabase = errors.New("backup of another database")

@@ -96,7 +96,7 @@ func (k *Keys) passphrase(prompt string) ([]byte, error) {
 		return k.Passphrase, nil
 	}
 	if k.Ask == nil {
-		return nil, fmt.Errorf("%w (%s)", ErrNoKey, prompt)
+		return nil, &keyError{noPassphrase(prompt), ErrNeedPassphrase}
 	}
 	p, err := k.Ask(prompt)
 	switch {
@@ -112,6 +112,15 @@ func (k *Keys) passphrase(prompt string) ([]byte, error) {
 	}
 	k.Passphrase = p
 	return p, nil
+}
+
+// noPassphrase says which passphrase is missing and how to give it.
+func noPassphrase(prompt string) string {
+	const how = "use --passphrase-file FILE or $DRCONSOLE_PASSPHRASE (on a terminal, drconsole asks)"
+	if prompt == "passphrase for the backup" {
+		return "the backup is encrypted with a passphrase (gpg --symmetric), and none was given: " + how
+	}
+	return "the secret key that opens this backup is protected by a passphrase, and none was given: " + how
 }
 
 // prompt is go-crypto's callback. It is called again after every failed attempt, so it

@@ -143,7 +143,7 @@ func truncateName(s string) string {
 // connectAdminAs is connectAdmin with a name in pg_stat_activity.
 func connectAdminAs(ctx context.Context, c *Conn, appName string) (*pgx.Conn, error) {
 	conn, err := c.connect(ctx, "postgres", appName)
-	if err != nil && errors.Is(err, ErrDatabase) && strings.Contains(err.Error(), "does not exist") {
+	if errors.Is(err, ErrNoDatabase) {
 		conn, err = c.connect(ctx, "template1", appName)
 	}
 	return conn, err

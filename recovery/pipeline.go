@@ -2,16 +2,19 @@ package recovery
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"strings"
 	"sync/atomic"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	pgperrors "github.com/ProtonMail/go-crypto/openpgp/errors"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -174,10 +177,11 @@ func Decrypt(r io.Reader, keys *Keys) (io.Reader, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: armored message: %v", ErrCorrupt, err)
 		}
-		r = block.Body
+		r = bufio.NewReaderSize(block.Body, recipientsHead)
 	} else {
 		r = br
 	}
+	recipients := recipientsOf(r.(*bufio.Reader))
 	frame := newFraming(r)
 	mapErr := func(err error) error {
 		if err != nil && err != io.EOF && frame.srcErr != nil {
@@ -186,6 +190,9 @@ func Decrypt(r io.Reader, keys *Keys) (io.Reader, error) {
 		if err != nil && !errors.Is(err, ErrWrongKey) && !errors.Is(err, ErrNoKey) && !isStorageErr(err) &&
 			!errors.Is(err, pgperrors.ErrMDCHashMismatch) && frame.truncated() {
 			return fmt.Errorf("%w: encrypted data ends in the middle of a packet", ErrTruncated)
+		}
+		if errors.Is(err, pgperrors.ErrKeyIncorrect) {
+			return notOurKey(recipients, keys)
 		}
 		return decryptErr(err)
 	}
@@ -204,6 +211,55 @@ func Decrypt(r io.Reader, keys *Keys) (io.Reader, error) {
 		return nil, mapErr(err)
 	}
 	return &errMapper{r: md.UnverifiedBody, mapErr: mapErr, sig: newSignatureCheck(md, keys.Signers), symmetric: symmetric}, nil
+}
+
+// recipientsHead is how much of an OpenPGP message is looked at for its recipients.
+const recipientsHead = 16 << 10
+
+// recipientsOf reads the key IDs an encrypted message is addressed to from its first
+// packets (without consuming them): what to tell an operator whose key does not open it.
+func recipientsOf(br *bufio.Reader) []uint64 {
+	head, _ := br.Peek(recipientsHead)
+	rd := bytes.NewReader(head)
+	var ids []uint64
+	for {
+		p, err := packet.Read(rd)
+		if err != nil {
+			return ids
+		}
+		ek, ok := p.(*packet.EncryptedKey)
+		if !ok {
+			return ids
+		}
+		ids = append(ids, ek.KeyId)
+	}
+}
+
+// notOurKey says which key a backup needs when the keys given do not open it.
+func notOurKey(recipients []uint64, keys *Keys) error {
+	var want []string
+	for _, id := range recipients {
+		if id == 0 {
+			want = append(want, "a hidden key (gpg --throw-keyids)")
+		} else {
+			want = append(want, fmt.Sprintf("%016X", id))
+		}
+	}
+	to := "a key that was not given"
+	if len(want) > 0 {
+		to = "key " + strings.Join(want, " or ")
+	}
+	if keys == nil || len(keys.Entities) == 0 {
+		return &keyError{fmt.Sprintf("the backup is encrypted to %s, and no secret key was given: use --gpg-key FILE (gpg --export-secret-keys KEY > FILE)", to), ErrNoKey}
+	}
+	var have []string
+	for _, e := range keys.Entities {
+		have = append(have, fmt.Sprintf("%016X", e.PrimaryKey.KeyId))
+		for _, sub := range e.Subkeys {
+			have = append(have, fmt.Sprintf("%016X", sub.PublicKey.KeyId))
+		}
+	}
+	return &keyError{fmt.Sprintf("the backup is encrypted to %s; the --gpg-key file holds %s", to, strings.Join(have, ", ")), ErrNotRecipient}
 }
 
 // Decompress is the gzip or zstd stage. Corruption and truncation surface as read errors

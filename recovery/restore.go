@@ -295,7 +295,7 @@ func (p *Plan) checkServer(ctx context.Context, admin *pgx.Conn) error {
 		}
 	default:
 		if near := nearName(p.Target, existing); near != "" {
-			return fmt.Errorf("%w: database %q does not exist on %s; did you mean %q?", ErrDatabase, p.Target, p.Server, near)
+			return fmt.Errorf("%w: database %q does not exist on %s; did you mean %q?", ErrNoDatabase, p.Target, p.Server, near)
 		}
 		p.Mode = ModeCreate
 		p.Warnings = append(p.Warnings, fmt.Sprintf("database %q does not exist on %s; it will be created from the backup", p.Target, p.Server))
@@ -321,17 +321,20 @@ func (p *Plan) checkServer(ctx context.Context, admin *pgx.Conn) error {
 			}
 		}
 		if len(missing) > 0 {
-			return fmt.Errorf("%w: roles the archive's objects belong to do not exist on %s: %s (create them, or restore with --no-owner)", ErrPreflight, p.Server, strings.Join(missing, ", "))
+			return fmt.Errorf("%w: roles the archive's objects belong to do not exist on %s: %s (create them, or restore with --no-owner)", ErrOwners, p.Server, strings.Join(missing, ", "))
 		}
 		if !super {
 			for _, o := range a.Owners {
 				var member bool
 				if err := admin.QueryRow(ctx, `SELECT pg_has_role(current_user, $1, 'MEMBER')`, o).Scan(&member); err == nil && !member {
-					return fmt.Errorf("%w: role %q cannot give objects to role %q (needs superuser or membership; or restore with --no-owner)", ErrPreflight, me, o)
+					return fmt.Errorf("%w: role %q cannot give objects to role %q (needs superuser or membership; or restore with --no-owner)", ErrOwners, me, o)
 				}
 			}
 		}
 		p.Passed = append(p.Passed, fmt.Sprintf("roles the archive needs exist: %s", strings.Join(a.Owners, ", ")))
+	}
+	if a := p.Contents.Archive; a != nil && p.opts.NoOwner && len(a.Owners) > 0 {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("ownership is not restored (--no-owner): every object will belong to %q, not to %s", me, strings.Join(a.Owners, ", ")))
 	}
 
 	stamp := p.now.Format("20060102_150405")

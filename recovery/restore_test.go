@@ -95,7 +95,7 @@ func TestRestoreRefusesBadInputAndLeavesLiveUntouched(t *testing.T) {
 			}
 			return good, &Keys{Entities: ents}, f.conn(t)
 		}, ErrWrongKey},
-		{"no key", func(t *testing.T) (string, *Keys, *Conn) { return good, nil, f.conn(t) }, ErrWrongKey},
+		{"no key", func(t *testing.T) (string, *Keys, *Conn) { return good, nil, f.conn(t) }, ErrNoKey},
 		{"truncated", func(t *testing.T) (string, *Keys, *Conn) {
 			return f.mangle(t, good, "trunc.dump.gz.gpg", func(b []byte) []byte { return b[:len(b)*2/3] }), f.keys(t), f.conn(t)
 		}, ErrTruncated},

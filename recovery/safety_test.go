@@ -3,8 +3,10 @@ package recovery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"drconsole/internal/gpgtest"
 )
 
 // Two restores of one target never overlap, whichever process runs them: the second is
@@ -329,5 +333,33 @@ func TestRestoreToolSeesNoSecrets(t *testing.T) {
 	}
 	if !strings.Contains(string(env), "PGPASSWORD=") || !strings.Contains(string(env), "LC_ALL=C") {
 		t.Errorf("pg_restore's environment lacks what it needs:\n%s", env)
+	}
+}
+
+// A key that does not open the backup is named: which key it needs, which the operator
+// gave, and where to give the right one; a missing passphrase says which and how.
+func TestKeyMessagesSayWhatIsNeeded(t *testing.T) {
+	f := newFixture(t)
+	name := f.backupJob(t, "20240125_120000")
+	ctx := context.Background()
+	hex16 := regexp.MustCompile(`encrypted to key [0-9A-F]{16}`)
+	_, err := Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t)})
+	if !errors.Is(err, ErrNoKey) || !hex16.MatchString(err.Error()) || !strings.Contains(err.Error(), "--gpg-key FILE") {
+		t.Errorf("no key: %v", err)
+	}
+	other, err := ReadKeyFile(newOtherKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t), Keys: &Keys{Entities: other}})
+	if !errors.Is(err, ErrNotRecipient) || !hex16.MatchString(err.Error()) || !strings.Contains(err.Error(), fmt.Sprintf("holds %016X", other[0].PrimaryKey.KeyId)) {
+		t.Errorf("wrong key: %v", err)
+	}
+	f.pgDump(t, "raw.dump", "-Fc")
+	sym := "spywatcher_full_20240126_000000.dump.gpg"
+	gpgtest.EncryptSymmetric(t, "pw", f.path("raw.dump"), f.path(sym))
+	_, err = Prepare(ctx, f.source(t, sym), Options{Conn: f.conn(t), Keys: &Keys{}})
+	if !errors.Is(err, ErrNeedPassphrase) || !strings.Contains(err.Error(), "gpg --symmetric") || !strings.Contains(err.Error(), "--passphrase-file") {
+		t.Errorf("symmetric without a passphrase: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -369,7 +370,7 @@ func TestPreflightAsksPassphraseAndTypedName(t *testing.T) {
 		t.Fatalf("state %v", p.state)
 	}
 	p.state, p.attempt = preflightChecking, 1
-	h.send(planPreparedMsg{attempt: 1, err: recovery.ErrNoKey})
+	h.send(planPreparedMsg{attempt: 1, err: recovery.ErrNeedPassphrase})
 	if p.state != preflightPassphrase || !p.typing() {
 		t.Fatalf("a missing passphrase is asked for: state %v", p.state)
 	}
@@ -871,5 +872,22 @@ func TestCloseCountsChecksAsLastRun(t *testing.T) {
 	h.key("x")
 	if screen := ansi.Strip(h.screen()); !strings.Contains(screen, "1 checks, as last run: 1 passed, 0 failed") {
 		t.Errorf("close screen:\n%s", screen)
+	}
+}
+
+// Roles the archive needs are missing: pre-flight offers to restore without ownership.
+func TestPreflightOffersNoOwner(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	p := newPreflightScreen(h.m.s, 4, storage.NewDir("local", t.TempDir()), testPlan().Source.Backup)
+	h.m.stack = append(h.m.stack, p)
+	p.state, p.attempt = preflightChecking, 1
+	h.send(planPreparedMsg{attempt: 1, err: fmt.Errorf("%w: roles the archive's objects belong to do not exist on db:5432: app_owner (create them, or restore with --no-owner)", recovery.ErrOwners)})
+	if p.state != preflightFailed || !strings.Contains(h.screen(), "o restore without ownership") {
+		t.Fatalf("the refusal does not offer --no-owner:\n%s", h.screen())
+	}
+	h.key("o")
+	if !p.noOwner || p.attempt != 2 {
+		t.Errorf("o did not prepare again without ownership: noOwner %v attempt %d", p.noOwner, p.attempt)
 	}
 }

@@ -29,7 +29,10 @@ type preflightScreen struct {
 	fromDB  string // the backup's database, confirmed by the operator when it is not the target
 	started bool   // the plan went to the restore, which owns it now
 	scroll  int    // first line shown of the warnings and checks, which may not all fit
+	noOwner bool   // the operator chose to restore without ownership, here or with --no-owner
 }
+
+var keyNoOwner = key.NewBinding(key.WithKeys("o"), key.WithHelp("o", "restore without ownership"))
 
 type preflightState int
 
@@ -50,7 +53,7 @@ type planPreparedMsg struct {
 var keyRetry = key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "check again"))
 
 func newPreflightScreen(s *session, step int, loc storage.Location, b storage.Backup) *preflightScreen {
-	return &preflightScreen{s: s, step: step, src: recovery.Source{Location: loc, Backup: b}, decrypt: s.opt.Keys}
+	return &preflightScreen{s: s, step: step, src: recovery.Source{Location: loc, Backup: b}, decrypt: s.opt.Keys, noOwner: s.opt.NoOwner}
 }
 
 func (p *preflightScreen) init() tea.Cmd { return p.prepare() }
@@ -74,7 +77,7 @@ func (p *preflightScreen) prepare() tea.Cmd {
 	}
 	// Copies: the engine may keep a passphrase it was given in its Keys.
 	keys := recovery.Keys{Entities: p.decrypt.Entities, Passphrase: p.decrypt.Passphrase, Signers: p.decrypt.Signers}
-	opts := recovery.Options{Conn: s.opt.Conn, Keys: &keys, NoOwner: s.opt.NoOwner, FromDB: p.fromDB, AllowUnsigned: s.opt.AllowUnsigned, Checks: incident.Checks(s.opt.Runbook), Now: s.opt.Now, Interval: s.opt.Progress}
+	opts := recovery.Options{Conn: s.opt.Conn, Keys: &keys, NoOwner: p.noOwner, FromDB: p.fromDB, AllowUnsigned: s.opt.AllowUnsigned, Checks: incident.Checks(s.opt.Runbook), Now: s.opt.Now, Interval: s.opt.Progress}
 	ctx, src, attempt := s.opt.Context, p.src, p.attempt
 	return func() tea.Msg {
 		plan, err := recovery.Prepare(ctx, src, opts)
@@ -101,7 +104,9 @@ func (p *preflightScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			p.state, p.plan = preflightConfirm, msg.plan
 			p.field = newField(s, "type "+msg.plan.Target+" to start: ", false)
 			return p, p.field.Focus()
-		case errors.Is(msg.err, recovery.ErrNoKey) || (errors.Is(msg.err, recovery.ErrWrongKey) && len(p.decrypt.Entities) == 0) || (errors.Is(msg.err, recovery.ErrWrongKey) && p.decrypt.Passphrase != nil):
+		case errors.Is(msg.err, recovery.ErrNeedPassphrase) || errors.Is(msg.err, recovery.ErrWrongKey) && !errors.Is(msg.err, recovery.ErrNotRecipient) && p.decrypt.Passphrase != nil:
+			// A passphrase is missing, or the one typed was wrong: ask (again). A key that is
+			// not the backup's recipient is not helped by any passphrase.
 			p.state, p.err = preflightPassphrase, msg.err
 			p.field = newField(s, "passphrase: ", true)
 			return p, p.field.Focus()
@@ -153,6 +158,10 @@ func (p *preflightScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			if key.Matches(msg, keyRetry) {
 				return p, p.prepare()
 			}
+			if key.Matches(msg, keyNoOwner) && errors.Is(p.err, recovery.ErrOwners) && !p.noOwner {
+				p.noOwner = true
+				return p, p.prepare()
+			}
 			if key.Matches(msg, keyBack) {
 				p.release()
 			}
@@ -178,11 +187,15 @@ func advice(err error) string {
 	case errors.Is(err, recovery.ErrBadSignature):
 		return "The backup's signature does not verify: it is not what was signed. Choose another backup; nothing was swapped."
 	case errors.Is(err, recovery.ErrNoKey):
-		return "The backup is encrypted: start drconsole with --gpg-key FILE (and --passphrase-file)."
+		return "The backup is encrypted to a key drconsole was not given: start it with --gpg-key FILE (the key named above, from gpg --export-secret-keys)."
 	case errors.Is(err, recovery.ErrCorrupt), errors.Is(err, recovery.ErrTruncated), errors.Is(err, recovery.ErrNotBackup):
 		return "This copy is damaged: choose another backup, or the same one from another location."
+	case errors.Is(err, recovery.ErrNoDatabase):
+		return "The server answers, but has no database of that name: check the name (DB_NAME, --db-url or PGDATABASE)."
 	case errors.Is(err, recovery.ErrDatabase):
-		return "The database server could not be reached: check --db-url / DB_HOST and that PostgreSQL is up."
+		return "The database server could not be reached or refused: check --db-url / DB_HOST, the credentials, and that PostgreSQL is up."
+	case errors.Is(err, recovery.ErrOwners):
+		return "Nothing was changed. Create the roles and check again (r), or restore without ownership (o): every object then belongs to the role drconsole connects as."
 	case errors.Is(err, recovery.ErrPreflight):
 		return "Nothing was changed. Fix what is named above and check again (r)."
 	case errors.Is(err, recovery.ErrChecksFailed):
@@ -267,6 +280,9 @@ func (p *preflightScreen) keys() []key.Binding {
 	case preflightWrongDB:
 		return []key.Binding{key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "restore it anyway")), key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back"))}
 	case preflightFailed:
+		if errors.Is(p.err, recovery.ErrOwners) && !p.noOwner {
+			return []key.Binding{keyNoOwner, keyRetry, keyBack}
+		}
 		return []key.Binding{keyRetry, keyBack}
 	}
 	return []key.Binding{keyBack}
