@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
@@ -30,7 +31,7 @@ type backupsScreen struct {
 	before  time.Time
 	sortBy  int
 	editing int // 0 none, 1 filter, 2 before
-	field   field
+	field   textinput.Model
 	// sigs: who signed each backup looked at so far, by location and key; probing is the
 	// one being read now. Only the highlighted backup is read (its first bytes, with the
 	// key), so the list costs nothing to show.

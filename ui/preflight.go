@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
 
 	"drconsole/incident"
@@ -24,7 +25,7 @@ type preflightScreen struct {
 	state   preflightState
 	plan    *recovery.Plan
 	err     error
-	field   field
+	field   textinput.Model
 	attempt int
 	fromDB  string // the backup's database, confirmed by the operator when it is not the target
 	started bool   // the plan went to the restore, which owns it now

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/progress"
+	"charm.land/bubbles/v2/spinner"
 	tea "charm.land/bubbletea/v2"
 
 	"drconsole/checklists"
@@ -27,6 +29,7 @@ type progressScreen struct {
 	log     []string
 	started time.Time
 	running bool
+	spin    spinner.Model
 	confirm bool
 	err     error
 }
@@ -42,7 +45,8 @@ type (
 var keyCancel = key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "cancel restore"))
 
 func newProgressScreen(s *session, step int, plan *recovery.Plan) *progressScreen {
-	return &progressScreen{s: s, step: step, plan: plan, last: recovery.Event{ETA: -1}}
+	return &progressScreen{s: s, step: step, plan: plan, last: recovery.Event{ETA: -1},
+		spin: spinner.New(spinner.WithSpinner(spinner.Line), spinner.WithStyle(s.st.Accent))}
 }
 
 func (p *progressScreen) init() tea.Cmd {
@@ -65,7 +69,7 @@ func (p *progressScreen) init() tea.Cmd {
 		done()                                       // the scratch database is dropped or kept by now: a hang-up may exit
 		ch <- restoreFinishedMsg{att: att, err: err} // always delivered: the reader is re-armed until it comes
 	}()
-	return waitForRestore(ch)
+	return tea.Batch(waitForRestore(ch), p.spin.Tick)
 }
 
 func waitForRestore(ch <-chan tea.Msg) tea.Cmd {
@@ -85,6 +89,13 @@ func (p *progressScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		}
 		p.last = mergeFigures(p.last, e)
 		return p, waitForRestore(p.events)
+	case spinner.TickMsg:
+		if !p.running {
+			return p, nil
+		}
+		var cmd tea.Cmd
+		p.spin, cmd = p.spin.Update(msg)
+		return p, cmd
 	case restoreFinishedMsg:
 		p.running, s.cancelWork, p.confirm = false, nil, false
 		p.err = msg.err
@@ -139,16 +150,6 @@ func mergeFigures(last, e recovery.Event) recovery.Event {
 	return out
 }
 
-// bar draws a progress bar of width w for frac in [0,1].
-func bar(frac float64, w int) string {
-	if w < 3 {
-		return ""
-	}
-	frac = min(max(frac, 0), 1)
-	n := int(frac * float64(w))
-	return strings.Repeat("█", n) + strings.Repeat("░", w-n)
-}
-
 func (p *progressScreen) view(w, h int) string {
 	s := p.s
 	e := p.last
@@ -163,7 +164,9 @@ func (p *progressScreen) view(w, h int) string {
 	if size > 0 {
 		frac = float64(e.Read) / float64(size)
 	}
-	b.WriteString(bar(frac, w-8) + fmt.Sprintf(" %3.0f%%", frac*100) + "\n")
+	bar := progress.New(progress.WithFillCharacters('█', '░'), progress.WithWidth(max(w-1, 10)))
+	bar.FullColor, bar.EmptyColor = s.st.BarFull, s.st.BarEmpty
+	b.WriteString(bar.ViewAs(min(max(frac, 0), 1)) + "\n")
 	eta := "?"
 	if e.ETA >= 0 && e.Read > 0 {
 		eta = clockText(e.ETA)
@@ -195,7 +198,7 @@ func (p *progressScreen) view(w, h int) string {
 	case p.confirm:
 		b.WriteString(s.st.Danger.Render("Cancel the restore? The scratch database is dropped; the live one is untouched. (y/n)") + "\n")
 	case p.running:
-		b.WriteString(s.st.Stage(string(e.Stage)) + "\n")
+		b.WriteString(p.spin.View() + " " + s.st.Stage(string(e.Stage)) + "\n")
 	case p.err != nil:
 		b.WriteString(s.st.Danger.Render(wrap("✗ "+p.err.Error(), w)) + "\n" + wrap(advice(p.err), w) + "\n")
 	default:

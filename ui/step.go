@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
+	"charm.land/bubbles/v2/viewport"
 	tea "charm.land/bubbletea/v2"
 
 	"drconsole/checklists"
@@ -26,9 +28,9 @@ type stepScreen struct {
 	step    checklists.Step
 	cur     cursor // over the commands
 	mode    stepMode
-	note    field
-	output  []string // the last command's output
-	scroll  int
+	note    textinput.Model
+	output  viewport.Model // the last command's output, scrolled with pgup/pgdn
+	hasOut  bool
 	running bool
 }
 
@@ -67,6 +69,14 @@ func newStepScreen(s *session, n int) *stepScreen {
 	return &stepScreen{s: s, n: n, step: st, cur: cursor{n: len(st.Commands)}, note: newField(s, "note: ", false)}
 }
 
+// setOutput shows a command's output in an 8-line viewport, lines wrapped, never cut.
+func (st *stepScreen) setOutput(text string) {
+	st.output = viewport.New(viewport.WithWidth(max(st.s.width-2, 10)), viewport.WithHeight(8))
+	st.output.SoftWrap = true
+	st.output.SetContent(text)
+	st.hasOut = true
+}
+
 // runnable reports whether the selected command may be run from the console: not one the
 // runbook keeps for reference only (the legacy restore script and its placeholder password).
 func (st *stepScreen) runnable() bool {
@@ -90,11 +100,12 @@ func (st *stepScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			s.cancelWork = nil
 		}
 		st.running = false
-		st.output = strings.Split(strings.TrimRight(msg.output, "\n"), "\n")
+		out := strings.TrimRight(msg.output, "\n")
 		if msg.err != nil {
-			st.output = append(st.output, "error: "+msg.err.Error())
+			out += "\nerror: " + msg.err.Error()
 		}
-		st.scroll = max(len(st.output)-8, 0)
+		st.setOutput(out)
+		st.output.GotoBottom() // where errors are
 		return st, nil
 	case tea.KeyPressMsg:
 		k := msg.String()
@@ -128,10 +139,10 @@ func (st *stepScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		}
 		switch k { // before the cursor, which takes pgup/pgdown too
 		case "pgup":
-			st.scroll = max(st.scroll-8, 0)
+			st.output.PageUp()
 			return st, nil
 		case "pgdown":
-			st.scroll = max(min(st.scroll+8, len(st.output)-8), 0)
+			st.output.PageDown()
 			return st, nil
 		}
 		if st.cur.move(k) {
@@ -193,7 +204,7 @@ func (st *stepScreen) run() tea.Cmd {
 		env = s.opt.Conn.Env(s.opt.Conn.Database)
 	}
 	st.running = true
-	st.output = []string{"running…"}
+	st.setOutput("running…")
 	if drill {
 		return func() tea.Msg {
 			if j != nil {
@@ -244,7 +255,7 @@ func (st *stepScreen) run() tea.Cmd {
 func (st *stepScreen) health(url string) tea.Cmd {
 	n, j, ctx := st.n, st.s.journal, st.s.opt.Context
 	st.running = true
-	st.output = []string{"checking " + url + " …"}
+	st.setOutput("checking " + url + " …")
 	return func() tea.Msg {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -333,10 +344,10 @@ func (st *stepScreen) view(w, h int) string {
 	case stepNoteDone, stepNoteSkip:
 		b.WriteString("\n" + st.note.View() + "\n" + s.st.Muted.Render("enter to save · esc to cancel") + "\n")
 	}
-	if len(st.output) > 0 {
+	if st.hasOut {
 		b.WriteString("\n" + s.st.Muted.Render("Output:") + "\n")
-		end := min(st.scroll+8, len(st.output))
-		for _, l := range st.output[st.scroll:end] {
+		st.output.SetWidth(max(w-2, 10))
+		for _, l := range strings.Split(st.output.View(), "\n") {
 			b.WriteString("  " + l + "\n")
 		}
 	}
@@ -349,7 +360,7 @@ func (st *stepScreen) keys() []key.Binding {
 	if len(st.step.Commands) > 0 {
 		ks = append(ks, keyRun, keyCopy, keyMove)
 	}
-	if len(st.output) > 0 {
+	if st.hasOut {
 		ks = append(ks, keyScroll)
 	}
 	return append(ks, keyBack)

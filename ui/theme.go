@@ -4,6 +4,7 @@ import (
 	"image/color"
 
 	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/textinput"
 	"charm.land/lipgloss/v2"
 )
 
@@ -32,6 +33,8 @@ func PlainTheme() Theme { return Theme{Plain: true} }
 type Styles struct {
 	Title, Header, Muted, Accent, Danger, Success, Warning, Selected, Drill, Bold lipgloss.Style
 	Help                                                                          help.Styles
+	Input                                                                         textinput.Styles
+	BarFull, BarEmpty                                                             color.Color // the progress bar's; nil in the plain theme
 }
 
 func newStyles(t Theme) Styles {
@@ -54,9 +57,17 @@ func newStyles(t Theme) Styles {
 		Drill:    fg(t.Warning).Bold(true).Reverse(true),
 		Bold:     base.Bold(true),
 	}
+	s.Input = textinput.Styles{
+		Focused: textinput.StyleState{Prompt: s.Bold, Text: base, Placeholder: s.Muted},
+		Blurred: textinput.StyleState{Prompt: s.Muted, Text: s.Muted, Placeholder: s.Muted},
+		Cursor:  textinput.CursorStyle{Color: t.Accent, Blink: false},
+	}
+	s.BarFull, s.BarEmpty = t.Accent, t.Muted
 	if t.Plain {
+		s.BarFull, s.BarEmpty = nil, nil
 		s.Selected = base.Bold(true)
 		s.Help = help.Styles{}
+		s.Input.Cursor.Color = nil
 	} else {
 		s.Help = help.DefaultDarkStyles()
 	}
