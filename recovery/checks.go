@@ -178,21 +178,29 @@ func liveTablesCheck(ctx context.Context, restored, live *pgx.Conn, liveName str
 
 func runbookChecks(ctx context.Context, conn, live *pgx.Conn, database, compareWith string, app []Check) []CheckResult {
 	var out []CheckResult
-	applied := 0
+	gated, gatedApplied := 0, 0
 	for _, chk := range app {
 		r := runCheck(ctx, conn, live, database, compareWith, chk)
-		if r.Status != CheckSkip {
-			applied++
+		if chk.Table != "" {
+			gated++
+			if r.Status != CheckSkip {
+				gatedApplied++
+			}
 		}
 		out = append(out, r)
 	}
-	// Checks that all skip verify nothing: say so, rather than look like a clean result.
+	// Checks that find none of their tables are another schema's: they verify nothing here,
+	// and saying so beats a clean-looking list (or a warning about a table this
+	// application never had).
 	switch {
 	case len(app) == 0:
 		out = append(out, CheckResult{Name: "application checks", Status: CheckInfo, Detail: "the runbook defines none (checks: in the runbook file)"})
-	case applied == 0:
+	case gated > 0 && gatedApplied == 0:
+		for i := range out {
+			out[i].Status, out[i].Detail, out[i].Actual, out[i].Expected = CheckSkip, "not this database's schema", "", ""
+		}
 		out = append(out, CheckResult{Name: "application checks", Status: CheckWarn,
-			Detail: fmt.Sprintf("none of the runbook's %d checks applies: this database has none of the tables they read, so nothing application-specific was verified", len(app))})
+			Detail: fmt.Sprintf("none of the runbook's %d checks applies: this database has none of the tables they read, so nothing application-specific was verified (give the runbook this application's checks)", len(app))})
 	}
 	for _, chk := range GenericChecks {
 		out = append(out, runCheck(ctx, conn, live, database, compareWith, chk))

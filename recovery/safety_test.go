@@ -363,3 +363,30 @@ func TestKeyMessagesSayWhatIsNeeded(t *testing.T) {
 		t.Errorf("symmetric without a passphrase: %v", err)
 	}
 }
+
+// On another application's schema the runbook's checks verify nothing, and the result
+// says so rather than looking clean.
+func TestChecksOnAnotherSchemaSaySo(t *testing.T) {
+	f := newFixture(t)
+	other := f.c.NewDB(t)
+	f.c.Exec(t, other, `CREATE TABLE orders (id int PRIMARY KEY)`)
+	results := RunChecks(context.Background(), f.conn(t), other, "", shippedChecks())
+	var summary *CheckResult
+	for i, r := range results {
+		if r.Name == "application checks" {
+			summary = &results[i]
+		} else if r.Status != CheckSkip && r.Status != CheckInfo {
+			t.Errorf("%s: %s %s", r.Name, r.Status, r.Detail)
+		}
+	}
+	if summary == nil || summary.Status != CheckWarn || !strings.Contains(summary.Detail, "nothing application-specific was verified") {
+		t.Errorf("no warning that nothing was verified: %+v", results)
+	}
+	// On the application's own schema they run and pass.
+	results = RunChecks(context.Background(), f.conn(t), f.db, "", shippedChecks())
+	for _, r := range results {
+		if r.Name == "application checks" || r.Status == CheckSkip || r.Status == CheckWarn {
+			t.Errorf("on the application's schema: %s %s %s", r.Name, r.Status, r.Detail)
+		}
+	}
+}

@@ -279,24 +279,31 @@ func (bs *backupsScreen) probe() tea.Cmd {
 func (bs *backupsScreen) signatureLine(b storage.Backup, w int) string {
 	s := bs.s
 	p, done := bs.sigs[probeID(b)]
-	trusted := len(s.opt.Keys.Signers) > 0
-	switch {
-	case !done:
+	if !done {
 		return s.st.Muted.Render("signature: reading…")
-	case errors.Is(p.err, recovery.ErrNoKey):
-		return s.st.Muted.Render(ansiCut("signature: read at pre-flight, where the passphrase is asked", w))
-	case p.err != nil:
-		return s.st.Danger.Render(ansiCut("✗ cannot be read: "+p.err.Error(), w))
-	case p.sig.Trusted:
-		return s.st.Success.Render(ansiCut("✓ "+p.sig.String()+", a trusted signer (verified as it streams)", w))
-	case trusted && p.sig.Signed:
-		return s.st.Danger.Render(ansiCut("✗ "+p.sig.String()+": not a trusted signer", w))
-	case trusted:
-		return s.st.Danger.Render(ansiCut("✗ not signed, and a trusted signer is required (--signer-key)", w))
-	case p.sig.Signed:
-		return s.st.Muted.Render(ansiCut(p.sig.String()+": not checked (no --signer-key)", w))
 	}
-	return s.st.Warning.Render(ansiCut("! not signed: nothing proves this backup is yours", w))
+	return bs.signatureText(p, len(s.opt.Keys.Signers) > 0, w)
+}
+
+// signatureText is what the first bytes said, wrapped: whose signature is what the
+// ransomware question turns on.
+func (bs *backupsScreen) signatureText(p sigProbe, trusted bool, w int) string {
+	s := bs.s
+	switch {
+	case errors.Is(p.err, recovery.ErrNoKey):
+		return s.st.Muted.Render(wrap("signature: read at pre-flight, where the passphrase is asked", w))
+	case p.err != nil:
+		return s.st.Danger.Render(wrap("✗ cannot be read: "+p.err.Error(), w))
+	case p.sig.Trusted:
+		return s.st.Success.Render(wrap("✓ "+p.sig.String()+", a trusted signer (verified as it streams)", w))
+	case trusted && p.sig.Signed:
+		return s.st.Danger.Render(wrap("✗ "+p.sig.String()+": not a trusted signer", w))
+	case trusted:
+		return s.st.Danger.Render(wrap("✗ not signed, and a trusted signer is required (--signer-key)", w))
+	case p.sig.Signed:
+		return s.st.Muted.Render(wrap(p.sig.String()+": not checked (no --signer-key)", w))
+	}
+	return s.st.Warning.Render(wrap("! not signed: nothing proves this backup is yours", w))
 }
 
 // parseWhen reads a time the operator typed, in UTC.
@@ -492,7 +499,7 @@ func (bs *backupsScreen) detail(bk storage.Backup, w int) []string {
 	if bs.ours(bk) && !s.meetsRPO(bk) {
 		out = append(out, s.st.Warning.Render(wrap(fmt.Sprintf("older than the %s RPO before the incident started", checklists.FormatDuration(s.scenario.RPO)), w)))
 	}
-	return append(out, bs.signatureLine(bk, w))
+	return append(out, strings.Split(bs.signatureLine(bk, w), "\n")...)
 }
 
 // layers says, outermost first, what the name says the file is.

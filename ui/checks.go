@@ -263,11 +263,8 @@ func (c *checksScreen) view(w, h int) string {
 		b.WriteString(strings.TrimRight(line, " ") + "\n")
 		if r.Detail != "" && (r.Status == recovery.CheckFail || r.Status == recovery.CheckWarn) {
 			detail := strings.ReplaceAll(r.Detail, "\n", "; ")
-			if r.Status == recovery.CheckFail { // what blocks the swap is read whole
-				b.WriteString(s.st.Muted.Render(indent(detail, w, 8)) + "\n")
-			} else {
-				b.WriteString(s.st.Muted.Render("        "+ansiCut(detail, w-8)) + "\n")
-			}
+			// What blocks the swap, or needs a look, is read whole.
+			b.WriteString(s.st.Muted.Render(indent(detail, w, 8)) + "\n")
 		}
 	}
 	return b.String()
