@@ -127,7 +127,7 @@ func check(ctx context.Context, a *app, cn *recovery.Conn, dropScratch, dropKept
 	}
 	var dropErr error
 	for _, l := range list {
-		drop := !l.InUse && (l.Role == recovery.RoleScratch && dropScratch || l.Role == recovery.RoleKept && dropKept)
+		drop := l.Droppable() && (l.Role == recovery.RoleScratch && dropScratch || l.Role == recovery.RoleKept && dropKept)
 		if !drop {
 			out.Leftovers = append(out.Leftovers, l)
 			say("  %s", l.Describe(now))
@@ -155,10 +155,11 @@ func check(ctx context.Context, a *app, cn *recovery.Conn, dropScratch, dropKept
 	return run.Err()
 }
 
+// countRole counts the leftovers of a role that drconsole would drop.
 func countRole(list []recovery.Leftover, role string) int {
 	n := 0
 	for _, l := range list {
-		if l.Role == role && !l.InUse {
+		if l.Role == role && l.Droppable() {
 			n++
 		}
 	}

@@ -131,8 +131,14 @@ func (l Leftover) Facts(now time.Time) []string {
 	if l.InUse {
 		parts = append(parts, "in use by a running restore")
 	}
+	if !l.Marked {
+		parts = append(parts, "unmarked: only its name says it is a restore's, drconsole does not drop it")
+	}
 	return parts
 }
+
+// Droppable: drconsole drops it when asked (DropLeftover checks again on the server).
+func (l Leftover) Droppable() bool { return l.Marked && !l.InUse }
 
 func shortAge(d time.Duration) string {
 	switch {
@@ -226,7 +232,7 @@ func leftoverOf(name, comment string) (Leftover, bool) {
 }
 
 // DropLeftover drops one database FindLeftovers lists, after checking again that it is a
-// leftover and not in use: names are never taken on trust.
+// marked leftover and not in use: names are never taken on trust.
 func DropLeftover(ctx context.Context, c *Conn, name string) error {
 	admin, err := connectAdmin(ctx, c)
 	if err != nil {
@@ -244,16 +250,23 @@ func DropLeftover(ctx context.Context, c *Conn, name string) error {
 		if l.InUse {
 			return fmt.Errorf("%w: %s belongs to a restore that is running now; not dropped", ErrPreflight, name)
 		}
+		if !l.Marked {
+			// Only the name says it is a restore's: another tool, or a person, may have
+			// made it. Nothing drconsole did not make is dropped on a name.
+			return fmt.Errorf("%w: %s is named like a restore's database but carries no drconsole mark; not dropped (look at it, then DROP DATABASE it yourself if it is not needed)", ErrPreflight, name)
+		}
 		return dropDatabase(c, name)
 	}
 	return fmt.Errorf("%w: %q is not a database drconsole left on %s; not dropped", ErrPreflight, name, c.Server())
 }
 
-// Repair undoes what an interrupted swap of an older drconsole could leave: a database
-// refusing every connection (ALLOW_CONNECTIONS false committed before the renames). A
-// database refusing connections is an outage, so it is repaired without asking when it
-// is drconsole's: marked, named like a restore's, or beside one of a restore's databases.
-// It returns what it did, in words. Databases someone else closed are left alone.
+// Repair undoes what an interrupted swap of an older drconsole could leave: a live
+// database refusing every connection (it committed ALLOW_CONNECTIONS false before its
+// renames). That is an outage, so it is repaired without asking, but only for a database
+// that is not itself a restore's copy and has one of a restore's databases beside it
+// (<name>_restore_… or <name>_pre_restore_…). This drconsole never closes a database, so
+// a copy refusing connections was closed by someone on purpose, and is left alone, as is
+// every other database someone closed. It returns what it did, in words.
 func Repair(ctx context.Context, c *Conn) ([]string, error) {
 	admin, err := connectAdmin(ctx, c)
 	if err != nil {
@@ -279,9 +292,11 @@ func Repair(ctx context.Context, c *Conn) ([]string, error) {
 	}
 	var did []string
 	for _, d := range list {
-		_, ours := leftoverOf(d.name, d.comment)
-		if !ours && !d.sibling {
+		if _, copy := leftoverOf(d.name, d.comment); copy || !d.sibling {
 			continue
+		}
+		if _, marked := parseMarker(d.comment); marked {
+			continue // a test restore's database: never swapped, never closed by drconsole
 		}
 		if _, err := admin.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{d.name}.Sanitize()+" ALLOW_CONNECTIONS true"); err != nil {
 			return did, fmt.Errorf("%w: %s refuses every connection and could not be reopened: %v", ErrDatabase, d.name, pgMessage(err))

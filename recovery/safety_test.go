@@ -183,10 +183,19 @@ func TestLeftoversFoundAndDropped(t *testing.T) {
 		if !strings.Contains(l.Describe(time.Now()), n) {
 			t.Errorf("describe: %s", l.Describe(time.Now()))
 		}
-		if err := DropLeftover(ctx, f.conn(t), n); err != nil {
-			t.Fatal(err)
-		}
 	}
+	if err := DropLeftover(ctx, f.conn(t), plan.Scratch); err != nil {
+		t.Fatal(err)
+	}
+	// A database only named like a restore's (another tool's, a person's) is listed but
+	// never dropped: the name proves nothing.
+	if l := findLeftover(list, bare); l.Marked || l.Droppable() || !strings.Contains(l.Describe(time.Now()), "unmarked") {
+		t.Errorf("an unmarked database: %+v, %s", l, l.Describe(time.Now()))
+	}
+	if err := DropLeftover(ctx, f.conn(t), bare); !errors.Is(err, ErrPreflight) || !strings.Contains(err.Error(), "no drconsole mark") || !contains(f.c.Databases(t), bare) {
+		t.Fatalf("DropLeftover of an unmarked database: %v", err)
+	}
+	f.c.Exec(t, "postgres", `DROP DATABASE "`+bare+`"`)
 	// Only drconsole's databases are dropped, whatever the name given.
 	if err := DropLeftover(ctx, f.conn(t), f.db); !errors.Is(err, ErrPreflight) {
 		t.Fatalf("DropLeftover of the live database: %v", err)
@@ -211,8 +220,14 @@ func TestRepairReopensWhatAnInterruptedSwapClosed(t *testing.T) {
 	f.c.CreateDB(t, f.db+"_restore_20240101_000000") // the sign of an interrupted swap
 	f.c.Exec(t, "postgres", `ALTER DATABASE "`+f.db+`" ALLOW_CONNECTIONS false`)
 	someone := f.c.NewDB(t)
-	f.c.Exec(t, "postgres", `ALTER DATABASE "`+someone+`" ALLOW_CONNECTIONS false`)
-	t.Cleanup(func() { f.c.Exec(t, "postgres", `ALTER DATABASE "`+someone+`" ALLOW_CONNECTIONS true`) })
+	// A kept copy closed on purpose (so nobody writes to the evidence) stays closed, and so
+	// does any database someone else closed.
+	kept := f.db + "_pre_restore_20240101_000000"
+	f.c.CreateDB(t, kept)
+	for _, db := range []string{someone, kept} {
+		f.c.Exec(t, "postgres", `ALTER DATABASE "`+db+`" ALLOW_CONNECTIONS false`)
+		t.Cleanup(func() { f.c.Exec(t, "postgres", `ALTER DATABASE "`+db+`" ALLOW_CONNECTIONS true`) })
+	}
 	did, err := Repair(context.Background(), f.conn(t))
 	if err != nil {
 		t.Fatal(err)
@@ -223,8 +238,8 @@ func TestRepairReopensWhatAnInterruptedSwapClosed(t *testing.T) {
 	if got := fingerprint(t, f.c, f.db); got != f.print {
 		t.Error("live changed")
 	}
-	if rows := f.c.Query(t, "postgres", `SELECT datallowconn FROM pg_database WHERE datname = '`+someone+`'`); rows[0][0] != "f" {
-		t.Error("a database closed by someone else was reopened")
+	if rows := f.c.Query(t, "postgres", `SELECT datname FROM pg_database WHERE NOT datallowconn AND datname IN ('`+someone+`', '`+kept+`')`); len(rows) != 2 {
+		t.Errorf("a database closed by someone else was reopened: still closed %v", rows)
 	}
 }
 
@@ -388,5 +403,45 @@ func TestChecksOnAnotherSchemaSaySo(t *testing.T) {
 		if r.Name == "application checks" || r.Status == CheckSkip || r.Status == CheckWarn {
 			t.Errorf("on the application's schema: %s %s %s", r.Name, r.Status, r.Detail)
 		}
+	}
+}
+
+// A session in another database holding a lock on the live database (an open
+// transaction that commented on it) is ended, not waited for: the swap does not leave
+// production waiting on somebody's forgotten transaction.
+func TestSwapEndsWhoeverHoldsALockOnLive(t *testing.T) {
+	f := newFixture(t)
+	name := f.backupJob(t, "20240125_120000")
+	ctx := context.Background()
+	plan, err := Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t), Keys: f.keys(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := plan.Restore(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder, err := pgx.Connect(ctx, f.c.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	if _, err := holder.Exec(ctx, `BEGIN; COMMENT ON DATABASE "`+f.db+`" IS 'someone forgot to commit'`); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	sw, err := r.Swap(ctx, nil, SwapOptions{})
+	if err != nil {
+		t.Fatalf("swap with a lock held on live (after %s): %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	if err := holder.Ping(ctx); err == nil {
+		t.Error("the session holding a lock on live was not ended")
+	}
+	if got := fingerprint(t, f.c, f.db); got != f.print {
+		t.Errorf("live after the swap:\n got %s\nwant %s", got, f.print)
+	}
+	// Its uncommitted comment died with it; the kept copy carries drconsole's mark.
+	if l := findLeftover(mustLeftovers(t, f), sw.Kept); l == nil || l.Role != RoleKept {
+		t.Errorf("kept copy: %+v", l)
 	}
 }

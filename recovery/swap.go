@@ -193,11 +193,12 @@ func (p *Plan) swap(ctx context.Context, admin *pgx.Conn, in SwapIntent, say fun
 			break
 		}
 		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || pe.Code != "55006" || attempt >= swapAttempts || ctx.Err() != nil {
+		if !errors.As(err, &pe) || (pe.Code != "55006" && pe.Code != "55P03") || attempt >= swapAttempts || ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: swapping %s and %s: %v", ErrDatabase, in.Target, in.Scratch, pgMessage(err))
 		}
-		// Sessions kept connecting faster than they were ended; nothing changed.
-		say("sessions keep connecting to %s (%s); trying again (%d of %d)", in.Target, pgMessage(err), attempt+1, swapAttempts)
+		// Sessions kept connecting, or holding a lock on a database, faster than they were
+		// ended; nothing changed.
+		say("sessions keep using %s (%s); trying again (%d of %d)", in.Target, pgMessage(err), attempt+1, swapAttempts)
 	}
 	faultpoint(ctx, "swap-committed")
 	// Read back what the catalog now says, rather than trust the commit's answer.
@@ -220,9 +221,15 @@ func (p *Plan) swap(ctx context.Context, admin *pgx.Conn, in SwapIntent, say fun
 func (p *Plan) renames(ctx context.Context, admin *pgx.Conn, in SwapIntent) error {
 	live, scratch, kept := pgx.Identifier{in.Target}.Sanitize(), pgx.Identifier{in.Scratch}.Sanitize(), pgx.Identifier{in.Kept}.Sanitize()
 	return pgx.BeginFunc(ctx, admin, func(tx pgx.Tx) error {
-		// A lock someone else holds on a database must not hold the swap for ever.
-		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '30s'"); err != nil {
-			return err
+		// Nothing may hold the swap, and the swap may hold nothing, for long: whoever holds
+		// a lock on either database is ended meanwhile (endSessionsWhile), so a lock not
+		// granted in 5 s is a retry; and a drconsole stopped (SIGSTOP, a frozen VM) inside
+		// this transaction is rolled back by the server after 10 s, so it never holds the
+		// live database's name hostage.
+		for _, set := range []string{"SET LOCAL lock_timeout = '5s'", "SET LOCAL idle_in_transaction_session_timeout = '10s'"} {
+			if _, err := tx.Exec(ctx, set); err != nil {
+				return err
+			}
 		}
 		var stmts []string
 		if in.Mode == ModeSwap {
@@ -306,9 +313,11 @@ func connectSettling(ctx context.Context, c *Conn) (*pgx.Conn, error) {
 	}
 }
 
-// endSessionsWhile ends, from a session of its own, every session on the named databases
-// and every session waiting to connect to them (those show only in pg_locks), until stop
-// is called: the rename waits up to 5 s for other sessions to go, and this makes them go.
+// endSessionsWhile ends, from a session of its own, every session on the named databases,
+// every session waiting to connect to them (those show only in pg_locks) and every session
+// holding a lock on them from another database (an open COMMENT ON DATABASE, GRANT …),
+// until stop is called: the rename waits up to 5 s for other sessions to go and for its
+// lock, and this makes them go.
 func endSessionsWhile(ctx context.Context, c *Conn, names []string, oids []int64, except uint32) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -325,7 +334,7 @@ func endSessionsWhile(ctx context.Context, c *Conn, names []string, oids []int64
 			_, _ = conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM (
 				SELECT pid FROM pg_stat_activity WHERE datname = ANY($1) AND pid <> $3 AND pid <> pg_backend_pid()
 				UNION SELECT pid FROM pg_locks WHERE locktype = 'object' AND classid = 'pg_database'::regclass
-					AND objid::bigint = ANY($2) AND NOT granted AND pid <> $3) s`, names, oids, except)
+					AND objid::bigint = ANY($2) AND pid <> $3 AND pid <> pg_backend_pid()) s`, names, oids, except)
 			select {
 			case <-ctx.Done():
 				return

@@ -52,7 +52,10 @@ func FindTools(ctx context.Context, binDir string) (*Tools, error) {
 		if t.Restore == "" {
 			continue
 		}
-		out, err := exec.CommandContext(ctx, t.Restore, "--version").Output()
+		version := exec.CommandContext(ctx, t.Restore, "--version")
+		version.Env = libpqFreeEnviron() // like every child: none of drconsole's secrets
+		version.SysProcAttr = childAttr()
+		out, err := version.Output()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s --version failed: %v", ErrPreflight, t.Restore, err)
 		}

@@ -93,7 +93,7 @@ func (l *leftoversScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		if l.cur.move(k) {
 			return l, nil
 		}
-		if key.Matches(msg, keyDrop) && l.cur.n > 0 && !l.working && !l.list[l.cur.i].InUse {
+		if key.Matches(msg, keyDrop) && l.cur.n > 0 && !l.working && l.list[l.cur.i].Droppable() {
 			l.confirm = true
 		}
 	}
@@ -128,6 +128,8 @@ func (l *leftoversScreen) view(w, h int) string {
 			b.WriteString(s.st.Danger.Render(wrap("Drop "+sel.Name+", the copy of a restore that never went live? (y/n)", w)) + "\n")
 		case sel.InUse:
 			b.WriteString(s.st.Muted.Render(wrap(sel.Name+" belongs to a restore that is running now: it is not dropped.", w)) + "\n")
+		case !sel.Marked:
+			b.WriteString(s.st.Muted.Render(wrap(sel.Name+" is only named like a restore's database; it has no drconsole mark, so drconsole does not drop it.", w)) + "\n")
 		default:
 			b.WriteString(s.st.Muted.Render("d drops the selected database, after you confirm.") + "\n")
 		}
