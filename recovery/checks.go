@@ -102,9 +102,10 @@ func RunChecks(ctx context.Context, c *Conn, database, compareWith string, app [
 
 // checkRestored runs, over one connection, the checks that prove the restore went
 // right and then the runbook's checks. compareWith is the live database the copy would
-// replace ("" when it replaces none).
-func checkRestored(ctx context.Context, c *Conn, database, compareWith string, arch *Archive, app []Check) []CheckResult {
-	conn, err := c.Connect(ctx, database)
+// replace ("" when it replaces none). The copy is read as restored (the sandbox role),
+// the live database as admin.
+func checkRestored(ctx context.Context, restored, admin *Conn, database, compareWith string, arch *Archive, app []Check) []CheckResult {
+	conn, err := restored.Connect(ctx, database)
 	if err != nil {
 		return []CheckResult{{Name: "restored database reachable", Status: CheckFail, Blocking: true, Detail: err.Error()}}
 	}
@@ -112,7 +113,7 @@ func checkRestored(ctx context.Context, c *Conn, database, compareWith string, a
 	out := restoreChecks(ctx, conn, arch)
 	var live *pgx.Conn
 	if compareWith != "" && compareWith != database {
-		live, err = c.Connect(ctx, compareWith)
+		live, err = admin.Connect(ctx, compareWith)
 		if err != nil {
 			live = nil
 			out = append(out, CheckResult{Name: "tables of " + compareWith + " in the copy", Status: CheckFail, Blocking: true, Confirm: true,

@@ -195,6 +195,21 @@ func (f *fixture) assertUntouched(t *testing.T, want string) {
 	if left := f.databasesLike(t, f.db+"_restore_"); len(left) > 0 {
 		t.Errorf("scratch databases left behind: %v", left)
 	}
+	if roles := f.loadRoles(t); len(roles) > 0 {
+		t.Errorf("loading roles left behind: %v", roles)
+	}
+}
+
+// loadRoles lists the sandbox roles of restores of the fixture's database.
+func (f *fixture) loadRoles(t testing.TB) []string {
+	t.Helper()
+	var out []string
+	for _, r := range f.c.Query(t, "postgres", `SELECT rolname, coalesce(shobj_description(oid, 'pg_authid'), '') FROM pg_roles WHERE rolname LIKE 'drconsole\_load\_%'`) {
+		if m, ok := parseMarker(r[1]); ok && m.Target == f.db || !ok {
+			out = append(out, r[0])
+		}
+	}
+	return out
 }
 
 // pgDump runs the cluster's pg_dump on the live database with args and writes the

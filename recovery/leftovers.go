@@ -60,7 +60,7 @@ func parseMarker(comment string) (Marker, bool) {
 func commentStatement(database, text string) string {
 	lit := "NULL"
 	if text != "" {
-		lit = "E'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(text) + "'"
+		lit = escapeLiteral(text)
 	}
 	return "COMMENT ON DATABASE " + pgx.Identifier{database}.Sanitize() + " IS " + lit
 }
@@ -82,6 +82,9 @@ type Leftover struct {
 	Since  time.Time `json:"since,omitzero"`   // when its restore started
 	Size   int64     `json:"size_bytes"`       // -1: unknown (no privilege to read it)
 	Marked bool      `json:"marked"`           // it carries drconsole's mark (else known by its name only)
+	// LoadRole is the sandbox role of the restore that made it, when it still owns it (the
+	// restore never finished); dropped with it.
+	LoadRole string `json:"load_role,omitempty"`
 	// InUse: a restore of Target is running now (its lock is held, or sessions are on the
 	// database): not a leftover yet, and never dropped.
 	InUse bool `json:"in_use,omitempty"`
@@ -165,18 +168,19 @@ func FindLeftovers(ctx context.Context, c *Conn) ([]Leftover, error) {
 func findLeftovers(ctx context.Context, admin *pgx.Conn) ([]Leftover, error) {
 	rows, err := admin.Query(ctx, `SELECT d.datname, coalesce(shobj_description(d.oid, 'pg_database'), ''),
 			CASE WHEN has_database_privilege(d.oid, 'CONNECT') THEN pg_database_size(d.oid) ELSE -1 END,
-			(SELECT count(*) FROM pg_stat_activity a WHERE a.datid = d.oid)
+			(SELECT count(*) FROM pg_stat_activity a WHERE a.datid = d.oid),
+			pg_get_userbyid(d.datdba), coalesce(shobj_description(d.datdba, 'pg_authid'), '')
 		FROM pg_database d WHERE NOT d.datistemplate`)
 	if err != nil {
 		return nil, fmt.Errorf("%w: listing databases: %v", ErrDatabase, pgMessage(err))
 	}
 	type row struct {
-		name, comment string
-		size, conns   int64
+		name, comment, owner, ownerComment string
+		size, conns                        int64
 	}
 	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
 		var x row
-		return x, r.Scan(&x.name, &x.comment, &x.size, &x.conns)
+		return x, r.Scan(&x.name, &x.comment, &x.size, &x.conns, &x.owner, &x.ownerComment)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: listing databases: %v", ErrDatabase, pgMessage(err))
@@ -184,6 +188,15 @@ func findLeftovers(ctx context.Context, admin *pgx.Conn) ([]Leftover, error) {
 	var out []Leftover
 	for _, d := range all {
 		l, ok := leftoverOf(d.name, d.comment)
+		if m, sandboxed := parseMarker(d.ownerComment); sandboxed && m.Role == RoleSandbox && strings.HasPrefix(d.owner, sandboxPrefix) {
+			// Owned by a restore's loading role: that restore never finished. Its mark says
+			// whose, even when a kill came before the database's own mark.
+			if !ok || !l.Marked {
+				l = Leftover{Name: d.name, Role: RoleScratch, Target: m.Target, Backup: m.Backup, Since: m.Started, Marked: true}
+				ok = true
+			}
+			l.LoadRole = d.owner
+		}
 		if !ok {
 			continue
 		}
@@ -255,7 +268,13 @@ func DropLeftover(ctx context.Context, c *Conn, name string) error {
 			// made it. Nothing drconsole did not make is dropped on a name.
 			return fmt.Errorf("%w: %s is named like a restore's database but carries no drconsole mark; not dropped (look at it, then DROP DATABASE it yourself if it is not needed)", ErrPreflight, name)
 		}
-		return dropDatabase(c, name)
+		if err := dropDatabase(c, name); err != nil {
+			return err
+		}
+		if l.LoadRole != "" {
+			return dropSandbox(c, l.LoadRole)
+		}
+		return nil
 	}
 	return fmt.Errorf("%w: %q is not a database drconsole left on %s; not dropped", ErrPreflight, name, c.Server())
 }
@@ -303,7 +322,53 @@ func Repair(ctx context.Context, c *Conn) ([]string, error) {
 		}
 		did = append(did, fmt.Sprintf("%s refused every connection (left so by an interrupted swap); it accepts connections again", d.name))
 	}
+	roles, err := orphanSandboxes(ctx, admin)
+	if err != nil {
+		return did, err
+	}
+	for _, r := range roles {
+		if err := dropSandbox(c, r.name); err != nil {
+			return did, fmt.Errorf("%w: %v", ErrDatabase, err)
+		}
+		did = append(did, fmt.Sprintf("dropped %s, the loading role an interrupted restore of %s left (it owned nothing)", r.name, r.target))
+	}
 	return did, nil
+}
+
+type orphanRole struct{ name, target string }
+
+// orphanSandboxes are the loading roles of restores that ended without dropping them and
+// own no database: nothing depends on them. A role whose target's restore is running now
+// (it is made in pre-flight, before its database) is not an orphan.
+func orphanSandboxes(ctx context.Context, admin *pgx.Conn) ([]orphanRole, error) {
+	rows, err := admin.Query(ctx, `SELECT r.rolname, coalesce(shobj_description(r.oid, 'pg_authid'), '') FROM pg_roles r
+		WHERE starts_with(r.rolname, $1) AND NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datdba = r.oid)`, sandboxPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("%w: listing loading roles: %v", ErrDatabase, pgMessage(err))
+	}
+	type row struct{ name, comment string }
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		return x, r.Scan(&x.name, &x.comment)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: listing loading roles: %v", ErrDatabase, pgMessage(err))
+	}
+	var out []orphanRole
+	for _, x := range all {
+		m, ok := parseMarker(x.comment)
+		if !ok || m.Role != RoleSandbox || m.Target == "" {
+			continue // not marked by drconsole: somebody's role with a look-alike name
+		}
+		held, err := lockHeld(ctx, admin, m.Target)
+		if err != nil {
+			return nil, fmt.Errorf("%w: reading the restore locks: %v", ErrDatabase, pgMessage(err))
+		}
+		if !held {
+			out = append(out, orphanRole{x.name, m.Target})
+		}
+	}
+	return out, nil
 }
 
 // Exists reports whether a database of that name is on the server.

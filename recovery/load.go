@@ -45,6 +45,11 @@ func (p *Plan) Restore(ctx context.Context, rep Reporter) (*Restored, error) {
 			rep.Report(Event{Time: time.Now(), Stage: StageCleanup, Message: fmt.Sprintf("dropped scratch database %s; %s is untouched", p.Scratch, p.Target)})
 		}
 	}
+	if err != nil {
+		if derr := p.dropSandbox(); derr != nil {
+			err = fmt.Errorf("%w; and the loading role could not be dropped (%v): the next drconsole run drops it", err, derr)
+		}
+	}
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrCancelled) {
 		err = fmt.Errorf("%w: restore of %q stopped; %s is untouched", ErrCancelled, storage.Printable(p.Source.Backup.Name), p.Target)
 	}
@@ -88,7 +93,9 @@ func (p *Plan) restore(ctx context.Context, rep Reporter, r *Restored) (created 
 	if p.Mode == ModeSwap {
 		compare = p.Target
 	}
-	r.Checks = checkRestored(ctx, p.opts.Conn, p.Scratch, compare, p.Contents.Archive, p.opts.Checks)
+	// The checks read the restored copy as the sandbox: a view or an operator the backup
+	// defined runs with no privileges, whatever the check's query touches.
+	r.Checks = checkRestored(ctx, p.loadConn(), p.opts.Conn, p.Scratch, compare, p.Contents.Archive, p.opts.Checks)
 	if ctx.Err() != nil {
 		return true, ctx.Err()
 	}
@@ -97,6 +104,18 @@ func (p *Plan) restore(ctx context.Context, rep Reporter, r *Restored) (created 
 	// the swap, not the restore.
 	if failed := Failed(r.Checks); len(failed) > 0 {
 		return true, fmt.Errorf("%w in %s: %s: %s", ErrChecksFailed, p.Scratch, failed[0].Name, failed[0].Detail)
+	}
+	if p.sandbox != nil {
+		faultpoint(ctx, "owners")
+		rep.Report(Event{Time: time.Now(), Stage: StageChecks, Message: fmt.Sprintf("giving the restored objects to their owners; dropping the loading role %s", p.sandbox.role)})
+		warnings, err := p.settleOwners(ctx, &p.own)
+		r.Warnings = append(r.Warnings, warnings...)
+		if err != nil {
+			return true, err
+		}
+		if err := p.dropSandbox(); err != nil {
+			return true, fmt.Errorf("%w: %v", ErrDatabase, err)
+		}
 	}
 	switch p.Mode {
 	case ModeSwap:
@@ -123,6 +142,11 @@ func (p *Plan) createScratch(ctx context.Context) (created bool, err error) {
 	}
 	defer admin.Close(context.Background())
 	stmt := "CREATE DATABASE " + pgx.Identifier{p.Scratch}.Sanitize() + " TEMPLATE template0"
+	if p.sandbox != nil {
+		// Owned by the sandbox from its first moment: a kill before the mark below still
+		// leaves a database the next run knows for drconsole's (by its owner's mark).
+		stmt += " OWNER " + pgx.Identifier{p.sandbox.role}.Sanitize()
+	}
 	if p.Mode == ModeSwap {
 		var enc, collate, ctype string
 		if err := admin.QueryRow(ctx, `SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = $1`, p.Target).Scan(&enc, &collate, &ctype); err != nil {
@@ -139,6 +163,13 @@ func (p *Plan) createScratch(ctx context.Context) (created bool, err error) {
 	faultpoint(ctx, "created")
 	if _, err := admin.Exec(ctx, commentStatement(p.Scratch, p.marker(RoleScratch).comment())); err != nil {
 		return true, fmt.Errorf("%w: marking scratch database %s: %v", ErrDatabase, p.Scratch, pgMessage(err))
+	}
+	// Nobody but the sandbox connects to a half-loaded copy; settleOwners gives PUBLIC its
+	// default rights back.
+	if p.sandbox != nil {
+		if _, err := admin.Exec(ctx, "REVOKE CONNECT, TEMPORARY ON DATABASE "+pgx.Identifier{p.Scratch}.Sanitize()+" FROM PUBLIC"); err != nil {
+			return true, fmt.Errorf("%w: closing scratch database %s to others: %v", ErrDatabase, p.Scratch, pgMessage(err))
+		}
 	}
 	return true, nil
 }
@@ -330,11 +361,11 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStre
 
 	child := &restoreChild{rep: rep, total: p.tablesTotal()}
 	args := []string{"--verbose", "--exit-on-error", "--no-password", "--dbname", libpqDatabase(p.Scratch)}
-	if p.opts.NoOwner {
-		args = append(args, "--no-owner")
+	if p.opts.NoOwner || p.sandbox != nil {
+		args = append(args, "--no-owner") // the sandbox's objects get their owners in settleOwners
 	}
 	cmd := exec.Command(p.tools.Restore, args...)
-	cmd.Env = p.opts.Conn.toolEnv(p.Scratch)
+	cmd.Env = p.loadConn().toolEnv(p.Scratch)
 	cmd.SysProcAttr = childAttr()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -394,9 +425,24 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStre
 			// pg_restore's end of file is the only sign.
 			return inBackup(p.Source, fmt.Errorf("%w: the archive ends early (%s)", ErrTruncated, msg))
 		}
-		return fmt.Errorf("%w: pg_restore into %s: %s", ErrRestoreTool, p.Scratch, msg)
+		return fmt.Errorf("%w: pg_restore into %s: %s%s", ErrRestoreTool, p.Scratch, msg, p.sandboxHint(msg))
 	}
 	return nil
+}
+
+// sandboxHint explains a refusal the sandbox met: the backup did something only a more
+// powerful role may do. Harmless backups need that rarely (C functions, event triggers);
+// a hostile one needs it to escape. Either way the operator decides.
+func (p *Plan) sandboxHint(msg string) string {
+	if p.sandbox == nil {
+		return ""
+	}
+	for _, s := range []string{"permission denied", "must be superuser", "must be owner", "must be member", "must have", "password is required", "only superuser"} {
+		if strings.Contains(msg, s) {
+			return fmt.Sprintf(" (the backup loads as a role without privileges, and this needs more: a backup you trust can be loaded as %q with --trust-backup)", p.opts.Conn.User)
+		}
+	}
+	return ""
 }
 
 // loadPlain replays a plain SQL dump into the scratch database over one connection
@@ -411,13 +457,17 @@ func (p *Plan) loadPlain(ctx context.Context, rep Reporter, r *Restored, read, d
 	}
 	stop := sampleProgress(ctx, rep, StageStream, p.Source.Backup.Size, read, dump, tables)
 	notices := &noticeLog{}
-	pc, err := p.opts.Conn.connectPg(ctx, p.Scratch, notices)
+	var guard plainGuard
+	if p.sandbox != nil {
+		guard = p.plainGuard(&p.own)
+	}
+	pc, err := p.loadConn().connectPg(ctx, p.Scratch, notices)
 	if err == nil {
 		err = execPlain(ctx, pc, dump, func(n int, table string) {
 			mu.Lock()
 			done, current = n, table
 			mu.Unlock()
-		})
+		}, guard)
 		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		pc.Close(closeCtx)
 		cancel()
@@ -439,6 +489,10 @@ func (p *Plan) loadPlain(ctx context.Context, rep Reporter, r *Restored, read, d
 		return ctx.Err()
 	case errors.Is(err, ErrDatabase):
 		return err
+	case errors.Is(err, ErrRestoreTool):
+		if hint := p.sandboxHint(err.Error()); hint != "" {
+			err = fmt.Errorf("%w%s", err, hint)
+		}
 	}
 	return inBackup(p.Source, err)
 }

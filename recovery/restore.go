@@ -35,6 +35,11 @@ type Options struct {
 	Tools   *Tools // nil: FindTools
 	TestDB  string // ModeTest: restore into this new database, check, and stop
 	NoOwner bool   // pg_restore --no-owner: objects belong to the connecting role
+	// TrustBackup loads the backup as the connecting role instead of a role without
+	// privileges (sandbox.go): for a backup that needs a superuser (C functions, event
+	// triggers) or a server that lets no password login in. Its SQL can then act outside
+	// the scratch database.
+	TrustBackup bool
 	// FromDB is the database the operator says the backup was taken from, when it is not
 	// the target (--from-db): a backup of another database is refused unless named here.
 	FromDB string
@@ -67,6 +72,31 @@ type Plan struct {
 	tools *Tools
 	now   time.Time
 	lock  *targetLock // one restore at a time per target: held until Swap, Abandon or Release
+	// sandbox is the role the backup loads as, from pre-flight until the restored copy
+	// is handed to the backup's owners; nil with TrustBackup.
+	sandbox *sandbox
+	own     ownership // what the backup says about owners, for settleOwners
+}
+
+// loadConn is how the backup's SQL reaches the scratch database: as the sandbox role.
+func (p *Plan) loadConn() *Conn {
+	if p.sandbox != nil {
+		return p.sandbox.conn
+	}
+	return p.opts.Conn
+}
+
+// dropSandbox drops the loading role once it owns nothing; what cannot be dropped now is
+// found by the next run (FindLeftovers, Repair).
+func (p *Plan) dropSandbox() error {
+	if p.sandbox == nil {
+		return nil
+	}
+	if err := dropSandbox(p.opts.Conn, p.sandbox.role); err != nil {
+		return err
+	}
+	p.sandbox = nil
+	return nil
 }
 
 // Release gives up a plan that will not be restored, or a restore that will not be
@@ -75,12 +105,14 @@ type Plan struct {
 func (p *Plan) Release() {
 	if p != nil {
 		p.lock.release()
+		_ = p.dropSandbox() // fails only while it owns a scratch copy: a leftover then
 	}
 }
 
 // Prepare reads the backup far enough to prove the key works and the archive parses,
 // checks the tools, the server, the connecting role's powers and the roles the archive
-// needs, and chooses the scratch and kept names. Nothing is changed anywhere.
+// needs, and chooses the scratch and kept names. Nothing is changed anywhere but for the
+// sandbox role the backup will load as, made now to prove it can log in; Release drops it.
 func Prepare(ctx context.Context, src Source, opts Options) (*Plan, error) {
 	if opts.Conn == nil {
 		return nil, fmt.Errorf("%w: no connection settings", ErrPreflight)
@@ -186,6 +218,15 @@ func Prepare(ctx context.Context, src Source, opts Options) (*Plan, error) {
 	if kept > 0 {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("kept copies of databases that earlier swaps replaced, on the server: %d (%s); drconsole check lists them, --drop-kept drops them", kept, formatBytes(keptBytes)))
 	}
+	if opts.TrustBackup {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("--trust-backup: the backup's SQL runs as %q; whatever it holds can act outside the scratch copy", opts.Conn.User))
+		return p, nil
+	}
+	if p.sandbox, err = p.createSandbox(ctx, admin); err != nil {
+		p.lock.release()
+		return nil, err
+	}
+	p.Passed = append(p.Passed, fmt.Sprintf("the backup loads as %s, a role with no privileges of its own: nothing in it can act outside its scratch copy", p.sandbox.role))
 	return p, nil
 }
 

@@ -77,7 +77,10 @@ func (l *noticeLog) warnings() []string {
 // Errors: r's read errors as they are; ErrPreflight for what the dump may not do
 // (meta-commands, other databases, ending the transaction); ErrRestoreTool with the dump's
 // line for the server's refusal; the context's error when ctx ends.
-func execPlain(ctx context.Context, pc *pgconn.PgConn, r io.Reader, onTable func(done int, table string)) (err error) {
+//
+// guard (may be nil) sees every statement that is neither COPY nor INSERT before it is
+// sent, and may skip it (drconsole does that part itself) or stop the replay.
+func execPlain(ctx context.Context, pc *pgconn.PgConn, r io.Reader, onTable func(done int, table string), guard plainGuard) (err error) {
 	x := &plainRun{ctx: ctx, pc: pc, clean: true}
 	// Writes are the one wait pgconn does not watch ctx for here: a cancel must end them too.
 	stopDeadline := context.AfterFunc(ctx, func() { _ = pc.Conn().SetDeadline(time.Now()) })
@@ -126,6 +129,15 @@ func execPlain(ctx context.Context, pc *pgconn.PgConn, r io.Reader, onTable func
 		if err := x.flush(&batch, sc.stdStrings); err != nil {
 			return err
 		}
+		if guard != nil && !st.copy {
+			skip, err := guard(ctx, st)
+			if err != nil {
+				return err
+			}
+			if skip {
+				continue
+			}
+		}
 		if st.copy {
 			if err := x.copyIn(sc, st); err != nil {
 				return err
@@ -152,6 +164,10 @@ func execPlain(ctx context.Context, pc *pgconn.PgConn, r io.Reader, onTable func
 	}
 	return nil
 }
+
+// plainGuard decides about one statement of a plain dump before it is run: skip is true
+// when drconsole does its part itself.
+type plainGuard func(ctx context.Context, st sqlStmt) (skip bool, err error)
 
 // plainRun is one replay on one connection.
 type plainRun struct {

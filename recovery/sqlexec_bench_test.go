@@ -79,7 +79,7 @@ func BenchmarkPlainReplay(b *testing.B) {
 					}
 					defer f.Close()
 					before := processCPU()
-					err = execPlain(context.Background(), pc, f, nil)
+					err = execPlain(context.Background(), pc, f, nil, nil)
 					return processCPU() - before, err
 				})
 				tExec, cpuExec = tExec+wall, cpuExec+cpu

@@ -29,7 +29,7 @@ func (f *fixture) replay(t *testing.T, ctx context.Context, sql io.Reader) (db s
 			t.Errorf("onTable(%d, %q) after %d tables", done, table, len(tables))
 		}
 		tables = append(tables, table)
-	})
+	}, nil)
 	return db, tables, notices, err
 }
 
