@@ -25,11 +25,10 @@ import (
 const consoleWait = 2 * time.Minute
 
 type consoleOptions struct {
-	conn          connFlags
-	key           keyFlags
-	drill         bool
-	noOwner       bool
-	allowUnsigned bool
+	conn  connFlags
+	key   keyFlags
+	drill bool
+	load  loadFlags
 }
 
 // newConsoleCmd is the console: the root command (drconsole with no subcommand) and the
@@ -53,8 +52,7 @@ It works at 80×24, needs no mouse, honours NO_COLOR; ? shows every key.`,
 	o.conn.add(f)
 	o.key.add(f)
 	f.BoolVar(&o.drill, "drill", false, "drill or tabletop mode: commands are recorded, not run, and nothing is swapped")
-	f.BoolVar(&o.noOwner, "no-owner", false, "do not restore object ownership (when the archive's roles do not exist on the target)")
-	f.BoolVar(&o.allowUnsigned, "allow-unsigned", false, "restore backups that none of the --signer-key keys signed (they are still flagged)")
+	o.load.add(f)
 	return c
 }
 
@@ -84,21 +82,20 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 		database = dbConn.Database
 	}
 	opt := ui.Options{
-		Prefixes:      a.backupPrefixes(database),
-		Settings:      a.settings(ctx, &o.conn, &o.key),
-		Context:       ctx,
-		StateDir:      checklists.StateDir(a.stateDir, a.getenv),
-		Runbook:       rb,
-		Locations:     locs,
-		Conn:          dbConn,
-		ConnErr:       connErr,
-		Keys:          *keys,
-		NoOwner:       o.noOwner,
-		AllowUnsigned: o.allowUnsigned,
-		Drill:         o.drill,
-		Operator:      checklists.Operator(a.getenv),
-		Host:          host,
-		Work:          work,
+		Prefixes:  a.backupPrefixes(database),
+		Settings:  a.settings(ctx, &o.conn, &o.key),
+		Context:   ctx,
+		StateDir:  checklists.StateDir(a.stateDir, a.getenv),
+		Runbook:   rb,
+		Locations: locs,
+		Conn:      dbConn,
+		ConnErr:   connErr,
+		Keys:      *keys,
+		Load:      o.load.options(recovery.Options{}),
+		Drill:     o.drill,
+		Operator:  checklists.Operator(a.getenv),
+		Host:      host,
+		Work:      work,
 	}
 	if a.getenv("NO_COLOR") != "" {
 		opt.Theme = ui.PlainTheme()

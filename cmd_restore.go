@@ -44,20 +44,19 @@ type restoreResult struct {
 
 // restoreOptions are restore's flags.
 type restoreOptions struct {
-	conn          connFlags
-	key           keyFlags
-	yes           bool
-	testDB        string
-	fromDB        string
-	noOwner       bool
-	accept        bool
-	allowUnsigned bool
-	json          bool
-	scenario      string
-	drill         bool
-	noJournal     bool
-	incident      string
-	newIncident   bool
+	conn        connFlags
+	key         keyFlags
+	yes         bool
+	testDB      string
+	fromDB      string
+	load        loadFlags
+	accept      bool
+	json        bool
+	scenario    string
+	drill       bool
+	noJournal   bool
+	incident    string
+	newIncident bool
 }
 
 func newRestoreCmd(a *app) *cobra.Command {
@@ -81,9 +80,8 @@ drops the scratch database and leaves the live one as it was.`,
 	f.BoolVar(&o.yes, "yes", false, "swap without asking the operator to type the database name")
 	f.StringVar(&o.testDB, "target-db", "", "restore into this new `database`, run the checks and stop, without any swap (the monthly restore test)")
 	f.StringVar(&o.fromDB, "from-db", "", "the `database` the backup was taken from, when it is not the target: a backup of another database is refused unless named here")
-	f.BoolVar(&o.noOwner, "no-owner", false, "do not restore object ownership (when the archive's roles do not exist on the target)")
+	o.load.add(f)
 	f.BoolVar(&o.accept, "accept-missing-tables", false, "with --yes: swap even when the live database has tables the restored copy lacks")
-	f.BoolVar(&o.allowUnsigned, "allow-unsigned", false, "restore a backup that none of the --signer-key keys signed (it is still flagged)")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
 	f.StringVar(&o.scenario, "scenario", checklists.DefaultScenario, "runbook `scenario` of the incident to start when none is open")
 	f.BoolVar(&o.drill, "drill", false, "a drill: restore and check for real in a scratch database, then drop it; nothing is ever swapped")
@@ -146,7 +144,7 @@ func runRestore(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions
 	if err != nil {
 		return err
 	}
-	opts := recovery.Options{Conn: cn, Keys: keys, TestDB: o.testDB, NoOwner: o.noOwner, FromDB: o.fromDB, AllowUnsigned: o.allowUnsigned, Checks: incident.Checks(rb)}
+	opts := o.load.options(recovery.Options{Conn: cn, Keys: keys, TestDB: o.testDB, FromDB: o.fromDB, Checks: incident.Checks(rb)})
 	err = restore(ctx, a, run, src, opts, restoreChoices{yes: o.yes, accept: o.accept, quiet: o.json}, &out)
 	if err == nil && run.Err() != nil {
 		err = fmt.Errorf("the restore itself is done (%s), but %w", out.Result, run.Err())

@@ -53,6 +53,7 @@ type verifyOptions struct {
 	conn        connFlags
 	key         keyFlags
 	restoreTest bool
+	load        loadFlags
 	json        bool
 }
 
@@ -74,6 +75,7 @@ database on the target server, runs the checks and drops it.`,
 	o.key.add(f)
 	f.BoolVar(&o.restoreTest, "restore-test", false, "also restore into a throwaway database on the target server, run the checks, and drop it")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
+	o.load.add(f) // for --restore-test
 	return c
 }
 
@@ -91,7 +93,7 @@ func runVerify(ctx context.Context, a *app, o *verifyOptions, backup string) err
 		return err
 	}
 	out := verifyResult{Backup: src.Backup, Location: src.Location.Name()}
-	err = verify(ctx, a, src, keys, o.conn, o.restoreTest, o.json, &out)
+	err = verify(ctx, a, src, keys, o, &out)
 	if o.json {
 		if err != nil {
 			out.Error = oneLine(err)
@@ -101,7 +103,8 @@ func runVerify(ctx context.Context, a *app, o *verifyOptions, backup string) err
 	return err
 }
 
-func verify(ctx context.Context, a *app, src recovery.Source, keys *recovery.Keys, conn connFlags, restoreTest, quiet bool, out *verifyResult) error {
+func verify(ctx context.Context, a *app, src recovery.Source, keys *recovery.Keys, o *verifyOptions, out *verifyResult) error {
+	quiet := o.json
 	got, err := recovery.Verify(ctx, src, keys, newProgress(a, "verify", quiet))
 	if err != nil {
 		return err
@@ -144,13 +147,13 @@ func verify(ctx context.Context, a *app, src recovery.Source, keys *recovery.Key
 		}
 		fmt.Fprintf(a.stdout, "result    OK: complete, every integrity check passed (%s)\n", shortDuration(got.Duration))
 	}
-	if len(keys.Signers) > 0 && !sig.Trusted {
+	if len(keys.Signers) > 0 && !sig.Trusted && !o.load.allowUnsigned {
 		return fmt.Errorf("backup %q: %w", storage.Printable(src.Backup.Name), sig.Require())
 	}
-	if !restoreTest {
+	if !o.restoreTest {
 		return nil
 	}
-	cn, err := conn.resolve(a)
+	cn, err := o.conn.resolve(a)
 	if err != nil {
 		return err
 	}
@@ -166,7 +169,7 @@ func verify(ctx context.Context, a *app, src recovery.Source, keys *recovery.Key
 	if err != nil {
 		return err
 	}
-	plan, err := recovery.Prepare(ctx, src, recovery.Options{Conn: cn, Keys: keys, TestDB: testDB, Checks: incident.Checks(rb)})
+	plan, err := recovery.Prepare(ctx, src, o.load.options(recovery.Options{Conn: cn, Keys: keys, TestDB: testDB, Checks: incident.Checks(rb)}))
 	if err != nil {
 		return err
 	}

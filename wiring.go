@@ -285,3 +285,23 @@ func oneBackupArg(c *cobra.Command, args []string) error {
 	}
 	return nil
 }
+
+// loadFlags are how a restore loads a backup: restore, verify --restore-test and the
+// console take the same flags, meaning the same.
+type loadFlags struct {
+	noOwner       bool
+	allowUnsigned bool
+	trustBackup   bool
+}
+
+func (l *loadFlags) add(fs *pflag.FlagSet) {
+	fs.BoolVar(&l.noOwner, "no-owner", false, "do not restore object ownership (when the archive's roles do not exist on the target)")
+	fs.BoolVar(&l.allowUnsigned, "allow-unsigned", false, "restore a backup that none of the --signer-key keys signed (it is still flagged)")
+	fs.BoolVar(&l.trustBackup, "trust-backup", false, "load the backup as the connecting role, not as a role without privileges: only for a backup you trust that needs more (C functions, event triggers), or a server that refuses password logins")
+}
+
+// options sets them on a restore's options.
+func (l *loadFlags) options(o recovery.Options) recovery.Options {
+	o.NoOwner, o.AllowUnsigned, o.TrustBackup = l.noOwner, l.allowUnsigned, l.trustBackup
+	return o
+}

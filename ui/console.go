@@ -44,14 +44,14 @@ type Options struct {
 	Conn      *recovery.Conn // nil: restores are refused with ConnErr
 	ConnErr   error
 	Keys      recovery.Keys // from --gpg-key and --passphrase-file; the console asks for a missing passphrase
-	NoOwner   bool
-	// AllowUnsigned: restore backups that no trusted signer signed (Keys.Signers set).
-	AllowUnsigned bool
-	Drill         bool // --drill: every incident started is a drill
-	Operator      string
-	Host          string
-	Now           func() time.Time // nil: time.Now; tests fix it
-	Theme         Theme
+	// Load is the command line's part of every restore's options: NoOwner,
+	// AllowUnsigned (restore backups no trusted signer signed), TrustBackup.
+	Load     recovery.Options
+	Drill    bool // --drill: every incident started is a drill
+	Operator string
+	Host     string
+	Now      func() time.Time // nil: time.Now; tests fix it
+	Theme    Theme
 	// Work counts restores and swaps in flight. The caller waits for it before exiting,
 	// so that a cancelled restore has dropped its scratch database first.
 	Work *sync.WaitGroup

@@ -54,7 +54,7 @@ type planPreparedMsg struct {
 var keyRetry = key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "check again"))
 
 func newPreflightScreen(s *session, step int, loc storage.Location, b storage.Backup) *preflightScreen {
-	return &preflightScreen{s: s, step: step, src: recovery.Source{Location: loc, Backup: b}, decrypt: s.opt.Keys, noOwner: s.opt.NoOwner}
+	return &preflightScreen{s: s, step: step, src: recovery.Source{Location: loc, Backup: b}, decrypt: s.opt.Keys, noOwner: s.opt.Load.NoOwner}
 }
 
 func (p *preflightScreen) init() tea.Cmd { return p.prepare() }
@@ -78,7 +78,9 @@ func (p *preflightScreen) prepare() tea.Cmd {
 	}
 	// Copies: the engine may keep a passphrase it was given in its Keys.
 	keys := recovery.Keys{Entities: p.decrypt.Entities, Passphrase: p.decrypt.Passphrase, Signers: p.decrypt.Signers}
-	opts := recovery.Options{Conn: s.opt.Conn, Keys: &keys, NoOwner: p.noOwner, FromDB: p.fromDB, AllowUnsigned: s.opt.AllowUnsigned, Checks: incident.Checks(s.opt.Runbook), Now: s.opt.Now, Interval: s.opt.Progress}
+	opts := s.opt.Load
+	opts.Conn, opts.Keys, opts.NoOwner, opts.FromDB = s.opt.Conn, &keys, p.noOwner, p.fromDB
+	opts.Checks, opts.Now, opts.Interval = incident.Checks(s.opt.Runbook), s.opt.Now, s.opt.Progress
 	ctx, src, attempt := s.opt.Context, p.src, p.attempt
 	return func() tea.Msg {
 		plan, err := recovery.Prepare(ctx, src, opts)
