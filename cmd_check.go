@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"drconsole/checklists"
@@ -100,21 +102,24 @@ func check(ctx context.Context, a *app, cn *recovery.Conn, dropScratch, dropKept
 	for _, r := range out.Reconciled {
 		say("earlier attempt: %s", r)
 	}
-	// Reach the database first, so a typo'd name or a down server is one clear line.
-	db, err := cn.Connect(ctx, cn.Database)
-	if err != nil {
-		return err
-	}
-	db.Close(context.Background())
-	rb, _, err := loadRunbook(a)
-	if err != nil {
-		return err
-	}
-	out.Checks = recovery.RunChecks(ctx, cn, cn.Database, "", incident.Checks(rb))
-	if !quiet {
-		a2 := *a
-		a2.stderr = a.stdout
-		printChecks(&a2, out.Checks)
+	// Reach the database first, so a typo'd name or a down server is one clear line; what
+	// restores left on the server is listed all the same, since it may be why.
+	db, reachErr := cn.Connect(ctx, cn.Database)
+	if reachErr == nil {
+		db.Close(context.Background())
+		rb, _, err := loadRunbook(a)
+		if err != nil {
+			return err
+		}
+		out.Checks = recovery.RunChecks(ctx, cn, cn.Database, "", incident.Checks(rb))
+		if !quiet {
+			a2 := *a
+			a2.stderr = a.stdout
+			printChecks(&a2, out.Checks)
+		}
+	} else {
+		reachErr = explainUnreachable(reachErr, cn.Database)
+		say("%s cannot be checked: %v", cn.Database, reachErr)
 	}
 
 	list, err := recovery.FindLeftovers(ctx, cn)
@@ -146,6 +151,9 @@ func check(ctx context.Context, a *app, cn *recovery.Conn, dropScratch, dropKept
 	if n := countRole(out.Leftovers, recovery.RoleScratch); n > 0 && !dropScratch {
 		say("drop the scratch copies with: drconsole check --drop-leftovers")
 	}
+	if reachErr != nil {
+		return reachErr
+	}
 	if failed := recovery.Failed(out.Checks); len(failed) > 0 {
 		return fmt.Errorf("%w: %s: %s", recovery.ErrChecksFailed, failed[0].Name, failed[0].Detail)
 	}
@@ -153,6 +161,15 @@ func check(ctx context.Context, a *app, cn *recovery.Conn, dropScratch, dropKept
 		return dropErr
 	}
 	return run.Err()
+}
+
+// explainUnreachable adds what to do when the database exists but refuses connections
+// and drconsole's repair left it so (drconsole never closes a database; someone did).
+func explainUnreachable(err error, database string) error {
+	if strings.Contains(err.Error(), "not currently accepting connections") {
+		return fmt.Errorf("%w; drconsole did not close it and does not reopen a database someone else closed: reopen it with ALTER DATABASE %s ALLOW_CONNECTIONS true when that is right", err, pgx.Identifier{database}.Sanitize())
+	}
+	return err
 }
 
 // countRole counts the leftovers of a role that drconsole would drop.

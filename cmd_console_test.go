@@ -204,8 +204,12 @@ func TestConsoleRecoversCorruptDatabase(t *testing.T) {
 	checks := s.waitFor("All blocking checks passed", 60*time.Second)
 	t.Logf("checks screen:\n%s", checks)
 	s.keys("s")
-	s.waitFor("(y/n)", 5*time.Second)
-	s.keys("y")
+	s.waitFor("to swap:", 5*time.Second)
+	s.keys("y", "Enter") // y is not the database's name: nothing happens
+	s.waitFor("That is not", 5*time.Second)
+	s.keys("BSpace")
+	s.typeText(db)
+	s.keys("Enter")
 	s.waitFor("Post-recovery checklist", 30*time.Second)
 	for range 11 {
 		s.keys("Space")

@@ -194,7 +194,11 @@ func restore(ctx context.Context, a *app, run *incident.Run, src recovery.Source
 	}
 	defer plan.Release()
 	out.Mode, out.Target, out.Scratch, out.Kept, out.Server, out.Leftovers = plan.Mode, plan.Target, plan.Scratch, plan.Kept, plan.Server, plan.Leftovers
-	say("plan: %s", plan.Describe())
+	if run.Drill() {
+		say("plan: a drill: %s; it is then dropped, nothing is swapped", plan.DescribeLoad())
+	} else {
+		say("plan: %s", plan.Describe())
+	}
 	for _, p := range plan.Passed {
 		say("  ok  %s", p)
 	}

@@ -365,6 +365,8 @@ func (r *faultRig) run(t *testing.T, tc faultCase) {
 		t.Errorf("the swap did not happen but drconsole exited 0:\n%s", out)
 	case tc.fault == "int" && !swapped && code != exitCancelled:
 		t.Errorf("interrupted: exit %d, want %d:\n%s", code, exitCancelled, out)
+	case tc.fault == "restart" && !swapped && code != exitDatabase:
+		t.Errorf("server restarted: exit %d, want %d (the server, not the backup):\n%s", code, exitDatabase, out)
 	}
 	if !swapped && tc.fault != "kill" && strings.Contains(out, "done: "+live+" is the restored database") {
 		t.Errorf("drconsole claims a swap that did not happen:\n%s", out)

@@ -200,12 +200,22 @@ func (f *fixture) assertUntouched(t *testing.T, want string) {
 	}
 }
 
-// loadRoles lists the sandbox roles of restores of the fixture's database.
+// loadRoles lists the sandbox roles that restores of the fixture's database left: not
+// those of a restore still running (its lock held).
 func (f *fixture) loadRoles(t testing.TB) []string {
 	t.Helper()
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, f.c.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if held, err := lockHeld(ctx, admin, f.db); err != nil || held {
+		return nil // a restore of it is running: its role is in use
+	}
 	var out []string
-	for _, r := range f.c.Query(t, "postgres", `SELECT rolname, coalesce(shobj_description(oid, 'pg_authid'), '') FROM pg_roles WHERE rolname LIKE 'drconsole\_load\_%'`) {
-		if m, ok := parseMarker(r[1]); ok && m.Target == f.db || !ok {
+	for _, r := range f.c.Query(t, "postgres", `SELECT rolname, coalesce(shobj_description(oid, 'pg_authid'), '') FROM pg_roles WHERE starts_with(rolname, 'drconsole_load_')`) {
+		if m, ok := parseMarker(r[1]); !ok || m.Target == f.db {
 			out = append(out, r[0])
 		}
 	}

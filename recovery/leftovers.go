@@ -149,8 +149,10 @@ func shortAge(d time.Duration) string {
 		return fmt.Sprintf("%dd", int(d.Hours()/24))
 	case d >= time.Hour:
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	case d < time.Minute:
+		return "<1m"
 	}
-	return fmt.Sprintf("%dm", max(int(d.Minutes()), 1))
+	return fmt.Sprintf("%dm", int(d.Minutes()))
 }
 
 // FindLeftovers lists the scratch and kept databases drconsole left on the server, for

@@ -120,8 +120,15 @@ func (p *Plan) restore(ctx context.Context, rep Reporter, r *Restored) (created 
 	switch p.Mode {
 	case ModeSwap:
 		rep.Report(Event{Time: time.Now(), Stage: StageChecks, Message: fmt.Sprintf("copying owner, grants and settings of %s to %s", p.Target, p.Scratch)})
-		if err := p.carryProperties(ctx); err != nil {
+		carried, err := p.carryProperties(ctx)
+		if err != nil {
 			return true, err
+		}
+		if len(carried) > 0 {
+			// Set on live for a reason that may have been the incident itself (a
+			// default_transaction_read_only to stop writes): the operator should know
+			// the restored copy has them too.
+			r.Warnings = append(r.Warnings, fmt.Sprintf("settings of %s carried to the restored copy: %s", p.Target, strings.Join(carried, ", ")))
 		}
 	case ModeTest:
 		// Made on purpose: no longer a scratch copy anyone should drop as a leftover.
@@ -193,11 +200,12 @@ func (p *Plan) mark(ctx context.Context, database, role string) error {
 }
 
 // carryProperties gives the scratch database what pg_restore does not restore: the
-// live database's owner, connection limit, grants and ALTER DATABASE … SET settings.
-func (p *Plan) carryProperties(ctx context.Context) error {
+// live database's owner, connection limit, grants and ALTER DATABASE … SET settings. It
+// returns the settings, "name=value" (with "(role r)" for a role's), for the operator.
+func (p *Plan) carryProperties(ctx context.Context) (carried []string, err error) {
 	admin, err := connectAdmin(ctx, p.opts.Conn)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer admin.Close(context.Background())
 	scratch := pgx.Identifier{p.Scratch}.Sanitize()
@@ -206,7 +214,7 @@ func (p *Plan) carryProperties(ctx context.Context) error {
 	var acl []string
 	var oid uint32
 	if err := admin.QueryRow(ctx, `SELECT pg_get_userbyid(datdba), datconnlimit, coalesce(datacl::text[], '{}'), oid FROM pg_database WHERE datname = $1`, p.Target).Scan(&owner, &connLimit, &acl, &oid); err != nil {
-		return fmt.Errorf("%w: reading %s's properties: %v", ErrDatabase, p.Target, err)
+		return nil, fmt.Errorf("%w: reading %s's properties: %v", ErrDatabase, p.Target, err)
 	}
 	stmts := []string{
 		"ALTER DATABASE " + scratch + " OWNER TO " + pgx.Identifier{owner}.Sanitize(),
@@ -217,14 +225,14 @@ func (p *Plan) carryProperties(ctx context.Context) error {
 		for _, item := range acl {
 			g, err := grantFromACL(item, scratch)
 			if err != nil {
-				return fmt.Errorf("%w: %v", ErrDatabase, err)
+				return nil, fmt.Errorf("%w: %v", ErrDatabase, err)
 			}
 			stmts = append(stmts, g...)
 		}
 	}
 	rows, err := admin.Query(ctx, `SELECT coalesce(pg_get_userbyid(NULLIF(setrole, 0)), ''), setconfig FROM pg_db_role_setting WHERE setdatabase = $1`, oid)
 	if err != nil {
-		return fmt.Errorf("%w: reading %s's settings: %v", ErrDatabase, p.Target, err)
+		return nil, fmt.Errorf("%w: reading %s's settings: %v", ErrDatabase, p.Target, err)
 	}
 	type setting struct {
 		role   string
@@ -235,7 +243,7 @@ func (p *Plan) carryProperties(ctx context.Context) error {
 		return s, r.Scan(&s.role, &s.config)
 	})
 	if err != nil {
-		return fmt.Errorf("%w: reading %s's settings: %v", ErrDatabase, p.Target, err)
+		return nil, fmt.Errorf("%w: reading %s's settings: %v", ErrDatabase, p.Target, err)
 	}
 	for _, s := range settings {
 		for _, kv := range s.config {
@@ -243,17 +251,19 @@ func (p *Plan) carryProperties(ctx context.Context) error {
 			set := fmt.Sprintf("SET %s TO %s", pgx.Identifier{k}.Sanitize(), quoteLiteral(v))
 			if s.role == "" {
 				stmts = append(stmts, "ALTER DATABASE "+scratch+" "+set)
+				carried = append(carried, kv)
 			} else {
 				stmts = append(stmts, "ALTER ROLE "+pgx.Identifier{s.role}.Sanitize()+" IN DATABASE "+scratch+" "+set)
+				carried = append(carried, kv+" (role "+s.role+")")
 			}
 		}
 	}
 	for _, s := range stmts {
 		if _, err := admin.Exec(ctx, s); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrDatabase, s, pgMessage(err))
+			return nil, fmt.Errorf("%w: %s: %v", ErrDatabase, s, pgMessage(err))
 		}
 	}
-	return nil
+	return carried, nil
 }
 
 // grantFromACL turns one aclitem ("grantee=CTc/grantor", grantee empty for PUBLIC,
@@ -425,9 +435,24 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStre
 			// pg_restore's end of file is the only sign.
 			return inBackup(p.Source, fmt.Errorf("%w: the archive ends early (%s)", ErrTruncated, msg))
 		}
+		if serverGone(msg) {
+			// Not the backup's fault nor pg_restore's: the server went away under it.
+			return fmt.Errorf("%w: the server went away during the restore into %s: %s", ErrDatabase, p.Scratch, msg)
+		}
 		return fmt.Errorf("%w: pg_restore into %s: %s%s", ErrRestoreTool, p.Scratch, msg, p.sandboxHint(msg))
 	}
 	return nil
+}
+
+// serverGone: a libpq tool's message says the server, not the dump, ended its work.
+func serverGone(msg string) bool {
+	for _, s := range []string{"server closed the connection unexpectedly", "terminating connection due to administrator command",
+		"the database system is shutting down", "the database system is in recovery mode", "connection to server", "could not receive data from server"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // sandboxHint explains a refusal the sandbox met: the backup did something only a more
@@ -603,6 +628,11 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 func pgMessage(err error) string {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
+		if pe.Detail != "" {
+			// "being accessed by other users" says why only here: a prepared transaction,
+			// N other sessions.
+			return pe.Message + " (" + strings.ReplaceAll(pe.Detail, "\n", " ") + ")"
+		}
 		return pe.Message
 	}
 	return err.Error()

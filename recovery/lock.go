@@ -117,7 +117,7 @@ func (l *targetLock) ensure(ctx context.Context) error {
 		l.conn = nil
 	}
 	if err := l.acquire(ctx); err != nil {
-		return fmt.Errorf("the restore lock of %s was lost (server restarted or connection cut) and cannot be taken again: %w", l.target, err)
+		return fmt.Errorf("%w: the restore lock of %s was lost (server restarted or connection cut) and cannot be taken again: %v", ErrDatabase, l.target, err)
 	}
 	return nil
 }

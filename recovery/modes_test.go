@@ -259,6 +259,7 @@ func TestTargetFromArchive(t *testing.T) {
 	if plan.Target != f.db || plan.Mode != ModeSwap {
 		t.Errorf("target %s mode %s, want %s swap", plan.Target, plan.Mode, f.db)
 	}
+	plan.Release()
 	_, err = Prepare(context.Background(), f.source(t, plain), Options{Conn: conn})
 	f.assertBad(t, err, ErrPreflight)
 }

@@ -241,11 +241,15 @@ func (p *Plan) checkSignature() error {
 	}
 	switch {
 	case sig.Trusted:
-		p.Passed = append(p.Passed, sig.String()+", a trusted signer; the signature is checked as the backup streams, before anything can be swapped")
+		p.Passed = append(p.Passed, "carries a signature: "+sig.String()+", a trusted signer; it is verified as the backup streams, and a bad one stops the restore before any swap")
 	case signers > 0 && !p.opts.AllowUnsigned:
 		return inBackup(p.Source, fmt.Errorf("%w: nothing proves it was made by your backup job (restore it anyway only if you know where it came from: --allow-unsigned)", sig.Require()))
 	case signers > 0:
-		p.Warnings = append(p.Warnings, sig.String()+" by none of the trusted signers: restoring it anyway, as asked (--allow-unsigned)")
+		what := "not signed"
+		if sig.Signed {
+			what = sig.String() + ", not one of the trusted signers"
+		}
+		p.Warnings = append(p.Warnings, what+": restoring it anyway, as asked (--allow-unsigned)")
 	case sig.Signed:
 		p.Warnings = append(p.Warnings, sig.String()+": not checked, no signer key is configured (--signer-key)")
 	default:
@@ -504,7 +508,12 @@ type Restored struct {
 	unknown  bool // a swap was interrupted and the server could not tell whether it committed
 }
 
-// Source names what is being restored, for messages.
+// DescribeLoad is the part of Describe before any swap: what is restored where.
+func (p *Plan) DescribeLoad() string {
+	return fmt.Sprintf("restore %s into %s on %s and check it", storage.Printable(p.Source.Backup.Name), p.Scratch, p.Server)
+}
+
+// Describe says what the restore will do, for messages.
 func (p *Plan) Describe() string {
 	switch p.Mode {
 	case ModeSwap:

@@ -62,7 +62,7 @@ COPY public.t (x) FROM stdin;
 			if _, serr := os.Stat(marker); serr == nil {
 				t.Errorf("the backup wrote %s on the server's machine", marker)
 			}
-			if rows := f.c.Query(t, "postgres", `SELECT (SELECT count(*) FROM pg_roles WHERE rolname = 'drconsole_evil') + (SELECT count(*) FROM pg_db_role_setting)`); rows[0][0] != "0" {
+			if rows := f.c.Query(t, "postgres", `SELECT (SELECT count(*) FROM pg_roles WHERE rolname = 'drconsole_evil') + (SELECT count(*) FROM pg_db_role_setting WHERE setrole = 'postgres'::regrole AND setdatabase = 0)`); rows[0][0] != "0" {
 				t.Error("the backup changed the server's roles")
 			}
 			if !contains(f.c.Databases(t), f.db) {
@@ -248,7 +248,7 @@ func TestLeftLoadingRolesAreDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(did) != 1 || !strings.Contains(did[0], role) {
+	if !strings.Contains(strings.Join(did, "\n"), role) {
 		t.Errorf("repair said %v", did)
 	}
 	// Killed after CREATE DATABASE, before the database's own mark: its owner's mark says

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -147,6 +148,29 @@ func (p *pinnedFile) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// removeStale removes what killed writes left: temporary files no live process holds
+// locked. A write in progress holds its lock and is left alone.
+func (d *Dir) removeStale() {
+	entries, err := os.ReadDir(d.root)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), tempPrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(d.root, e.Name())
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			os.Remove(p)
+		}
+		f.Close()
+	}
+}
+
 func (d *Dir) Put(ctx context.Context, name string, r io.Reader) (Backup, error) {
 	if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." || strings.HasPrefix(name, tempPrefix) {
 		return Backup{}, fmt.Errorf("backup name %q is not a plain file name", name)
@@ -158,9 +182,17 @@ func (d *Dir) Put(ctx context.Context, name string, r io.Reader) (Backup, error)
 	if _, err := os.Lstat(final); err == nil {
 		return Backup{}, fmt.Errorf("%s already exists; backups are never overwritten", final)
 	}
+	d.removeStale()
 	tmp, err := os.CreateTemp(d.root, tempPrefix+name+".*")
 	if err != nil {
 		return Backup{}, fmt.Errorf("create in %s: %w", d.root, unwrapPathErr(err))
+	}
+	// Locked while it is written: the lock dies with this process, however it dies, so
+	// the next Put knows a temporary file nobody holds is a killed write's (removeStale).
+	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return Backup{}, fmt.Errorf("lock %s: %w", tmp.Name(), err)
 	}
 	done := false
 	defer func() {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
 
 	"drconsole/checklists"
@@ -24,7 +25,8 @@ type checksScreen struct {
 	err      error              // the restore's error (checks failed)
 	results  []recovery.CheckResult
 	loaded   bool
-	confirm  string // "swap", "abandon" or ""
+	confirm  string          // "swap", "abandon" or ""
+	field    textinput.Model // swap: the operator types the target's name (DESIGN §3)
 	working  bool
 	done     string // what happened: swapped, abandoned
 	workErr  error
@@ -121,6 +123,23 @@ func (c *checksScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		return c, func() tea.Msg { return journaledMsg{} }
 	case tea.KeyPressMsg:
 		k := msg.String()
+		if c.confirm == "swap" {
+			switch k {
+			case "esc":
+				c.confirm = ""
+				return c, nil
+			case "enter":
+				target := c.restored.Plan.Target
+				if strings.TrimSpace(c.field.Value()) != target {
+					return c, status(fmt.Sprintf("That is not %q: type the database name exactly to swap, or esc.", target))
+				}
+				c.confirm = ""
+				return c, c.work("swap")
+			}
+			var cmd tea.Cmd
+			c.field, cmd = c.field.Update(msg)
+			return c, cmd
+		}
 		if c.confirm != "" {
 			what := c.confirm
 			c.confirm = ""
@@ -136,6 +155,8 @@ func (c *checksScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			c.scroll = max(c.scroll-1, 0)
 		case key.Matches(msg, keySwap) && c.canSwap() && !c.working:
 			c.confirm = "swap"
+			c.field = newField(s, "type "+c.restored.Plan.Target+" to swap: ", false)
+			return c, c.field.Focus()
 		case key.Matches(msg, keyAbandon) && c.waiting() && !c.working:
 			c.confirm = "abandon"
 		case key.Matches(msg, keyNext) && !c.working:
@@ -227,9 +248,11 @@ func (c *checksScreen) view(w, h int) string {
 		b.WriteString(s.st.Accent.Render("Working…") + "\n")
 	case c.confirm == "swap" && len(recovery.Unconfirmed(c.results)) > 0:
 		m := recovery.Unconfirmed(c.results)[0]
-		b.WriteString(s.st.Danger.Render(wrap(fmt.Sprintf("%s. Swap %s in as %s ANYWAY? The current %s is kept as %s. (y/n)", m.Detail, c.restored.Plan.Scratch, c.restored.Plan.Target, c.restored.Plan.Target, c.restored.Plan.Kept), w)) + "\n")
+		b.WriteString(s.st.Danger.Render(wrap(fmt.Sprintf("%s. Swap %s in as %s ANYWAY? The current %s is kept as %s.", m.Detail, c.restored.Plan.Scratch, c.restored.Plan.Target, c.restored.Plan.Target, c.restored.Plan.Kept), w)) + "\n")
+		b.WriteString(c.field.View() + "\n")
 	case c.confirm == "swap":
-		b.WriteString(s.st.Danger.Render(wrap(fmt.Sprintf("Swap %s in as %s? The current %s is kept as %s. (y/n)", c.restored.Plan.Scratch, c.restored.Plan.Target, c.restored.Plan.Target, c.restored.Plan.Kept), w)) + "\n")
+		b.WriteString(s.st.Danger.Render(wrap(fmt.Sprintf("Swap %s in as %s? The current %s is kept as %s.", c.restored.Plan.Scratch, c.restored.Plan.Target, c.restored.Plan.Target, c.restored.Plan.Kept), w)) + "\n")
+		b.WriteString(c.field.View() + "\n")
 	case c.confirm == "abandon":
 		b.WriteString(s.st.Danger.Render("Abandon this restore and drop "+c.restored.Plan.Scratch+"? (y/n)") + "\n")
 	case c.done == "abandoned":
@@ -298,5 +321,5 @@ func (c *checksScreen) keys() []key.Binding {
 	}
 	return ks
 }
-func (c *checksScreen) typing() bool { return false }
+func (c *checksScreen) typing() bool { return c.confirm == "swap" }
 func (c *checksScreen) busy() bool   { return c.working || c.waiting() }

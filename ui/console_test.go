@@ -469,12 +469,26 @@ func TestChecksSwapNeedsConfirmation(t *testing.T) {
 	}
 	h.key("n", "s")
 	c := h.top().(*checksScreen)
-	if c.confirm != "swap" || c.working {
-		t.Fatalf("swap must ask: %+v", c.confirm)
+	if c.confirm != "swap" || c.working || !c.typing() {
+		t.Fatalf("swap must ask for the database name: %+v", c.confirm)
 	}
-	h.key("n")
+	// y, a wrong name or a near one never swap (DESIGN §3): the name, typed, does.
+	for _, typed := range []string{"y", "spywatche", "spywatcher_restore"} {
+		h.typeText(typed)
+		h.key("enter")
+		if c.working || c.confirm != "swap" {
+			t.Fatalf("%q swapped", typed)
+		}
+		if !strings.Contains(ansi.Strip(h.screen()), `That is not "spywatcher"`) {
+			t.Errorf("after %q the screen does not say why:\n%s", typed, ansi.Strip(h.screen()))
+		}
+		for range typed {
+			h.key("backspace")
+		}
+	}
+	h.key("esc")
 	if c.confirm != "" || c.working {
-		t.Fatal("n must not swap")
+		t.Fatal("esc must not swap")
 	}
 }
 
@@ -609,10 +623,11 @@ func TestHangupDuringSwapLeavesTheCopyToTheSwap(t *testing.T) {
 	})
 	h.send(pushMsg{newChecksScreen(s, 4, att, nil)})
 	h.key("s")
-	m, cmd := h.m.Update(keyPress("y"))
+	h.typeText("spywatcher")
+	m, cmd := h.m.Update(keyPress("enter"))
 	h.m = m.(Model)
 	if cmd == nil {
-		t.Fatal("y did not start the swap")
+		t.Fatal("typing the name did not start the swap")
 	}
 	result := make(chan tea.Msg)
 	go func() { result <- cmd() }()
@@ -663,7 +678,8 @@ func TestSwapFailingAfterHangupDropsTheCopy(t *testing.T) {
 	})
 	h.send(pushMsg{newChecksScreen(s, 4, att, nil)})
 	h.key("s")
-	m, cmd := h.m.Update(keyPress("y"))
+	h.typeText("spywatcher")
+	m, cmd := h.m.Update(keyPress("enter"))
 	h.m = m.(Model)
 	go cmd()
 	h.send(HangupMsg{})

@@ -238,9 +238,10 @@ func (p *preflightScreen) view(w, h int) string {
 		if pl.Kept != "" {
 			kv("kept as", pl.Kept)
 		}
-		b.WriteString(wrap(modeSentence(pl), w) + "\n")
 		if s.drill {
-			b.WriteString(s.st.Drill.Render(" DRILL ") + " restore and checks run for real in the scratch database; nothing is swapped.\n")
+			b.WriteString(s.st.Drill.Render(" DRILL ") + " " + wrap("restore and checks run for real in the scratch database, which is then dropped; nothing is swapped.", w-8) + "\n")
+		} else {
+			b.WriteString(wrap(modeSentence(pl), w) + "\n")
 		}
 		b.WriteString("\n" + s.st.Bold.Render(wrap("Nothing has changed yet. Type the database name to start the restore.", w)) + "\n")
 		b.WriteString(p.field.View() + "\n\n")

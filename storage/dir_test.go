@@ -1,0 +1,41 @@
+package storage
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// A write killed mid-way (kill -9 of drconsole backup) leaves its temporary file; the next
+// Put to the directory removes it, and never one that a live write holds.
+func TestPutRemovesWhatKilledWritesLeft(t *testing.T) {
+	root := t.TempDir()
+	d := NewDir("local", root)
+	stale := filepath.Join(root, tempPrefix+"spywatcher_full_20240101_000000.dump.gz.gpg.123")
+	live := filepath.Join(root, tempPrefix+"spywatcher_full_20240101_010000.dump.gz.gpg.456")
+	for _, p := range []string{stale, live} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held, err := os.Open(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := syscall.Flock(int(held.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Put(context.Background(), "spywatcher_full_20240102_000000.dump.gz.gpg", strings.NewReader("whole")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the killed write's file is still there: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("a write in progress lost its file: %v", err)
+	}
+}
