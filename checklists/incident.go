@@ -221,8 +221,17 @@ func (inc *Incident) apply(e Event) {
 	case EventCommandShown:
 		inc.Commands = append(inc.Commands, CommandRecord{Time: e.Time, Step: e.Step, Command: e.Command})
 	case EventCommandRun:
-		inc.Commands = append(inc.Commands, CommandRecord{Time: e.Time, Step: e.Step, Command: e.Command, Ran: !e.DryRun, DryRun: e.DryRun,
-			ExitCode: e.ExitCode, Output: e.Output, OutputTruncated: e.OutputTruncated, Duration: seconds(e.Seconds), Error: e.Error})
+		rec := CommandRecord{Time: e.Time, Step: e.Step, Command: e.Command, Ran: !e.DryRun, DryRun: e.DryRun,
+			ExitCode: e.ExitCode, Output: e.Output, OutputTruncated: e.OutputTruncated, Duration: seconds(e.Seconds), Error: e.Error}
+		// Shown, then run: one command, not two. The record keeps when it was shown.
+		if n := len(inc.Commands); n > 0 {
+			if last := &inc.Commands[n-1]; last.Step == e.Step && last.Command == e.Command && !last.Ran && !last.DryRun && last.ExitCode == nil {
+				rec.Time = last.Time
+				*last = rec
+				break
+			}
+		}
+		inc.Commands = append(inc.Commands, rec)
 	case EventBackupChosen:
 		inc.Backup = &BackupRecord{ChosenAt: e.Time, Name: e.Backup, Location: e.Location, Taken: e.BackupTime, Size: e.Bytes}
 	case EventRestoreStarted:

@@ -16,7 +16,10 @@ var ErrNotConfirmed = errors.New("command not run: it was not confirmed")
 // RunRequest is a step's command that the operator has been shown.
 type RunRequest struct {
 	Step    int    // 1-based step number, 0 when not a step's
-	Command string // the exact shell text shown to the operator, run with /bin/sh -c
+	Command string // the exact text shown to the operator, run with /bin/sh -c unless Argv is set
+	// Argv, when set, is run instead of sh -c Command (a runbook's sql: step through psql,
+	// with no shell to quote for); Command is still what is shown and recorded.
+	Argv []string
 	// Confirmed must be true for the command to run: the caller sets it only after the
 	// operator explicitly said yes to this exact command.
 	Confirmed bool
@@ -43,12 +46,20 @@ type RunResult struct {
 // cancelling ctx stops it and everything it started), streams its output, and records
 // its exit code and the end of its output. An exit code other than 0 is a result, not
 // an error; the error is for not confirmed, not startable, cancelled, or not recorded.
+//
+// j may be nil (no incident is open): nothing is recorded.
 func RunCommand(ctx context.Context, j *Journal, req RunRequest) (RunResult, error) {
-	if err := j.Record(Event{Type: EventCommandShown, Step: req.Step, Command: req.Command}); err != nil {
+	record := func(e Event) error {
+		if j == nil {
+			return nil
+		}
+		return j.Record(e)
+	}
+	if err := record(Event{Type: EventCommandShown, Step: req.Step, Command: req.Command}); err != nil {
 		return RunResult{ExitCode: -1}, err
 	}
 	if req.DryRun {
-		return RunResult{ExitCode: -1}, j.Record(Event{Type: EventCommandRun, Step: req.Step, Command: req.Command, DryRun: true, Note: "drill: not run"})
+		return RunResult{ExitCode: -1}, record(Event{Type: EventCommandRun, Step: req.Step, Command: req.Command, DryRun: true, Note: "drill: not run"})
 	}
 	if !req.Confirmed {
 		return RunResult{ExitCode: -1}, ErrNotConfirmed
@@ -57,7 +68,11 @@ func RunCommand(ctx context.Context, j *Journal, req RunRequest) (RunResult, err
 	if grace <= 0 {
 		grace = 5 * time.Second
 	}
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", req.Command)
+	argv := req.Argv
+	if len(argv) == 0 {
+		argv = []string{"/bin/sh", "-c", req.Command}
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir, cmd.Env = req.Dir, req.Env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
@@ -91,7 +106,7 @@ func RunCommand(ctx context.Context, j *Journal, req RunRequest) (RunResult, err
 		err = fmt.Errorf("run command: %w", runErr)
 		e.Error = runErr.Error()
 	}
-	if rerr := j.Record(e); rerr != nil && err == nil {
+	if rerr := record(e); rerr != nil && err == nil {
 		err = rerr
 	}
 	return res, err

@@ -53,7 +53,8 @@ func TestRunCommand(t *testing.T) {
 			kinds = append(kinds, "shown")
 		}
 	}
-	if strings.Join(kinds, ",") != "shown,shown,dry,shown,ran:3" {
+	// Shown and not confirmed; shown and dry-run; shown and run: three commands.
+	if strings.Join(kinds, ",") != "shown,dry,ran:3" {
 		t.Errorf("recorded: %v", kinds)
 	}
 }
@@ -81,7 +82,7 @@ func TestRunCommandBoundsOutput(t *testing.T) {
 	if err != nil || !res.Truncated || len(res.Output) != MaxOutput || !strings.HasSuffix(res.Output, "END\n") {
 		t.Fatalf("%v truncated=%v len=%d", err, res.Truncated, len(res.Output))
 	}
-	if c := j.Incident().Commands[1]; !c.OutputTruncated || len(c.Output) > MaxOutput+4 {
+	if c := j.Incident().Commands[0]; !c.OutputTruncated || len(c.Output) > MaxOutput+4 {
 		t.Errorf("journal output: %d bytes", len(c.Output))
 	}
 }

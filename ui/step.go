@@ -1,14 +1,10 @@
 package ui
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"os/exec"
 	"strings"
-	"syscall"
 	"time"
 
 	"charm.land/bubbles/v2/key"
@@ -205,49 +201,30 @@ func (st *stepScreen) run() tea.Cmd {
 	}
 	st.running = true
 	st.setOutput("running…")
+	req := checklists.RunRequest{Step: n, Command: text, Confirmed: true, DryRun: drill, Env: append(recovery.OperatorEnv(), env...), Grace: 3 * time.Second}
+	if c.SQL != "" {
+		req.Argv = []string{"psql", "-X", "-v", "ON_ERROR_STOP=1", "-c", c.SQL}
+	}
 	if drill {
 		return func() tea.Msg {
-			if j != nil {
-				_ = j.Record(checklists.Event{Type: checklists.EventCommandRun, Step: n, Command: text, DryRun: true, Output: "(drill: not run)"})
-			}
-			return commandFinishedMsg{output: "drill: recorded, not run:\n" + text}
+			_, err := checklists.RunCommand(context.Background(), j, req)
+			return commandFinishedMsg{output: "drill: recorded, not run:\n" + text, err: err}
 		}
 	}
 	ctx, done := s.startWork() // quitting or a hang-up kills it, and the exit waits for it
 	return func() tea.Msg {
 		defer done()
-		e := checklists.Event{Type: checklists.EventCommandRun, Step: n, Command: text}
-		start := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
-		var cmd *exec.Cmd
-		if c.SQL != "" {
-			cmd = exec.CommandContext(cctx, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-c", c.SQL)
-		} else {
-			cmd = exec.CommandContext(cctx, "sh", "-c", c.Run)
+		// The same runner as every command drconsole runs for the operator: its own
+		// process group, killed whole on a cancel, output kept to its last part, and the
+		// journal's error shown, never dropped.
+		res, err := checklists.RunCommand(cctx, j, req)
+		out := res.Output
+		if res.Truncated {
+			out = "…(earlier output dropped)\n" + out
 		}
-		cmd.Env = append(recovery.OperatorEnv(), env...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the terminal's signals reach only drconsole
-		// Its own process group: cancelling must kill the shell's children too, and not
-		// wait for ever on a pipe a background child still holds.
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-		cmd.WaitDelay = 3 * time.Second
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			code = -1
-			e.Error = err.Error()
-		}
-		e.ExitCode, e.Output, e.Seconds = &code, out.String(), time.Since(start).Seconds()
-		if j != nil {
-			_ = j.Record(e)
-		}
-		return commandFinishedMsg{output: fmt.Sprintf("%s\n(exit %d, %.1fs)", out.String(), code, e.Seconds), work: true}
+		return commandFinishedMsg{output: fmt.Sprintf("%s\n(exit %d, %.1fs)", out, res.ExitCode, res.Duration.Seconds()), err: err, work: true}
 	}
 }
 
