@@ -444,3 +444,27 @@ func TestRealDump(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkCountRows reads the archive in $DRCONSOLE_BENCH_DUMP as Verify and the row
+// count beside pg_restore do.
+func BenchmarkCountRows(b *testing.B) {
+	path := os.Getenv("DRCONSOLE_BENCH_DUMP")
+	if path == "" {
+		b.Skip("DRCONSOLE_BENCH_DUMP names no archive")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		br := bufio.NewReaderSize(bytes.NewReader(data), 256<<10)
+		a, err := pgarchive.ReadTOC(br, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := a.Blocks(br).CountRows(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -32,8 +32,9 @@ type Blocks struct {
 	blocks int
 
 	chunks   chunkReader
-	open     bool // a data stream (an entry's data or one large object) is being read
-	started  bool // its decompressor has been set up
+	in       *bufio.Reader // the chunks, buffered: flate's fast path takes a *bufio.Reader
+	open     bool          // a data stream (an entry's data or one large object) is being read
+	started  bool          // its decompressor has been set up
 	dec      io.Reader
 	zr       io.ReadCloser // reused across blocks
 	zs       *zstd.Decoder
@@ -44,6 +45,7 @@ type Blocks struct {
 func (a *Archive) Blocks(r *bufio.Reader) *Blocks {
 	b := &Blocks{a: a, p: &prim{r: r, intSize: a.IntSize, offSize: a.OffSize}}
 	b.chunks.p = b.p
+	b.in = bufio.NewReaderSize(onlyReader{&b.chunks}, 64<<10)
 	return b
 }
 
@@ -154,17 +156,19 @@ func (b *Blocks) startDecompressor() error {
 	case "none":
 		b.dec = &b.chunks
 	case "gzip":
+		b.in.Reset(onlyReader{&b.chunks})
 		if b.zr == nil {
-			b.zr, err = zlib.NewReader(&b.chunks)
+			b.zr, err = zlib.NewReader(b.in)
 		} else {
-			err = b.zr.(zlib.Resetter).Reset(&b.chunks, nil)
+			err = b.zr.(zlib.Resetter).Reset(b.in, nil)
 		}
 		b.dec = b.zr
 	case "zstd":
+		b.in.Reset(onlyReader{&b.chunks})
 		if b.zs == nil {
-			b.zs, err = zstd.NewReader(&b.chunks, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+			b.zs, err = zstd.NewReader(b.in, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
 		} else {
-			err = b.zs.Reset(&b.chunks)
+			err = b.zs.Reset(b.in)
 		}
 		b.dec = b.zs
 	default:
@@ -287,18 +291,6 @@ func (c *chunkReader) Read(b []byte) (int, error) {
 		return 0, c.fail(err)
 	}
 	return n, nil
-}
-
-func (c *chunkReader) ReadByte() (byte, error) {
-	if err := c.next(); err != nil {
-		return 0, err
-	}
-	v, err := c.p.r.ReadByte()
-	if err != nil {
-		return 0, c.fail(err)
-	}
-	c.left--
-	return v, nil
 }
 
 // drain skips the rest of the chunks.
