@@ -39,6 +39,7 @@ type tableLoad struct {
 	sent     int64 // rows sent
 	waiters  []*item
 	hasBlock bool
+	end      chan struct{} // closed when every chunk of it has been handed out
 }
 
 // item is one post-data step the engine runs itself, in one transaction.
@@ -58,10 +59,13 @@ type item struct {
 	pending    int
 	done       bool
 	weight     int64 // rows of its tables: the biggest go first
+	workers    int   // max_parallel_maintenance_workers for it
 }
 
-// sectionOrder makes sure pre-data comes before data and data before post-data, as
-// pg_restore warns about (and as splitting the restore around the data needs).
+// effectiveSections gives each entry the section pg_restore restores it in (an ACL or a
+// comment goes with the entry before it), and refuses an archive whose pre-data comes
+// after its data: pg_restore only warns, but splitting the restore around the data needs
+// the order.
 func effectiveSections(a *pgarchive.Archive) (map[int]pgarchive.Section, error) {
 	out := make(map[int]pgarchive.Section, len(a.Entries))
 	cur := pgarchive.SectionPreData
@@ -166,7 +170,7 @@ func newPlan(a *pgarchive.Archive) (*plan, error) {
 			if err != nil {
 				return nil, fmt.Errorf("the data of %s is not COPY data (%v)", name(e), err)
 			}
-			t := &tableLoad{entry: e, copy: c, sql: c.SQL()}
+			t := &tableLoad{entry: e, copy: c, sql: c.SQL(), end: make(chan struct{})}
 			for _, d := range e.Deps {
 				if de := a.Entry(d); de != nil && de.Desc == "TABLE" {
 					t.table = d
@@ -233,6 +237,9 @@ func newPlan(a *pgarchive.Archive) (*plan, error) {
 			}
 		}
 	}
+	if err := acyclic(p.items); err != nil {
+		return nil, err
+	}
 	for _, it := range p.items {
 		it.tables = p.tablesOf(it.entry, map[int]bool{})
 		if len(it.tables) == 0 {
@@ -251,6 +258,35 @@ func newPlan(a *pgarchive.Archive) (*plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// acyclic refuses items that wait for each other in a loop: the scheduler would wait
+// forever. pg_dump never writes one; a damaged or forged TOC might.
+func acyclic(items []*item) error {
+	state := map[*item]int{} // 1 visiting, 2 done
+	var visit func(it *item) error
+	visit = func(it *item) error {
+		switch state[it] {
+		case 1:
+			return fmt.Errorf("%s depends on itself through the table of contents", it.what)
+		case 2:
+			return nil
+		}
+		state[it] = 1
+		for _, w := range it.waitItems {
+			if err := visit(w); err != nil {
+				return err
+			}
+		}
+		state[it] = 2
+		return nil
+	}
+	for _, it := range items {
+		if err := visit(it); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ownPostData: the post-data entries the engine builds itself; the rest of post-data goes

@@ -189,6 +189,10 @@ func TestPlanRefuses(t *testing.T) {
 			entry(a, "SEQUENCE SET", "s").HadDumper = true
 		}, "unusual entry with data: SEQUENCE SET"},
 		{"with OIDs", func(a *pgarchive.Archive) { entry(a, "TABLE", "p").WithOIDs = true }, "OIDs"},
+		{"a dependency loop", func(a *pgarchive.Archive) {
+			pk, fk := entry(a, "CONSTRAINT", "p p_pkey"), entry(a, "FK CONSTRAINT", "c c_p_fkey")
+			pk.Deps = append(pk.Deps, fk.ID)
+		}, "depends on itself"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := base()
