@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -147,8 +148,11 @@ func (f *fixture) restoreTest(t *testing.T, name, db string, opts Options) *Rest
 	t.Cleanup(func() {
 		f.c.Exec(t, "postgres", "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
 	})
+	var mu sync.Mutex // the parallel engine reports from several goroutines
 	var messages []string
 	r, err := plan.Restore(ctx, ReporterFunc(func(e Event) {
+		mu.Lock()
+		defer mu.Unlock()
 		if e.Message != "" && !e.Tool {
 			messages = append(messages, e.Message)
 		}
@@ -326,8 +330,11 @@ func TestParallelFallsBackToPgRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var mu sync.Mutex
 	var said []string
 	r, err := plan.Restore(ctx, ReporterFunc(func(e Event) {
+		mu.Lock()
+		defer mu.Unlock()
 		if strings.HasPrefix(e.Message, "parallel engine:") {
 			said = append(said, e.Message)
 		}
@@ -397,15 +404,15 @@ func TestEnginesOnDamagedBackups(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var finals int
+				var finals atomic.Int32
 				r, err := plan.Restore(ctx, ReporterFunc(func(e Event) {
 					if e.Final {
-						finals++
+						finals.Add(1)
 					}
 				}))
 				f.assertBad(t, err, tc.want)
-				if finals != 1 {
-					t.Errorf("%d final events", finals)
+				if n := finals.Load(); n != 1 {
+					t.Errorf("%d final events", n)
 				}
 				if left := f.leftBehind(t, plan.Scratch); len(left) > 0 {
 					t.Errorf("left behind: %v", left)

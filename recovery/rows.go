@@ -3,7 +3,9 @@ package recovery
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -75,24 +77,16 @@ func rowsCheck(ctx context.Context, restored, live *pgx.Conn, arch *Archive) []C
 		return nil
 	}
 	rows := arch.ledger.rows
-	// Row security would hide rows from a role it applies to: with it off, counting such a
-	// table fails instead of coming out short.
-	for _, c := range []*pgx.Conn{restored, live} {
-		if c != nil {
-			if _, err := c.Exec(ctx, "SET row_security = off"); err == nil {
-				defer c.Exec(context.WithoutCancel(ctx), "RESET row_security")
-			}
-		}
+	errs := countAll(ctx, restored, rows, func(t *TableRows, n int64) { t.Restored = n }, min(4, runtime.NumCPU()))
+	if live != nil {
+		// One connection: the live database is production, loaded enough.
+		countAll(ctx, live, rows, func(t *TableRows, n int64) { t.Live = n }, 1)
 	}
 	var total int64
 	var wrong, uncounted []string
 	for i := range rows {
 		t := &rows[i]
-		var err error
-		t.Restored, err = countRows(ctx, restored, t.schema, t.table)
-		if live != nil {
-			t.Live, _ = countRows(ctx, live, t.schema, t.table)
-		}
+		err := errs[i]
 		switch {
 		case t.Archive < 0:
 			uncounted = append(uncounted, t.Name)
@@ -119,6 +113,44 @@ func rowsCheck(ctx context.Context, restored, live *pgx.Conn, arch *Archive) []C
 		r.Status = CheckPass
 	}
 	return []CheckResult{r}
+}
+
+// countAll counts the rows of every table over up to jobs connections to conn's database
+// (conn and more like it), setting each count with set (-1: no such table). Row security
+// is off: it would hide rows from a role it applies to, and counting such a table fails
+// instead of coming out short.
+func countAll(ctx context.Context, conn *pgx.Conn, rows []TableRows, set func(*TableRows, int64), jobs int) []error {
+	errs := make([]error, len(rows))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	count := func(c *pgx.Conn) {
+		defer wg.Done()
+		if _, err := c.Exec(ctx, "SET row_security = off"); err == nil {
+			defer c.Exec(context.WithoutCancel(ctx), "RESET row_security")
+		}
+		for i := range next {
+			var n int64
+			n, errs[i] = countRows(ctx, c, rows[i].schema, rows[i].table)
+			set(&rows[i], n)
+		}
+	}
+	wg.Add(1)
+	go count(conn)
+	for j := 1; j < min(jobs, len(rows)); j++ {
+		c, err := pgx.ConnectConfig(ctx, conn.Config().Copy())
+		if err != nil {
+			break // fewer connections, the same counts
+		}
+		defer c.Close(context.WithoutCancel(ctx))
+		wg.Add(1)
+		go count(c)
+	}
+	for i := range rows {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return errs
 }
 
 // countRows is count(*) of a table: its own rows only (ONLY), or for a partitioned table
