@@ -530,9 +530,9 @@ func (e *engine) tableProgress(t *tableLoad) {
 	for _, it := range t.waiters {
 		e.release(it)
 	}
+	e.note(Progress{Phase: PhaseLoad, Message: fmt.Sprintf("loaded %s: %d rows", t.copy.QualifiedName(), t.rows), Table: t.copy.QualifiedName(), Rows: t.rows})
 	e.checkLoadEnd()
 	e.wakeAll()
-	e.note(Progress{Phase: PhaseLoad, Message: fmt.Sprintf("loaded %s: %d rows", t.copy.QualifiedName(), t.rows), Table: t.copy.QualifiedName(), Rows: t.rows})
 }
 
 // note queues a report, made with e.mu held, for emit to send once it is released.
