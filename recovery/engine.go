@@ -24,8 +24,8 @@ import (
 
 // Engines that load a custom-format archive (Options.Engine).
 const (
-	// EngineAuto picks the parallel engine on a machine with two CPUs or more for a
-	// backup of autoParallelSize or more, pg_restore otherwise.
+	// EngineAuto picks the parallel engine for a backup of autoParallelSize or more on a
+	// machine with autoParallelCPUs or more, pg_restore otherwise.
 	EngineAuto = "auto"
 	// EnginePgRestore streams the archive into pg_restore: the reference engine.
 	EnginePgRestore = "pg_restore"
@@ -38,6 +38,12 @@ const (
 // autoParallelSize: below it a restore takes seconds and pg_restore's one connection
 // is as good.
 const autoParallelSize = 64 << 20
+
+// autoParallelCPUs: on 2 CPUs, shared by the server, drconsole's own decoding and the
+// connections, the parallel engine loaded the benchmark's big table 1.24× faster but
+// restored it no faster overall (0.97×, bench/parallel): the index builds already use
+// both CPUs under pg_restore. A second stream needs a core of its own.
+const autoParallelCPUs = 4
 
 // validEngine refuses an engine name that is not one of the three.
 func validEngine(e string) error {
@@ -58,7 +64,7 @@ func (p *Plan) engine() string {
 		return p.opts.Engine
 	case autoEngine != "":
 		return autoEngine
-	case runtime.NumCPU() >= 2 && p.Source.Backup.Size >= autoParallelSize:
+	case runtime.NumCPU() >= autoParallelCPUs && p.Source.Backup.Size >= autoParallelSize:
 		return EngineParallel
 	}
 	return EnginePgRestore
