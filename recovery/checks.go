@@ -123,6 +123,7 @@ func checkRestored(ctx context.Context, restored, admin *Conn, database, compare
 			out = append(out, liveTablesCheck(ctx, conn, live, compareWith))
 		}
 	}
+	out = append(out, rowsCheck(ctx, conn, live, arch)...)
 	return append(out, runbookChecks(ctx, conn, live, database, compareWith, app)...)
 }
 

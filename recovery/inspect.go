@@ -45,6 +45,9 @@ type Contents struct {
 	DataBlocks int   // custom format: data blocks walked and decompressed
 	Complete   bool  // the stream was read to its end and every integrity check passed
 	Duration   time.Duration
+
+	// Rows: custom format, each table's rows in the archive (Restored and Live are -1).
+	Rows []TableRows
 }
 
 // Encrypted reports whether the backup had an OpenPGP layer.
@@ -134,6 +137,7 @@ func verify(ctx context.Context, src Source, keys *Keys, rep Reporter) (*Content
 			}
 			return nil, inBackup(src, err)
 		}
+		c.Rows = a.rows
 	} else {
 		if _, err := io.Copy(io.Discard, br); err != nil {
 			return nil, inBackup(src, err)

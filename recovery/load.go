@@ -357,7 +357,8 @@ func (p *Plan) openStream(ctx context.Context) openedStream {
 	return openedStream{rc: rc, read: read, st: st}
 }
 
-// load streams the opened backup into pg_restore (custom) or execPlain (plain SQL).
+// load streams the opened backup into pg_restore or the parallel engine (custom; see
+// loadCustom) or execPlain (plain SQL).
 func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStream) error {
 	if o.err != nil {
 		return o.err
@@ -369,79 +370,7 @@ func (p *Plan) load(ctx context.Context, rep Reporter, r *Restored, o openedStre
 		return p.loadPlain(ctx, rep, r, read, dump)
 	}
 
-	child := &restoreChild{rep: rep, total: p.tablesTotal()}
-	args := []string{"--verbose", "--exit-on-error", "--no-password", "--dbname", libpqDatabase(p.Scratch)}
-	if p.opts.NoOwner || p.sandbox != nil {
-		args = append(args, "--no-owner") // the sandbox's objects get their owners in settleOwners
-	}
-	cmd := exec.Command(p.tools.Restore, args...)
-	cmd.Env = p.loadConn().toolEnv(p.Scratch)
-	cmd.SysProcAttr = childAttr()
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%w: starting %s: %v", ErrRestoreTool, cmd.Path, err)
-	}
-	// A cancel must stop the child even after the stream was read to its end, while
-	// pg_restore still builds indexes and constraints.
-	exited := make(chan struct{})
-	stopKill := context.AfterFunc(ctx, func() { killGroup(cmd, exited) })
-	var outputs sync.WaitGroup
-	outputs.Add(2)
-	go func() { defer outputs.Done(); child.readStderr(stderr) }()
-	go func() { defer outputs.Done(); io.Copy(io.Discard, stdout) }()
-
-	stop := sampleProgress(ctx, rep, StageStream, p.Source.Backup.Size, read, dump, child.tables)
-	streamErr, writeErr := feed(stdin, dump)
-	stop()
-	if streamErr != nil {
-		// The backup is damaged or the run was cancelled: pg_restore must not finish on a
-		// stream that failed its integrity check, so stop it before it sees EOF.
-		killGroup(cmd, exited)
-	}
-	stdin.Close()
-	outputs.Wait()
-	waitErr := cmd.Wait()
-	close(exited)
-	stopKill()
-	r.Read, r.Dump, r.Tables = read.Count(), dump.Count(), int(child.done.Load())
-	r.Warnings = child.warnings()
-
-	switch {
-	case streamErr != nil && ctx.Err() != nil:
-		return ctx.Err()
-	case streamErr != nil:
-		return inBackup(p.Source, streamErr)
-	case waitErr != nil:
-		msg := child.lastError()
-		if msg == "" {
-			msg = waitErr.Error()
-		}
-		if writeErr != nil {
-			msg += " (it stopped reading the backup)"
-		}
-		if strings.Contains(msg, "could not read from input file: end of file") {
-			// An unwrapped .dump has no framing of its own to say it was cut short:
-			// pg_restore's end of file is the only sign.
-			return inBackup(p.Source, fmt.Errorf("%w: the archive ends early (%s)", ErrTruncated, msg))
-		}
-		if serverGone(msg) {
-			// Not the backup's fault nor pg_restore's: the server went away under it.
-			return fmt.Errorf("%w: the server went away during the restore into %s: %s", ErrDatabase, p.Scratch, msg)
-		}
-		return fmt.Errorf("%w: pg_restore into %s: %s%s", ErrRestoreTool, p.Scratch, msg, p.sandboxHint(msg))
-	}
-	return nil
+	return p.loadCustom(ctx, rep, r, read, dump)
 }
 
 // serverGone: a libpq tool's message says the server, not the dump, ended its work.
@@ -564,6 +493,7 @@ func killGroup(cmd *exec.Cmd, exited <-chan struct{}) {
 type restoreChild struct {
 	rep   Reporter
 	total int
+	phase string // of the parallel engine's restore, when it runs pg_restore
 
 	done    atomic.Int64
 	mu      sync.Mutex
@@ -599,7 +529,7 @@ func (c *restoreChild) readStderr(r io.Reader) {
 		}
 		done, total, current := int(c.done.Load()), c.total, c.current
 		c.mu.Unlock()
-		c.rep.Report(Event{Time: time.Now(), Stage: StageStream, Message: line, Tool: true, TablesDone: done, TablesTotal: total, Table: current})
+		c.rep.Report(Event{Time: time.Now(), Stage: StageStream, Phase: c.phase, Message: line, Tool: true, TablesDone: done, TablesTotal: total, Table: current})
 	}
 }
 

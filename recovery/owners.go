@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"drconsole/recovery/pgarchive"
 )
 
 // A backup loaded as the sandbox role (sandbox.go) leaves every object owned by that
@@ -242,3 +244,40 @@ func unquoteIdent(s string) string {
 	}
 	return strings.ToLower(s)
 }
+
+// tocOwner is what an archive's entry says about its object's owner, naming the object
+// as a plain dump's ALTER … OWNER TO would. Entries that are not objects of their own
+// (data, indexes, comments, privileges) say nothing.
+func tocOwner(e *pgarchive.Entry) (ownedObject, bool) {
+	if e.Owner == "" {
+		return ownedObject{}, false
+	}
+	o := ownedObject{Kind: e.Desc, Owner: e.Owner}
+	switch e.Desc {
+	case "TABLE", "VIEW", "MATERIALIZED VIEW", "SEQUENCE", "FOREIGN TABLE", "TYPE", "DOMAIN":
+		o.Name = pgx.Identifier{e.Namespace, e.Tag}.Sanitize()
+	case "SCHEMA":
+		o.Name = pgx.Identifier{e.Tag}.Sanitize()
+	case "FUNCTION", "PROCEDURE", "AGGREGATE":
+		// The drop statement names it exactly: DROP FUNCTION ns.name(a integer);
+		m := dropRoutineRE.FindStringSubmatch(e.DropStmt)
+		if m == nil {
+			return ownedObject{}, false
+		}
+		o.Name = m[1]
+	case "BLOB":
+		o.Name = e.Tag
+	case "COLLATION", "CONVERSION", "OPERATOR", "OPERATOR CLASS", "OPERATOR FAMILY", "TEXT SEARCH DICTIONARY",
+		"TEXT SEARCH CONFIGURATION", "FOREIGN DATA WRAPPER", "SERVER", "EVENT TRIGGER", "PUBLICATION", "STATISTICS":
+		// Not placed one by one: they go to the main owner, with a warning when theirs differs.
+		o.Name = e.Tag
+		if e.Namespace != "" {
+			o.Name = e.Namespace + "." + e.Tag
+		}
+	default:
+		return ownedObject{}, false
+	}
+	return o, true
+}
+
+var dropRoutineRE = regexp.MustCompile(`(?is)^\s*DROP\s+(?:FUNCTION|PROCEDURE|AGGREGATE)\s+(?:IF\s+EXISTS\s+)?(.+?)\s*;\s*$`)

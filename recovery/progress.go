@@ -33,6 +33,11 @@ type Event struct {
 	TablesDone   int           // tables whose data pg_restore has loaded
 	TablesTotal  int           // tables with data in the archive; 0 for plain SQL
 	Table        string        // the table being loaded now
+	// The parallel engine's figures: its phase (pre-data, load, post-data), rows of Table
+	// loaded so far, and indexes and constraints built of those in the archive.
+	Phase                     string
+	Rows                      int64
+	IndexesDone, IndexesTotal int
 
 	// Message is a line for the log: a stage change, a pg_restore line, a warning.
 	Message string

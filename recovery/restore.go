@@ -51,6 +51,10 @@ type Options struct {
 	Checks   []Check
 	Now      func() time.Time
 	Interval time.Duration // progress throttle; 0 = ProgressInterval
+	// Engine loads a custom-format archive: EngineAuto ("" too), EnginePgRestore or
+	// EngineParallel (see engine.go).
+	Engine string
+	Jobs   int // the parallel engine's connections; 0: the CPUs, 2 to 8
 }
 
 // Plan is a restore that has passed every check that can be made without touching a
@@ -116,6 +120,9 @@ func (p *Plan) Release() {
 func Prepare(ctx context.Context, src Source, opts Options) (*Plan, error) {
 	if opts.Conn == nil {
 		return nil, fmt.Errorf("%w: no connection settings", ErrPreflight)
+	}
+	if err := validEngine(opts.Engine); err != nil {
+		return nil, err
 	}
 	now := time.Now
 	if opts.Now != nil {
@@ -503,6 +510,12 @@ type Restored struct {
 	Tables   int   // tables whose data pg_restore loaded
 	Duration time.Duration
 	Warnings []string // the warnings pg_restore printed, or the server sent for plain SQL
+	// Engine is the engine that loaded a custom-format archive (EnginePgRestore or
+	// EngineParallel); Fallback why the parallel engine gave way to pg_restore, if it did.
+	Engine, Fallback string
+	// Rows are each table's rows in the archive (counted as the stream passed) and, after
+	// the checks, in the restored copy and the live database. nil for plain SQL.
+	Rows []TableRows
 
 	finished bool // failed, swapped, abandoned or dropped: nothing more to do with it
 	unknown  bool // a swap was interrupted and the server could not tell whether it committed

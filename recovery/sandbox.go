@@ -16,6 +16,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"drconsole/recovery/pgarchive"
 )
 
 // A backup is untrusted input, and its SQL is code: a DO block, a CHECK constraint's
@@ -313,4 +315,66 @@ func (p *Plan) plainGuard(own *ownership) plainGuard {
 		}
 		return false, nil
 	}
+}
+
+// sandboxTOC is plainGuard for a custom archive, done on its table of contents before
+// anything loads: an extension only a superuser may install is installed by drconsole
+// (with the schema it goes into, when the archive creates that schema), every object's
+// owner and the default privileges are recorded for settleOwners. skip lists the entries
+// pg_restore must then leave out: those extensions, their comments and schemas, and the
+// default privileges.
+func (p *Plan) sandboxTOC(ctx context.Context, toc *pgarchive.Archive) (skip map[int]bool, err error) {
+	if p.sandbox == nil {
+		return nil, nil
+	}
+	skip = map[int]bool{}
+	schemas := map[string]*pgarchive.Entry{}
+	for _, e := range toc.Entries {
+		if e.Desc == "SCHEMA" {
+			schemas[e.Tag] = e
+		}
+	}
+	for _, e := range toc.Entries {
+		switch e.Desc {
+		case "EXTENSION":
+			name, schema, ok := extensionIn(e.Defn)
+			if !ok {
+				continue // pg_restore says what is wrong with it
+			}
+			own := schemas[schema]
+			installed, created, err := p.installExtension(ctx, name, schema, own != nil)
+			if err != nil {
+				return nil, err
+			}
+			if !installed {
+				continue
+			}
+			skip[e.ID] = true
+			if created {
+				skip[own.ID] = true
+			}
+			for _, c := range toc.Entries {
+				if quoted := (pgx.Identifier{name}).Sanitize(); c.Desc == "COMMENT" && (c.Tag == "EXTENSION "+name || c.Tag == "EXTENSION "+quoted) {
+					skip[c.ID] = true
+				}
+			}
+		case "DEFAULT ACL":
+			skip[e.ID] = true
+			if p.opts.NoOwner {
+				continue
+			}
+			sc := newSQLScanner(strings.NewReader(e.Defn))
+			for {
+				st, err := sc.next()
+				if err != nil {
+					break // io.EOF, or a text settleOwners would refuse anyway
+				}
+				p.own.defaultACL = append(p.own.defaultACL, string(st.text))
+			}
+		}
+		if o, ok := tocOwner(e); ok && !p.opts.NoOwner {
+			p.own.objects = append(p.own.objects, o)
+		}
+	}
+	return skip, nil
 }
