@@ -354,3 +354,104 @@ func TestVerifyCountsRows(t *testing.T) {
 		t.Errorf("rows = %q\nwant %q", got, want)
 	}
 }
+
+// A gpg message whose data ends exactly on a partial-length chunk's boundary ends with an
+// empty final chunk: a single 0 byte. Cut before it, every byte of data and the MDC are
+// still there and go-crypto takes the message as whole (it was 1 run in ~120 of
+// TestFramingTruncated with random data); the file is still not what was written.
+func TestEncryptedCutBeforeItsEmptyLastChunk(t *testing.T) {
+	dir := t.TempDir()
+	noise := make([]byte, 4<<10)
+	rand.Read(noise)
+	os.WriteFile(filepath.Join(dir, "in"), []byte("--\n-- PostgreSQL database dump\n--\nSELECT '"+hex.EncodeToString(noise)+"';\n"), 0o600)
+	key := gpgtest.NewKey(t, "Chunks", "")
+	key.Encrypt(t, filepath.Join(dir, "in"), filepath.Join(dir, "in.gpg"))
+	enc, err := os.ReadFile(filepath.Join(dir, "in.gpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := &Keys{}
+	if keys.Entities, err = ReadKeyFile(key.SecretFile); err != nil {
+		t.Fatal(err)
+	}
+	whole := reframeEndingEmpty(t, enc)
+	if whole[len(whole)-1] != 0 {
+		t.Fatal("the reframed message does not end with an empty chunk")
+	}
+	read := func(b []byte) error {
+		st, err := Unwrap(bytes.NewReader(b), keys)
+		if err == nil {
+			_, err = io.Copy(io.Discard, st.Reader)
+			st.Close()
+		}
+		return err
+	}
+	if err := read(whole); err != nil {
+		t.Fatalf("the reframed message does not read: %v", err)
+	}
+	if err := read(whole[:len(whole)-1]); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("cut before its empty last chunk: err = %v, want ErrTruncated", err)
+	}
+}
+
+// reframeEndingEmpty rewrites gpg's output (packets before the encrypted data, then the
+// encrypted data packet) so that the encrypted data is sent in power-of-two partial
+// chunks (the first of 512 bytes) and an empty final chunk. The content is unchanged.
+func reframeEndingEmpty(t *testing.T, enc []byte) []byte {
+	t.Helper()
+	var out []byte
+	for len(enc) > 0 {
+		tag := enc[0]
+		if tag&0x40 == 0 { // old format: only the packets before the data, with lengths
+			n := 0
+			switch tag & 3 {
+			case 0:
+				n = int(enc[1]) + 2
+			case 1:
+				n = int(enc[1])<<8 | int(enc[2]) + 3
+			default:
+				t.Fatalf("old-format length type %d", tag&3)
+			}
+			out, enc = append(out, enc[:n]...), enc[n:]
+			continue
+		}
+		if tag&0x3f != 18 { // not the encrypted data packet
+			t.Fatalf("unexpected packet tag %d", tag&0x3f)
+		}
+		var body []byte
+		rest := enc[1:]
+		for {
+			l0 := int(rest[0])
+			var n, hl int
+			partial := false
+			switch {
+			case l0 < 192:
+				n, hl = l0, 1
+			case l0 < 224:
+				n, hl = (l0-192)<<8+int(rest[1])+192, 2
+			case l0 < 255:
+				n, hl, partial = 1<<(l0&0x1f), 1, true
+			default:
+				n, hl = int(rest[1])<<24|int(rest[2])<<16|int(rest[3])<<8|int(rest[4]), 5
+			}
+			body, rest = append(body, rest[hl:hl+n]...), rest[hl+n:]
+			if !partial {
+				break
+			}
+		}
+		if len(body) < 512 {
+			t.Fatalf("encrypted data of %d bytes: too short to reframe", len(body))
+		}
+		out = append(out, tag, 0xe0|9)
+		out, body = append(out, body[:512]...), body[512:]
+		for bit := 30; bit >= 0; bit-- {
+			if len(body)&(1<<bit) != 0 {
+				out = append(out, 0xe0|byte(bit))
+				out, body = append(out, body[:1<<bit]...), body[1<<bit:]
+			}
+		}
+		out = append(out, 0) // the empty final chunk
+		enc = rest
+	}
+	return out
+}

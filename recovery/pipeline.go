@@ -210,7 +210,16 @@ func Decrypt(r io.Reader, keys *Keys) (io.Reader, error) {
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	return &errMapper{r: md.UnverifiedBody, mapErr: mapErr, sig: newSignatureCheck(md, keys.Signers), symmetric: symmetric}, nil
+	// go-crypto takes a message cut just before its last, empty, partial-length chunk
+	// (a single 0 byte, when the data ends on a chunk's boundary) as whole: its data and
+	// MDC are all there, but the file is not what was written. The framing knows.
+	cut := func() error {
+		if frame.truncated() {
+			return fmt.Errorf("%w: encrypted data ends in the middle of a packet", ErrTruncated)
+		}
+		return nil
+	}
+	return &errMapper{r: md.UnverifiedBody, mapErr: mapErr, atEOF: cut, sig: newSignatureCheck(md, keys.Signers), symmetric: symmetric}, nil
 }
 
 // recipientsHead is how much of an OpenPGP message is looked at for its recipients.
@@ -294,6 +303,7 @@ func (z *zstdReader) Close() error { z.d.Close(); return nil }
 type errMapper struct {
 	r      io.Reader
 	mapErr func(error) error
+	atEOF  func() error // a last check of the stream at its end, before the signature's
 	// sig, for OpenPGP: go-crypto checks a signature only once the body has been read to
 	// its EOF, so that EOF is held back until the signature is known good.
 	sig *signatureCheck
@@ -310,6 +320,11 @@ func (e *errMapper) Read(p []byte) (int, error) {
 	}
 	n, err := e.r.Read(p)
 	if err == io.EOF {
+		if e.atEOF != nil {
+			if e.err = e.atEOF(); e.err != nil {
+				return n, e.err
+			}
+		}
 		if e.sig != nil {
 			if e.err = e.sig.atEOF(); e.err != nil {
 				return n, e.err
