@@ -91,7 +91,7 @@ also a subcommand with --json output and meaningful exit codes (see the README).
 	root.Version = version
 	root.SilenceUsage, root.SilenceErrors = true, true
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%v (see drconsole %s -h)", err, strings.TrimPrefix(c.CommandPath()+" ", "drconsole "))}
+		return usageError{fmt.Errorf("%v (see %s -h)", err, c.CommandPath())}
 	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.configPath, "config", "", "config `file` (default: $DRCONSOLE_CONFIG, ./drconsole.yaml, $XDG_CONFIG_HOME/drconsole/config.yaml, /etc/drconsole/config.yaml)")

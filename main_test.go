@@ -203,6 +203,8 @@ func TestCLIExitCodesForBadInput(t *testing.T) {
 		{"typo'd database for check", []string{"check", "--db-url", c.URL(db + "_typo")}, exitDatabase, nil, "does not exist"},
 		{"no such backup", []string{"restore", "--yes", "--db-url", c.URL(db), "spywatcher_full_19990101_000000.dump.gz"}, exitUnreachable, nil, "no such backup"},
 		{"unknown flag", []string{"restore", "--frobnicate", name}, exitUsage, nil, "frobnicate"},
+		{"unknown engine", []string{"restore", "--yes", "--engine", "fast", "--db-url", c.URL(db), name}, exitUsage, nil, "auto, pg_restore or parallel"},
+		{"no connections", []string{"verify", "--restore-test", "--jobs", "0", "--db-url", c.URL(db), name}, exitUsage, nil, "from 1 to 64"},
 		{"no terminal to confirm on", []string{"restore", "--gpg-key", key.SecretFile, "--db-url", c.URL(db), name}, exitUsage, nil, "--yes"},
 	}
 	for _, tc := range cases {
@@ -275,6 +277,25 @@ func TestCLITestRestoreAndVerifyRestoreTest(t *testing.T) {
 	}
 	if after := c.Databases(t); strings.Join(after, ",") != strings.Join(before, ",") {
 		t.Errorf("verify --restore-test left databases behind: before %v, after %v", before, after)
+	}
+
+	// The engine is the operator's to choose: a custom archive over two connections.
+	dump := filepath.Join(dir, "spywatcher_full_20240126_120000.dump")
+	cmd = exec.Command(filepath.Join(c.BinDir, "pg_dump"), "-Fc", "-f", dump, db)
+	cmd.Env = append(os.Environ(), c.Env(db)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pg_dump: %v %s", err, out)
+	}
+	parDB := db + "_parallel"
+	out, errb, code = runCLI(t, env, "restore", "--db-url", c.URL(db), "--target-db", parDB, "--engine", "parallel", "--jobs", "2", filepath.Base(dump))
+	if code != 0 {
+		t.Fatalf("restore --engine parallel: exit %d: %s", code, errb)
+	}
+	if all := out + errb; !strings.Contains(all, "restore engine: parallel over 2 connections (--engine)") || !strings.Contains(all, "PASS  rows of every table") {
+		t.Errorf("restore --engine parallel does not say so, or did not count the rows:\n%s", all)
+	}
+	if got := cliFingerprint(t, c, parDB); got != want {
+		t.Errorf("database restored by the parallel engine differs:\n got %s\nwant %s", got, want)
 	}
 }
 

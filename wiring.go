@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -292,16 +293,55 @@ type loadFlags struct {
 	noOwner       bool
 	allowUnsigned bool
 	trustBackup   bool
+	engine        engineFlag
+	jobs          jobsFlag
 }
 
 func (l *loadFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVar(&l.noOwner, "no-owner", false, "do not restore object ownership (when the archive's roles do not exist on the target)")
 	fs.BoolVar(&l.allowUnsigned, "allow-unsigned", false, "restore a backup that none of the --signer-key keys signed (it is still flagged)")
 	fs.BoolVar(&l.trustBackup, "trust-backup", false, "load the backup as the connecting role, not as a role without privileges: only for a backup you trust that needs more (C functions, event triggers), or a server that refuses password logins")
+	l.engine = recovery.EngineAuto
+	fs.Var(&l.engine, "engine", "what loads a custom-format backup: pg_restore, parallel (its rows over several connections), or auto (parallel for a backup of 64 MiB or more on 4 CPUs or more)")
+	fs.Var(&l.jobs, "jobs", "connections of the parallel engine, 1 to 64 (default: as many as the CPUs, 2 to 8)")
+}
+
+// engineFlag is --engine: one of the three names, refused as a usage error otherwise.
+type engineFlag string
+
+func (e *engineFlag) String() string { return string(*e) }
+func (e *engineFlag) Type() string   { return "auto|pg_restore|parallel" }
+func (e *engineFlag) Set(s string) error {
+	switch s {
+	case recovery.EngineAuto, recovery.EnginePgRestore, recovery.EngineParallel:
+		*e = engineFlag(s)
+		return nil
+	}
+	return fmt.Errorf("%q is not an engine: auto, pg_restore or parallel", s)
+}
+
+// jobsFlag is --jobs: 1 to 64 connections (0, the default, lets the engine choose).
+type jobsFlag int
+
+func (j *jobsFlag) String() string {
+	if *j == 0 {
+		return ""
+	}
+	return strconv.Itoa(int(*j))
+}
+func (j *jobsFlag) Type() string { return "N" }
+func (j *jobsFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 64 {
+		return fmt.Errorf("%q connections: give a number from 1 to 64", s)
+	}
+	*j = jobsFlag(n)
+	return nil
 }
 
 // options sets them on a restore's options.
 func (l *loadFlags) options(o recovery.Options) recovery.Options {
 	o.NoOwner, o.AllowUnsigned, o.TrustBackup = l.noOwner, l.allowUnsigned, l.trustBackup
+	o.Engine, o.Jobs = string(l.engine), int(l.jobs)
 	return o
 }

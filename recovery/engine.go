@@ -70,6 +70,26 @@ func (p *Plan) engine() string {
 	return EnginePgRestore
 }
 
+// maxJobs bounds Options.Jobs: each connection is a server backend and a chunk in memory.
+const maxJobs = 64
+
+// engineLine says in pre-flight which engine loads the archive, and why.
+func (p *Plan) engineLine() string {
+	e := p.engine()
+	why := "--engine"
+	switch {
+	case p.opts.Engine == EnginePgRestore || p.opts.Engine == EngineParallel:
+	case autoEngine != "":
+		why = "auto, set by the tests"
+	default:
+		why = fmt.Sprintf("auto: a %s backup on %d CPUs; parallel from %s on %d CPUs", formatBytes(p.Source.Backup.Size), runtime.NumCPU(), formatBytes(autoParallelSize), autoParallelCPUs)
+	}
+	if e == EngineParallel {
+		return fmt.Sprintf("restore engine: parallel over %d connections (%s); an archive it cannot load exactly goes to pg_restore", p.jobs(), why)
+	}
+	return fmt.Sprintf("restore engine: pg_restore (%s)", why)
+}
+
 // jobs is the number of connections the parallel engine loads over.
 func (p *Plan) jobs() int {
 	if p.opts.Jobs > 0 {

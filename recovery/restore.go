@@ -124,6 +124,9 @@ func Prepare(ctx context.Context, src Source, opts Options) (*Plan, error) {
 	if err := validEngine(opts.Engine); err != nil {
 		return nil, err
 	}
+	if opts.Jobs < 0 || opts.Jobs > maxJobs {
+		return nil, fmt.Errorf("%w: %d connections for the parallel engine: give 1 to %d (0: as many as the CPUs, 2 to 8)", ErrPreflight, opts.Jobs, maxJobs)
+	}
 	now := time.Now
 	if opts.Now != nil {
 		now = opts.Now
@@ -162,6 +165,7 @@ func Prepare(ctx context.Context, src Source, opts Options) (*Plan, error) {
 			return nil, err
 		}
 		p.Passed = append(p.Passed, fmt.Sprintf("%s reads archive version %s", tools.Version, a.Version))
+		p.Passed = append(p.Passed, p.engineLine())
 	} else {
 		p.Passed = append(p.Passed, "plain SQL dump: its statements are run by drconsole itself, one transaction, no psql meta-commands")
 	}
