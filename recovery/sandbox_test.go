@@ -106,14 +106,14 @@ CREATE TABLE t (x int CHECK (evil(x))); INSERT INTO t VALUES (1);`)
 // A backup whose objects belong to several roles, with an extension only a superuser
 // may install, one in a schema of its own and default privileges, restores as it was:
 // every object to its owner, the extensions in place, the defaults set, and no trace of
-// the loading role. Custom and plain alike.
+// the loading role. Custom (with either engine) and plain alike.
 func TestSandboxRestoresOwnersExtensionsAndDefaults(t *testing.T) {
 	f := newFixture(t)
 	app, reporting := f.db+"_app", f.db+"_reporting"
 	f.c.Exec(t, "postgres", `CREATE ROLE "`+app+`"; CREATE ROLE "`+reporting+`"`)
 	src := f.c.NewDB(t)
 	t.Cleanup(func() {
-		for _, db := range []string{src, src + "_custom", src + "_plain"} {
+		for _, db := range []string{src, src + "_custom", src + "_parallel", src + "_plain"} {
 			f.c.Exec(t, "postgres", `DROP DATABASE IF EXISTS "`+db+`" WITH (FORCE)`)
 		}
 		f.c.Exec(t, "postgres", `DROP ROLE IF EXISTS "`+app+`", "`+reporting+`"`)
@@ -130,7 +130,7 @@ CREATE TYPE billing.state AS ENUM ('open', 'paid'); ALTER TYPE billing.state OWN
 ALTER DEFAULT PRIVILEGES FOR ROLE "`+app+`" IN SCHEMA billing GRANT SELECT ON TABLES TO "`+reporting+`";
 GRANT SELECT ON billing.invoice TO "`+reporting+`";`)
 	want := ownersOf(t, f.c, src)
-	for _, format := range []string{"custom", "plain"} {
+	for _, format := range []string{"custom", "parallel", "plain"} {
 		t.Run(format, func(t *testing.T) {
 			name := "spywatcher_full_20240125_120000.dump"
 			args := []string{"-Fc"}
@@ -140,13 +140,20 @@ GRANT SELECT ON billing.invoice TO "`+reporting+`";`)
 			run(t, f.c.Env(src), filepath.Join(f.c.BinDir, "pg_dump"), append(args, "-f", f.path(name), src)...)
 			target := src + "_" + format
 			ctx := context.Background()
-			plan, err := Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t), TestDB: target, FromDB: src})
+			engine := EnginePgRestore
+			if format == "parallel" {
+				engine = EngineParallel
+			}
+			plan, err := Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t), TestDB: target, FromDB: src, Engine: engine})
 			if err != nil {
 				t.Fatal(err)
 			}
 			r, err := plan.Restore(ctx, nil)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if format != "plain" && r.Engine != engine {
+				t.Errorf("restored by %s, not %s (%s)", r.Engine, engine, r.Fallback)
 			}
 			if got := ownersOf(t, f.c, target); got != want {
 				t.Errorf("owners after the restore:\n got %s\nwant %s", got, want)
