@@ -50,7 +50,9 @@ func TestRestoreCancel(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			plan, err := Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t)})
+			// pg_restore's own messages say when it builds indexes; TestParallelCancel
+			// does the same with the parallel engine.
+			plan, err := Prepare(ctx, f.source(t, name), Options{Conn: f.conn(t), Engine: EnginePgRestore})
 			if err != nil {
 				t.Fatal(err)
 			}
