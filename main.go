@@ -64,6 +64,9 @@ func (a *app) main(args []string) int {
 		return exitOK
 	}
 	fmt.Fprintf(a.stderr, "drconsole %s: %s\n", displayName(cmd), storage.Printable(oneLine(err)))
+	if isWALFetch(cmd) {
+		return walFetchExit(err)
+	}
 	if ctx.Err() != nil {
 		// Interrupted: whatever the error says (a connection cut by the cancel, say), the
 		// run was cancelled, and it cleaned up before returning.
@@ -102,7 +105,8 @@ also a subcommand with --json output and meaningful exit codes (see the README).
 
 	console := newConsoleCmd(a)
 	root.AddCommand(console, newBackupsCmd(a), newRestoreCmd(a), newVerifyCmd(a), newCheckCmd(a), newBackupCmd(a),
-		newRunbookCmd(a), newIncidentsCmd(a), newReportCmd(a), newConfigCmd(a), newManCmd(a))
+		newRunbookCmd(a), newIncidentsCmd(a), newReportCmd(a), newConfigCmd(a), newManCmd(a),
+		newWALPushCmd(a), newWALFetchCmd(a))
 	return root
 }
 

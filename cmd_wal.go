@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"drconsole/recovery"
+	"drconsole/storage"
+	"drconsole/wal"
+)
+
+// walLocations is the WAL archive of every configured location, or of those named.
+func (a *app) walLocations(ctx context.Context, only []string) ([]storage.WAL, error) {
+	locs, err := a.locations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []storage.WAL
+	for _, name := range only {
+		found := false
+		for _, l := range locs {
+			found = found || l.Name() == name
+		}
+		if !found {
+			return nil, usagef("no location named %q is configured", name)
+		}
+	}
+	for _, l := range locs {
+		if len(only) == 0 || contains(only, l.Name()) {
+			out = append(out, storage.WALOf(l))
+		}
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+type walPushOptions struct {
+	recipient string
+	locations []string
+	json      bool
+}
+
+func newWALPushCmd(a *app) *cobra.Command {
+	o := &walPushOptions{}
+	c := &cobra.Command{
+		Use:   "wal-push [flags] PATH",
+		Short: "archive one WAL file into every location (archive_command)",
+		Long: `Archives the WAL file at PATH (a segment, a .history, .backup or .partial file) into
+the wal/ folder of every configured location: compressed with zstd, encrypted to the
+--gpg-recipient key, stored atomically under its name and the SHA-256 of its content.
+A file archived before with the same content is recognised and succeeds; a different file
+under the same name is refused. It exits 0 only when every location holds the file, so
+that PostgreSQL keeps it and tries again otherwise. For postgresql.conf:
+
+  archive_mode = on
+  archive_command = 'drconsole wal-push --gpg-recipient /etc/drconsole/ops-public.asc %p'`,
+		Example: "  drconsole wal-push --gpg-recipient ops-public.asc pg_wal/000000010000000000000001",
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("wal-push needs exactly one PATH (archive_command's %%p)")
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error { return runWALPush(c.Context(), a, o, args[0]) },
+	}
+	f := c.Flags()
+	f.StringVar(&o.recipient, "gpg-recipient", "", "OpenPGP public key `file` to encrypt to; without it WAL is archived compressed, not encrypted")
+	f.StringSliceVar(&o.locations, "location", nil, "archive into these configured `location`s only (default: every one)")
+	f.BoolVar(&o.json, "json", false, "print what was stored where as JSON on stdout")
+	return c
+}
+
+func runWALPush(ctx context.Context, a *app, o *walPushOptions, path string) error {
+	p := &wal.Pusher{}
+	if o.recipient != "" {
+		var err error
+		if p.Recipients, err = recovery.ReadRecipientFile(o.recipient); err != nil {
+			return usageError{err}
+		}
+	}
+	locs, err := a.walLocations(ctx, o.locations)
+	if err != nil {
+		return err
+	}
+	p.Locations = locs
+	pushed, err := p.Push(ctx, path)
+	if o.json {
+		out := map[string]any{"file": path, "locations": pushed}
+		if err != nil {
+			out["error"] = oneLine(err)
+		}
+		writeJSON(a.stdout, out)
+	}
+	return err
+}
+
+type walFetchOptions struct {
+	keys      keyFlags
+	locations []string
+}
+
+func newWALFetchCmd(a *app) *cobra.Command {
+	o := &walFetchOptions{}
+	c := &cobra.Command{
+		Use:   "wal-fetch [flags] NAME DEST",
+		Short: "restore one WAL file from the archive (restore_command)",
+		Long: `Writes WAL file NAME from the archive to DEST, whole (a temporary file beside it, synced,
+then renamed). It reads what wal-push stored (checking the content against the SHA-256 in
+its name) and files another tool archived under PostgreSQL's names, raw, gzip, zstd or
+OpenPGP, deciding by their bytes. A segment's header must say it is that segment.
+
+Exit 0: written. Exit 1: every location answered and none holds NAME (PostgreSQL takes this
+as the end of the WAL). Any other failure (a location that cannot be asked, a damaged copy,
+a wrong key, a segment missing while later ones are archived, a bad command line) exits
+126, so that PostgreSQL stops recovery instead of ending it early. For the recovering
+server's configuration:
+
+  restore_command = 'drconsole wal-fetch --gpg-key /etc/drconsole/ops-secret.asc %f %p'`,
+		Example: "  drconsole wal-fetch --gpg-key ops-secret.asc 000000010000000000000001 pg_wal/RECOVERYXLOG",
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return usagef("wal-fetch needs NAME and DEST (restore_command's %%f and %%p)")
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error { return runWALFetch(c.Context(), a, o, args[0], args[1]) },
+	}
+	f := c.Flags()
+	o.keys.add(f)
+	f.StringSliceVar(&o.locations, "location", nil, "read from these configured `location`s only, in configuration order (default: every one, the first that holds the file serving it)")
+	return c
+}
+
+func runWALFetch(ctx context.Context, a *app, o *walFetchOptions, name, dest string) error {
+	keys, err := o.keys.keys(a)
+	if err != nil {
+		return err
+	}
+	locs, err := a.walLocations(ctx, o.locations)
+	if err != nil {
+		return err
+	}
+	f := &wal.Fetcher{Locations: locs, Keys: keys, Said: func(s string) { fmt.Fprintln(a.stderr, "drconsole wal-fetch: "+s) }}
+	_, err = f.Fetch(ctx, name, dest)
+	return err
+}
+
+// Exit codes of wal-fetch, as restore_command: PostgreSQL ends recovery on 1 and stops on
+// anything above 125.
+const (
+	exitWALNotFound = 1
+	exitWALStop     = 126
+)
+
+// walFetchExit is wal-fetch's exit code for err: only "not in the archive" may end
+// recovery; a mistyped flag must not.
+func walFetchExit(err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, wal.ErrNotFound):
+		return exitWALNotFound
+	}
+	return exitWALStop
+}
+
+// isWALFetch: the command that ran is wal-fetch.
+func isWALFetch(c *cobra.Command) bool {
+	return c != nil && strings.HasPrefix(displayName(c), "wal-fetch")
+}
