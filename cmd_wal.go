@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"runtime/debug"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -109,6 +114,11 @@ func runWALPush(ctx context.Context, a *app, o *walPushOptions, path string) err
 type walFetchOptions struct {
 	keys      keyFlags
 	locations []string
+	ahead     int
+	spool     string
+	// prefetchSize: this run is the prefetch started by the fetch of NAME, whose
+	// segments are that many bytes.
+	prefetchSize int64
 }
 
 func newWALFetchCmd(a *app) *cobra.Command {
@@ -140,6 +150,10 @@ server's configuration:
 	f := c.Flags()
 	o.keys.add(f)
 	f.StringSliceVar(&o.locations, "location", nil, "read from these configured `location`s only, in configuration order (default: every one, the first that holds the file serving it)")
+	f.IntVar(&o.ahead, "prefetch", 8, "segments to fetch ahead of recovery, in a process of its own, into the spool (0: none)")
+	f.StringVar(&o.spool, "spool", "", "`dir`ectory for segments fetched ahead (default: drconsole-prefetch beside DEST, in pg_wal)")
+	f.Int64Var(&o.prefetchSize, "prefetch-size", 0, "internal: run as the prefetch after NAME, of segments this size")
+	f.MarkHidden("prefetch-size")
 	return c
 }
 
@@ -152,10 +166,60 @@ func runWALFetch(ctx context.Context, a *app, o *walFetchOptions, name, dest str
 	if err != nil {
 		return err
 	}
-	f := &wal.Fetcher{Locations: locs, Keys: keys, Said: func(s string) { fmt.Fprintln(a.stderr, "drconsole wal-fetch: "+s) }}
-	_, err = f.Fetch(ctx, name, dest)
-	return err
+	if o.ahead < 0 || o.ahead > 64 {
+		return usagef("--prefetch %d: give 0 to 64 segments", o.ahead)
+	}
+	spool := o.spool
+	if spool == "" {
+		spool = wal.SpoolFor(dest)
+	}
+	f := &wal.Fetcher{Locations: locs, Keys: keys, Spool: spool, Ahead: o.ahead,
+		Said: func(s string) { fmt.Fprintln(a.stderr, "drconsole wal-fetch: "+s) }}
+	if o.prefetchSize > 0 {
+		// Its downloads' buffers are garbage as soon as a segment is spooled: collect
+		// them rather than let the heap grow to twice what is live.
+		debug.SetMemoryLimit(prefetchMemory)
+		return f.Prefetch(ctx, name, o.prefetchSize)
+	}
+	if _, err := f.Fetch(ctx, name, dest); err != nil {
+		return err
+	}
+	if kind, _ := wal.Kind(name); kind == wal.KindSegment && o.ahead > 0 {
+		if st, err := os.Stat(dest); err == nil && f.MakeSpool() == nil {
+			a.startPrefetch(o, name, dest, spool, st.Size())
+		}
+	}
+	return nil
 }
+
+// startPrefetch starts the prefetch of the segments after name in a process of its own,
+// which outlives this one: restore_command must return as soon as its segment is there.
+// It gets the same configuration, keys and locations; if it cannot start, recovery only
+// goes slower.
+func (a *app) startPrefetch(o *walFetchOptions, name, dest, spool string, segSize int64) {
+	if a.self == "" {
+		return
+	}
+	args := []string{"wal-fetch", "--prefetch-size", strconv.FormatInt(segSize, 10), "--prefetch", strconv.Itoa(o.ahead), "--spool", spool}
+	for flag, v := range map[string]string{"--config": a.configPath, "--backup-dir": a.backupDir, "--gpg-key": o.keys.gpgKey,
+		"--passphrase-file": o.keys.passphraseFile, "--signer-key": o.keys.signerKey} {
+		if v != "" {
+			args = append(args, flag, v)
+		}
+	}
+	for _, l := range o.locations {
+		args = append(args, "--location", l)
+	}
+	cmd := exec.Command(a.self, append(args, name, dest)...)
+	cmd.Env = os.Environ()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if cmd.Start() == nil {
+		cmd.Process.Release()
+	}
+}
+
+// prefetchMemory is the soft limit of the prefetch's heap.
+const prefetchMemory = 96 << 20
 
 // Exit codes of wal-fetch, as restore_command: PostgreSQL ends recovery on 1 and stops on
 // anything above 125.

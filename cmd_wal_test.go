@@ -180,6 +180,10 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 	if tli < 2 {
 		t.Errorf("timeline %d after promotion, want a new one", tli)
 	}
+	// The segments fetched ahead are gone with recovery's end.
+	if _, err := os.Stat(filepath.Join(w.base, "pg_wal", "drconsole-prefetch")); !os.IsNotExist(err) {
+		t.Errorf("the prefetch spool is left in pg_wal: %v", err)
+	}
 
 	t.Run("refusals", func(t *testing.T) { w.refusals(t) })
 }

@@ -32,10 +32,15 @@ type app struct {
 	runbookPath string // --runbook
 	backupDir   string // --backup-dir
 	debug       bool   // --debug: library logs (AWS SDK, …) to stderr
+
+	// self is drconsole's own executable, for work that runs in a process of its own
+	// (wal-fetch's prefetch); "" when this is not the drconsole binary (tests).
+	self string
 }
 
 func main() {
-	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	self, _ := os.Executable()
+	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, self: self}
 	os.Exit(a.main(os.Args[1:]))
 }
 

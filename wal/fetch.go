@@ -41,6 +41,10 @@ type Fetcher struct {
 	// Said is told what the operator should know although the fetch succeeded: a
 	// location skipped, a damaged copy passed over.
 	Said func(string)
+	// Spool is where segments fetched ahead are kept (SpoolFor); "" for none. Ahead is
+	// how many segments Prefetch fetches ahead.
+	Spool string
+	Ahead int
 }
 
 func (f *Fetcher) say(format string, args ...any) {
@@ -52,8 +56,12 @@ func (f *Fetcher) say(format string, args ...any) {
 // Fetch writes WAL file name to dest, whole (written to a temporary file beside it,
 // synced, then renamed), and returns the location that served it.
 func (f *Fetcher) Fetch(ctx context.Context, name, dest string) (string, error) {
-	if _, err := Kind(name); err != nil {
+	kind, err := Kind(name)
+	if err != nil {
 		return "", err
+	}
+	if kind == KindSegment && takeSpooled(f.Spool, name, dest) {
+		return "prefetched", nil
 	}
 	var unreachable, damaged []string
 	var answered []storage.WAL
@@ -98,6 +106,9 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) (string, error) 
 	}
 	if later := laterSegment(ctx, answered, name); later != "" {
 		return "", fmt.Errorf("%w: %s is not archived, but %s is: the archive has a hole here, and recovery stops rather than end early at it", ErrHole, name, later)
+	}
+	if kind == KindSegment || kind == KindHistory {
+		f.dropSpool() // the end of the archive, or a new timeline looked for: recovery ends
 	}
 	return "", fmt.Errorf("%w: %s", ErrNotFound, name)
 }
