@@ -10,9 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"drconsole/checklists"
 	"drconsole/recovery"
 	"drconsole/storage"
 	"drconsole/wal"
@@ -243,4 +245,134 @@ func walFetchExit(err error) int {
 // isWALFetch: the command that ran is wal-fetch.
 func isWALFetch(c *cobra.Command) bool {
 	return c != nil && strings.HasPrefix(displayName(c), "wal-fetch")
+}
+
+type walStatusOptions struct {
+	conn      connFlags
+	rpo       time.Duration
+	recipient string
+	locations []string
+	json      bool
+}
+
+func newWALStatusCmd(a *app) *cobra.Command {
+	o := &walStatusOptions{}
+	c := &cobra.Command{
+		Use:   "wal-status [flags]",
+		Short: "how WAL archiving stands against the RPO, and how to turn it on",
+		Long: `Reads the server's archiver (pg_stat_archiver, archive_mode, archive_command,
+archive_timeout) and the newest file of each location's WAL archive, and says whether the
+RPO holds: archiving on, not failing since its last success, an archive_timeout within the
+RPO, and no WAL written longer than the RPO ago still waiting. It exits 1 when the RPO does
+not hold, and prints the postgresql.conf lines that make it hold.`,
+		Example: "  DB_HOST=db1 drconsole wal-status --rpo 1h --gpg-recipient /etc/drconsole/ops-public.asc",
+		Args:    noArgs(""),
+		RunE:    func(c *cobra.Command, _ []string) error { return runWALStatus(c.Context(), a, o) },
+	}
+	f := c.Flags()
+	o.conn.add(f)
+	f.DurationVar(&o.rpo, "rpo", time.Hour, "the recovery point objective: the most writes, in time, a disaster may lose (the runbook's is 1h)")
+	f.StringVar(&o.recipient, "gpg-recipient", "", "the public key `file` the printed archive_command encrypts to (default: a placeholder path)")
+	f.StringSliceVar(&o.locations, "location", nil, "look at these configured `location`s only (default: every one)")
+	f.BoolVar(&o.json, "json", false, "print the status as JSON on stdout")
+	return c
+}
+
+func runWALStatus(ctx context.Context, a *app, o *walStatusOptions) error {
+	if o.rpo <= 0 {
+		return usagef("--rpo must be positive")
+	}
+	cn, err := o.conn.resolve(a)
+	if err != nil {
+		return err
+	}
+	locs, err := a.walLocations(ctx, o.locations)
+	if err != nil {
+		return err
+	}
+	conn, err := cn.Connect(ctx, "postgres")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	st, err := wal.Check(ctx, conn, cn.Server(), locs, o.rpo)
+	if err != nil {
+		return fmt.Errorf("%w: %v", recovery.ErrDatabase, err)
+	}
+	if o.json {
+		writeJSON(a.stdout, st)
+	} else {
+		printWALStatus(a, st, a.archiveLines(o.recipient, o.rpo))
+	}
+	if !st.Holds {
+		return fmt.Errorf("the RPO of %s does not hold: %s", wal.DurationWord(o.rpo), strings.Join(st.Why, "; "))
+	}
+	return nil
+}
+
+// archiveLines are the postgresql.conf lines that archive WAL through drconsole.
+func (a *app) archiveLines(recipient string, rpo time.Duration) []string {
+	if recipient == "" {
+		recipient = "/etc/drconsole/ops-public.asc"
+	}
+	exe := a.self
+	if exe == "" {
+		exe = "drconsole"
+	}
+	cfg := ""
+	if a.configPath != "" {
+		cfg = " --config " + a.configPath
+	}
+	t := wal.Timeout(rpo)
+	return []string{
+		"archive_mode = on                 # needs a restart",
+		fmt.Sprintf("archive_command = '%s%s wal-push --gpg-recipient %s %%p'", exe, cfg, recipient),
+		fmt.Sprintf("archive_timeout = %dmin             # a segment at least every %d minutes when there are writes: within the RPO of %s", t/time.Minute, t/time.Minute, wal.DurationWord(rpo)),
+	}
+}
+
+func printWALStatus(a *app, st *wal.Status, lines []string) {
+	w := a.stdout
+	age := func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return checklists.FormatDuration(st.Now.Sub(t).Truncate(time.Second)) + " ago"
+	}
+	fmt.Fprintf(w, "server    %s: archive_mode %s, archive_timeout %s\n", st.Server, st.ArchiveMode, wal.DurationWord(st.ArchiveTimeout))
+	fmt.Fprintf(w, "command   %s\n", storage.Printable(st.ArchiveCommand))
+	last := "nothing archived yet"
+	if st.LastArchived != "" {
+		last = fmt.Sprintf("last archived %s %s", st.LastArchived, age(st.LastArchivedAt))
+	}
+	fmt.Fprintf(w, "archiver  %s; %d archived, %d failed", last, st.Archived, st.Failed)
+	if st.LastFailed != "" {
+		fmt.Fprintf(w, " (last failure %s %s)", st.LastFailed, age(st.LastFailedAt))
+	}
+	fmt.Fprintln(w)
+	for _, l := range st.Locations {
+		switch {
+		case l.Error != "":
+			fmt.Fprintf(w, "archive   %s (%s): cannot be read: %s\n", l.Name, l.Where, l.Error)
+		case l.Files == 0:
+			fmt.Fprintf(w, "archive   %s (%s): empty\n", l.Name, l.Where)
+		default:
+			fmt.Fprintf(w, "archive   %s (%s): %d files, newest %s stored %s\n", l.Name, l.Where, l.Files, l.Newest, age(l.At))
+		}
+	}
+	for _, m := range st.Warnings {
+		fmt.Fprintf(w, "warning   %s\n", m)
+	}
+	if st.Holds {
+		fmt.Fprintf(w, "RPO       %s holds\n", wal.DurationWord(st.RPO))
+		return
+	}
+	for _, why := range st.Why {
+		fmt.Fprintf(w, "RPO       %s does not hold: %s\n", wal.DurationWord(st.RPO), why)
+	}
+	fmt.Fprintln(w, "\nto archive WAL through drconsole within the RPO, set in postgresql.conf:")
+	for _, l := range lines {
+		fmt.Fprintln(w, "  "+l)
+	}
+	fmt.Fprintln(w, "(the server runs archive_command in its own environment: name the locations with --config FILE there, or set BACKUP_DIR, S3_BUCKET and AWS credentials in it)")
 }

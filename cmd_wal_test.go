@@ -126,6 +126,21 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 		}
 	}
 
+	// wal-status: archiving works, but without archive_timeout the RPO does not hold.
+	status := func() (string, string, int) {
+		return runCLI(t, map[string]string{"HOME": w.dir}, "wal-status", "--config", w.cfg, "--db-url", w.c.URL("postgres"))
+	}
+	if out, errb, code := status(); code != 1 || !strings.Contains(errb, "archive_timeout") || !strings.Contains(out, "archive_timeout = 15min") {
+		t.Errorf("wal-status without archive_timeout: exit %d, want 1 and the line to set:\n%s%s", code, out, errb)
+	}
+	w.c.Exec(t, "postgres", `ALTER SYSTEM SET archive_timeout = '5min'`)
+	w.c.Exec(t, "postgres", `SELECT pg_reload_conf()`)
+	time.Sleep(200 * time.Millisecond)
+	out, errb, code := status()
+	if code != 0 || !strings.Contains(out, "RPO       1h holds") || strings.Count(out, "newest "+w.last) != 2 {
+		t.Errorf("wal-status: exit %d, want 0 with %s newest in both locations:\n%s%s", code, w.last, out, errb)
+	}
+
 	// Recover to T1 from the base backup.
 	if err := os.WriteFile(filepath.Join(w.base, "recovery.signal"), nil, 0o600); err != nil {
 		t.Fatal(err)
