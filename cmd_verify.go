@@ -198,9 +198,13 @@ func verify(ctx context.Context, a *app, src recovery.Source, keys *recovery.Key
 	out.RestoreTest = rt
 	if r != nil {
 		rt.Checks, rt.Read, rt.Dump, rt.Tables, rt.Seconds = r.Checks, r.Read, r.Dump, r.Tables, r.Duration.Seconds()
+		rt.Rows = rowsJSON(r.Rows)
 		out.Checks = r.Checks
 		if !quiet && len(r.Checks) > 0 {
 			printChecks(a, r.Checks)
+		}
+		if !quiet {
+			printRows(a, r.Rows)
 		}
 	}
 	if err != nil {
@@ -237,7 +241,7 @@ func printArchiveTables(a *app, tables []archiveTable) {
 	case counted:
 		fmt.Fprintf(a.stdout, "tables    %d with data, %d rows:\n", len(tables), total)
 	default:
-		fmt.Fprintf(a.stdout, "tables    %d with data (? : rows not counted):\n", len(tables))
+		fmt.Fprintf(a.stdout, "tables    %d with data (?: rows not counted):\n", len(tables))
 	}
 	nameW = min(nameW, 60) // a longer name pushes its own count along, not every line's
 	for i, t := range tables {

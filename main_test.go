@@ -153,6 +153,17 @@ func TestCLIBackupRestoreVerifyCheck(t *testing.T) {
 	if !strings.Contains(errb, "kept as "+db+"_pre_restore_") {
 		t.Errorf("restore output does not name the kept database:\n%s", errb)
 	}
+	// Every table's rows, all matching: the proof is shown, not only a verdict.
+	wantRows := "rows of every table:\n" +
+		"            table            archive  restored      live\n" +
+		"  ok        public.ApiKey         80        80         0\n" +
+		"  ok        public.Guild          50        50        50\n" +
+		"  ok        public.Session         0         0         0\n" +
+		"  ok        public.User          200       200       200\n" +
+		"  4 tables, every row as in the archive\n"
+	if !strings.Contains(errb, wantRows) {
+		t.Errorf("restore output lacks\n%s\nin:\n%s", wantRows, errb)
+	}
 	// The CLI restore is on record in an incident journal, without the password.
 	journals, _ := filepath.Glob(filepath.Join(state, "drconsole", "incidents", "*"))
 	if len(journals) != 1 {
