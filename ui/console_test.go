@@ -444,9 +444,21 @@ func TestChecksSwapNeedsConfirmation(t *testing.T) {
 			{Name: `API keys ("ApiKey" rows)`, Status: recovery.CheckWarn, Expected: "0", Actual: "812", Detail: "live database spywatcher has 0; the backup has 812"},
 			{Name: `"Session" table exists`, Status: recovery.CheckPass, Actual: "true"},
 			{Name: "WAL archiving (pg_stat_archiver)", Status: recovery.CheckInfo, Actual: "archived=120 failed=0 last=000000010000000000000042 at 2024-01-25 13:59:01+00"},
+		},
+		// Every row as in the archive: shown all the same, it is the proof.
+		Rows: []recovery.TableRows{
+			{Name: "public.ApiKey", Archive: 812, Restored: 812, Live: 0},
+			{Name: "public.Guild", Archive: 120, Restored: 120, Live: 120},
+			{Name: "public.Session", Archive: 0, Restored: 0, Live: 31},
+			{Name: "public.User", Archive: 10234, Restored: 10234, Live: 10240},
 		}}
 	h.send(pushMsg{newChecksScreen(h.m.s, 4, h.restored(r, nil), nil)})
 	h.both("checks")
+	h.size(80, 24)
+	if screen := ansi.Strip(h.screen()); !strings.Contains(screen, "Rows: 4 tables, every row as in the archive") ||
+		!strings.Contains(screen, "  ok        public.User        10234     10234     10240") || strings.Contains(screen, "pgup/pgdn for more") {
+		t.Errorf("80×24 does not show the four tables' rows whole:\n%s", screen)
+	}
 	screen := ansi.Strip(h.screen())
 	for _, r := range h.top().(*checksScreen).results {
 		if !strings.Contains(screen, r.Name) {
@@ -905,5 +917,97 @@ func TestPreflightOffersNoOwner(t *testing.T) {
 	h.key("o")
 	if !p.noOwner || p.attempt != 2 {
 		t.Errorf("o did not prepare again without ownership: noOwner %v attempt %d", p.noOwner, p.attempt)
+	}
+}
+
+// realisticChecks are the checks of a restore as drconsole runs them on the application's
+// schema, one table short of its rows.
+func realisticChecks() []recovery.CheckResult {
+	return []recovery.CheckResult{
+		{Name: "restored database reachable", Status: recovery.CheckPass, Blocking: true},
+		{Name: "tables restored", Status: recovery.CheckPass, Blocking: true, Expected: "42 with data", Actual: "42"},
+		{Name: "tables of spywatcher in the copy", Status: recovery.CheckPass, Actual: "42"},
+		{Name: "rows of every table", Status: recovery.CheckFail, Blocking: true, Expected: "42 tables as in the archive", Actual: "41 tables, 1203397 rows, as in the archive",
+			Detail: "public.Guild: 120 rows in the archive, 119 restored"},
+		{Name: `users ("User" rows)`, Status: recovery.CheckPass, Expected: "10234", Actual: "10234"},
+		{Name: `guilds ("Guild" rows)`, Status: recovery.CheckPass, Actual: "119"},
+		{Name: `API keys ("ApiKey" rows)`, Status: recovery.CheckWarn, Expected: "0", Actual: "812", Detail: "live database spywatcher has 0; the backup has 812"},
+		{Name: "admin users", Status: recovery.CheckPass, Actual: "20"},
+		{Name: `"Session" table exists`, Status: recovery.CheckPass, Actual: "true"},
+		{Name: "database size", Status: recovery.CheckInfo, Actual: "85 MB"},
+		{Name: "pg_stat_database", Status: recovery.CheckInfo, Actual: "backends=1 commits=75 rollbacks=0 conflicts=0 deadlocks=0"},
+		{Name: "WAL archiving (pg_stat_archiver)", Status: recovery.CheckInfo, Actual: "archived=120 failed=0 last=000000010000000000000042"},
+	}
+}
+
+// tableRows are 42 tables as a restore counts them: the archive's, the copy's and the live
+// database's rows; "Guild" lost a row in the copy, the live "ApiKey" lost them all.
+func tableRows() []recovery.TableRows {
+	rows := []recovery.TableRows{
+		{Name: "public.ApiKey", Archive: 812, Restored: 812, Live: 0},
+		{Name: "public.Event", Archive: 1190000, Restored: 1190000, Live: 1190412},
+		{Name: "public.Guild", Archive: 120, Restored: 119, Live: 120},
+		{Name: "public.User", Archive: 10234, Restored: 10234, Live: 10240},
+	}
+	for i := range 38 {
+		rows = append(rows, recovery.TableRows{Name: fmt.Sprintf("audit.log_%02d", i), Archive: int64(i * 7), Restored: int64(i * 7), Live: int64(i * 7)})
+	}
+	rows[20].Name = "reporting.a_table_name_long_enough_to_need_more_than_one_screen_width_of_its_own"
+	return rows
+}
+
+// The checks screen shows every table's rows after a restore: the one whose copy differs
+// first and marked, the rest a pgup/pgdn away, each table on a page, none cut silently.
+func TestChecksShowRowsOfEveryTable(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	r := &recovery.Restored{Plan: testPlan(), Database: "spywatcher_restore_20240125_140000", Read: 512 << 20, Tables: 42, Duration: 95 * time.Second,
+		Checks: realisticChecks(), Rows: tableRows()}
+	h.send(pushMsg{newChecksScreen(h.m.s, 4, h.restored(r, nil), recovery.ErrChecksFailed)})
+	h.both("checks_rows")
+
+	h.size(80, 24)
+	screen := ansi.Strip(h.screen())
+	for _, want := range []string{
+		"Rows: 1 of 42 tables DIFFER from the archive (listed first): public.Guild",
+		"  DIFFERS   public.Guild                                 120       119       120",
+		"tables 1–", "of 42 · pgup/pgdn for more",
+		"checks 1–", "of 12 · ↑/↓ for more",
+	} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("80×24 lacks %q:\n%s", want, screen)
+		}
+	}
+	// Page by page, every table is shown once, its name whole or ending in …
+	seen := map[string]bool{}
+	for page := 0; page < 42; page++ {
+		for _, l := range strings.Split(ansi.Strip(h.screen()), "\n") {
+			for _, tr := range r.Rows {
+				cut := strings.HasPrefix(tr.Name, "reporting.") && strings.Contains(l, " reporting.a_table_name_long") && strings.Contains(l, "… ")
+				if strings.Contains(l, " "+tr.Name+" ") || cut {
+					seen[tr.Name] = true
+				}
+			}
+		}
+		if strings.Contains(h.screen(), "of 42 · pgup/pgdn") && strings.Contains(h.screen(), "–42 of 42") {
+			break
+		}
+		h.key("pgdown")
+	}
+	if len(seen) != len(r.Rows) {
+		for _, tr := range r.Rows {
+			if !seen[tr.Name] {
+				t.Errorf("table %s never shown", tr.Name)
+			}
+		}
+	}
+	for range 42 {
+		h.key("pgup")
+	}
+	if screen := ansi.Strip(h.screen()); !strings.Contains(screen, "tables 1–") {
+		t.Errorf("pgup does not go back to the first tables:\n%s", screen)
+	}
+	if !strings.Contains(ansi.Strip(h.screen()), "pgup/pgdn scroll rows") {
+		t.Errorf("the keys do not say how to scroll the rows:\n%s", ansi.Strip(h.screen()))
 	}
 }
