@@ -1011,3 +1011,64 @@ func TestChecksShowRowsOfEveryTable(t *testing.T) {
 		t.Errorf("the keys do not say how to scroll the rows:\n%s", ansi.Strip(h.screen()))
 	}
 }
+
+// The progress screen follows the parallel engine through its phases: the schema, the
+// rows of the table being loaded (kept across samples that do not carry them), the indexes
+// built of those in the archive, and the tables done.
+func TestProgressShowsPhasesRowsAndIndexes(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	p := newProgressScreen(h.m.s, 4, testPlan())
+	p.running, p.started = true, t0
+	p.events = make(chan tea.Msg, 20)
+	for range 20 {
+		p.events <- nil
+	}
+	h.m.stack = append(h.m.stack, p)
+	h.m.s.now = t0.Add(2 * time.Minute)
+	h.size(80, 24)
+	sample := func(read int64, done int, table string) recovery.Event {
+		return recovery.Event{Stage: recovery.StageStream, Read: read << 20, Size: 512 << 20, Rate: 40 << 20, ETA: time.Minute, Decompressed: 3 * read << 20,
+			TablesDone: done, TablesTotal: 3, Table: table}
+	}
+	steps := []struct {
+		e    recovery.Event
+		want []string
+		not  []string
+	}{
+		{recovery.Event{Stage: recovery.StageStream, Phase: "pre-data", TablesTotal: 3, Message: "parallel engine: 4 connections, 8 MiB chunks; pg_restore creates the schema (31 entries)"},
+			[]string{"Phase [pre-data] › load › post-data", "Tables 0/3"}, []string{"Indexes"}},
+		{sample(10, 0, ""), []string{"Phase [pre-data] › load › post-data", "Read 10.0 MiB of 512.0 MiB"}, nil},
+		{recovery.Event{Stage: recovery.StageStream, Phase: "load", TablesTotal: 3, IndexesTotal: 5, Message: "loading 3 tables over 4 connections; building 5 indexes and constraints as their tables are loaded"},
+			[]string{"Phase ✓ pre-data › [load] › post-data", "Indexes and constraints 0/5 built"}, nil},
+		{recovery.Event{Stage: recovery.StageStream, Phase: "load", Table: "public.Event", Rows: 250000, TablesTotal: 3, IndexesTotal: 5},
+			[]string{"Tables 0/3 · now public.Event, 250,000 rows loaded"}, nil},
+		{sample(200, 0, "public.Event"), []string{"Read 200.0 MiB", "now public.Event, 250,000 rows loaded", "Phase ✓ pre-data › [load] › post-data"}, nil},
+		{recovery.Event{Stage: recovery.StageStream, Phase: "load", Table: "public.Event", Rows: 1200000, TablesTotal: 3, IndexesTotal: 5},
+			[]string{"now public.Event, 1,200,000 rows loaded"}, nil},
+		{recovery.Event{Stage: recovery.StageStream, Phase: "load", Table: "public.User", Rows: 500, TablesDone: 1, TablesTotal: 3, IndexesTotal: 5, Message: "loaded public.User: 500 rows"},
+			[]string{"Tables 1/3 · now public.User, 500 rows loaded"}, []string{"1,200,000"}},
+		{sample(300, 1, "public.Guild"), []string{"Tables 1/3 · now public.Guild"}, []string{"rows loaded"}},
+		{recovery.Event{Stage: recovery.StageStream, Phase: "load", IndexesDone: 2, IndexesTotal: 5, TablesDone: 2, TablesTotal: 3, Message: `built index "User_pkey" (2 of 5)`},
+			[]string{"Indexes and constraints 2/5 built", "Tables 2/3"}, nil},
+		{recovery.Event{Stage: recovery.StageStream, Phase: "post-data", TablesDone: 3, TablesTotal: 3, IndexesDone: 4, IndexesTotal: 5,
+			Message: "loaded every table: 1200620 rows in 3 tables in 41.2s; 4 of 5 indexes and constraints built, building the rest"},
+			[]string{"Phase ✓ pre-data › ✓ load › [post-data]", "Tables 3/3", "Indexes and constraints 4/5 built"}, []string{"now public"}},
+	}
+	for i, st := range steps {
+		st.e.Time = t0.Add(time.Duration(i) * time.Second)
+		h.send(restoreProgressMsg(st.e))
+		screen := ansi.Strip(h.screen())
+		for _, want := range st.want {
+			if !strings.Contains(screen, want) {
+				t.Fatalf("after event %d the screen lacks %q:\n%s", i, want, screen)
+			}
+		}
+		for _, not := range st.not {
+			if strings.Contains(screen, not) {
+				t.Fatalf("after event %d the screen still shows %q:\n%s", i, not, screen)
+			}
+		}
+	}
+	h.both("progress_parallel")
+}
