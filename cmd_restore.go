@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -36,6 +37,7 @@ type restoreResult struct {
 	Read       int64                  `json:"bytes_read"`
 	Dump       int64                  `json:"dump_bytes"`
 	Tables     int                    `json:"tables"`
+	Rows       []tableRows            `json:"rows,omitempty"` // custom format: each table's rows in the archive, the copy and live
 	Seconds    float64                `json:"seconds"`
 	Warnings   []string               `json:"warnings,omitempty"`
 	Journal    string                 `json:"journal,omitempty"`
@@ -210,8 +212,12 @@ func restore(ctx context.Context, a *app, run *incident.Run, src recovery.Source
 	r := att.Restored()
 	if rr := att.Last(); rr != nil {
 		out.Checks, out.Read, out.Dump, out.Tables, out.Seconds, out.Warnings = rr.Checks, rr.Read, rr.Dump, rr.Tables, rr.Duration.Seconds(), rr.Warnings
+		out.Rows = rowsJSON(rr.Rows)
 		if len(rr.Checks) > 0 && !ch.quiet {
 			printChecks(a, rr.Checks)
+		}
+		if !ch.quiet {
+			printRows(a, rr.Rows)
 		}
 	}
 	if err != nil {
@@ -320,5 +326,75 @@ func printChecks(a *app, checks []recovery.CheckResult) {
 				fmt.Fprintf(a.stderr, "          %s\n", row)
 			}
 		}
+	}
+}
+
+// tableRows is a table's rows in --json: in the archive, the restored copy and the live
+// database (-1: not known), and how the copy compares with the archive (ok, differs,
+// missing, uncounted).
+type tableRows struct {
+	Name     string `json:"name"`
+	Archive  int64  `json:"archive"`
+	Restored int64  `json:"restored"`
+	Live     int64  `json:"live"`
+	State    string `json:"state"`
+}
+
+func rowsJSON(rows []recovery.TableRows) []tableRows {
+	var out []tableRows
+	for _, t := range rows {
+		out = append(out, tableRows{Name: t.Name, Archive: t.Archive, Restored: t.Restored, Live: t.Live, State: t.State()})
+	}
+	return out
+}
+
+// printRows shows every table's rows after the checks, the ones that match too: they are
+// the proof that every row arrived. A table whose copy differs from the archive says so
+// in capitals, and the last line counts them.
+func printRows(a *app, rows []recovery.TableRows) {
+	if len(rows) == 0 {
+		return
+	}
+	names := make([]string, len(rows))
+	nameW, numW := len("table"), len("restored")
+	unknown := false
+	for i, t := range rows {
+		names[i] = storage.Printable(t.Name) // the backup's words
+		nameW = max(nameW, utf8.RuneCountInString(names[i]))
+		for _, n := range []int64{t.Archive, t.Restored, t.Live} {
+			numW = max(numW, len(rowCount(n)))
+			unknown = unknown || n < 0
+		}
+	}
+	nameW = min(nameW, 60)
+	line := func(state, name, archive, restored, live string) {
+		pad := strings.Repeat(" ", max(nameW-utf8.RuneCountInString(name), 0))
+		fmt.Fprintf(a.stderr, "  %-9s %s%s  %*s  %*s  %*s\n", state, name, pad, numW, archive, numW, restored, numW, live)
+	}
+	fmt.Fprintln(a.stderr, "rows of every table:")
+	line("", "table", "archive", "restored", "live")
+	var bad []string
+	uncounted := 0
+	for i, t := range rows {
+		state := t.State()
+		switch state {
+		case recovery.RowsDiffer, recovery.RowsMissing:
+			bad = append(bad, names[i])
+			state = strings.ToUpper(state)
+		case recovery.RowsUncounted:
+			uncounted++
+		}
+		line(state, names[i], rowCount(t.Archive), rowCount(t.Restored), rowCount(t.Live))
+	}
+	switch {
+	case len(bad) > 0:
+		fmt.Fprintf(a.stderr, "  %d of %d tables DIFFER from the archive: %s\n", len(bad), len(rows), strings.Join(bad, ", "))
+	case uncounted > 0:
+		fmt.Fprintf(a.stderr, "  %d of %d tables as in the archive; %d not counted\n", len(rows)-uncounted, len(rows), uncounted)
+	default:
+		fmt.Fprintf(a.stderr, "  %d tables, every row as in the archive\n", len(rows))
+	}
+	if unknown {
+		fmt.Fprintln(a.stderr, "  ?: not known (not counted, no such table, or no live database to compare with)")
 	}
 }
