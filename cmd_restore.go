@@ -59,12 +59,13 @@ type restoreOptions struct {
 	noJournal   bool
 	incident    string
 	newIncident bool
+	pitr        pitrFlags
 }
 
 func newRestoreCmd(a *app) *cobra.Command {
 	o := &restoreOptions{}
 	c := &cobra.Command{
-		Use:   "restore [flags] BACKUP",
+		Use:   "restore [flags] BACKUP | --to-time TIME --pgdata DIR",
 		Short: "restore a backup into a scratch database, check it, swap it in",
 		Long: `Restores BACKUP (a path, a backup name, an s3:// URL, or latest) into a scratch database,
 checks it there, and — once the operator types the database name, or with --yes — swaps it
@@ -73,8 +74,18 @@ drops the scratch database and leaves the live one as it was.`,
 		Example: `  DB_HOST=db1 DB_USER=postgres DB_NAME=spywatcher drconsole restore --gpg-key ops-secret.asc latest
   drconsole restore --yes --gpg-key ops-secret.asc --signer-key job-public.asc spywatcher_full_20240125_120000.dump.gz.gpg
   drconsole restore --target-db spywatcher_monthly latest   # the monthly restore test: no swap`,
-		Args: oneBackupArg,
-		RunE: func(c *cobra.Command, args []string) error { return runRestore(c.Context(), a, c, o, args[0]) },
+		Args: func(c *cobra.Command, args []string) error {
+			if o.pitr.wanted() {
+				return noArgs(": --to-time and --to-latest restore from base backups and the WAL archive, not from a BACKUP")(c, args)
+			}
+			return oneBackupArg(c, args)
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			if o.pitr.wanted() {
+				return runPITR(c.Context(), a, o)
+			}
+			return runRestore(c.Context(), a, c, o, args[0])
+		},
 	}
 	f := c.Flags()
 	o.conn.add(f)
@@ -90,6 +101,7 @@ drops the scratch database and leaves the live one as it was.`,
 	f.BoolVar(&o.noJournal, "no-journal", false, "do not record the restore in an incident journal")
 	f.StringVar(&o.incident, "incident", "", "record the restore in this open `incident` (an id or a unique prefix; default: the open one of its kind, when it is recent)")
 	f.BoolVar(&o.newIncident, "new-incident", false, "start a new incident for the restore even when one is open")
+	o.pitr.add(f)
 	return c
 }
 
