@@ -155,6 +155,12 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 		t.Errorf("the directory holds %v under base/, want the base backup and its description", m)
 	}
 
+	// backups says what point-in-time recovery reaches from each location.
+	out, errb, code = runCLI(t, map[string]string{"HOME": w.dir}, "backups", "--config", w.cfg)
+	if code != 0 || strings.Count(out, "point in time: ") != 2 || !strings.Contains(out, "local: any moment from") || !strings.Contains(out, "primary: any moment from") {
+		t.Errorf("backups: exit %d, want the span of both locations:\n%s%s", code, out, errb)
+	}
+
 	// Recover to T1 into a new data directory, as on a fresh DR host: drconsole chooses the
 	// base backup, checks the archive, unpacks, starts the server and waits for it.
 	pgdata := filepath.Join(w.dir, "recovered")

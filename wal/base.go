@@ -383,3 +383,45 @@ func ServerBin(major int, name string) (string, error) {
 	}
 	return "", fmt.Errorf("%w: %s of PostgreSQL %d not found (install postgresql-%d, or set DRCONSOLE_PG_BINDIR)", recovery.ErrPreflight, name, major, major)
 }
+
+// Reach is what point-in-time recovery can reach from one location: from its oldest
+// base backup's consistency point to its newest archived WAL file (restore --to-time then
+// proves the WAL between is contiguous).
+type Reach struct {
+	Location string       `json:"location"`
+	Bases    []BaseBackup `json:"base_backups"`
+	From     time.Time    `json:"from,omitzero"`
+	To       time.Time    `json:"to,omitzero"`
+	Error    string       `json:"error,omitempty"`
+}
+
+// Reaches says, for each location, what point-in-time recovery can reach from it.
+func Reaches(ctx context.Context, locs []storage.Location) []Reach {
+	out := make([]Reach, len(locs))
+	var wg sync.WaitGroup
+	for i, l := range locs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := Reach{Location: l.Name(), Bases: []BaseBackup{}}
+			bases, errs := ListBases(ctx, []storage.Folder{storage.BasesOf(l)})
+			if len(errs) > 0 {
+				r.Error = oneLine(errors.Join(errs...))
+			}
+			if bases != nil {
+				r.Bases = bases
+			}
+			if len(bases) > 0 {
+				r.From = bases[len(bases)-1].StopTime
+				if n := newest(ctx, storage.WALOf(l)); n.Error != "" {
+					r.Error = n.Error
+				} else if n.At.After(r.From) {
+					r.To = n.At
+				}
+			}
+			out[i] = r
+		}()
+	}
+	wg.Wait()
+	return out
+}
