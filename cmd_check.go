@@ -13,6 +13,7 @@ import (
 	"drconsole/checklists"
 	"drconsole/incident"
 	"drconsole/recovery"
+	"drconsole/wal"
 )
 
 // checkResult is check's --json output.
@@ -23,6 +24,7 @@ type checkResult struct {
 	Reconciled []string               `json:"reconciled,omitempty"`
 	Checks     []recovery.CheckResult `json:"checks"`
 	Leftovers  []recovery.Leftover    `json:"leftovers"`
+	WAL        *wal.Status            `json:"wal,omitempty"` // WAL archiving against the runbook's RPO
 	Dropped    []string               `json:"dropped,omitempty"`
 	Error      string                 `json:"error,omitempty"`
 }
@@ -117,6 +119,11 @@ func check(ctx context.Context, a *app, cn *recovery.Conn, dropScratch, dropKept
 			a2.stderr = a.stdout
 			printChecks(&a2, out.Checks)
 		}
+		rpo := rb.Objectives.RPO
+		if rpo <= 0 {
+			rpo = time.Hour
+		}
+		out.WAL = a.walLine(ctx, cn, rpo, say)
 	} else {
 		reachErr = explainUnreachable(reachErr, cn.Database)
 		say("%s cannot be checked: %v", cn.Database, reachErr)
@@ -161,6 +168,32 @@ func check(ctx context.Context, a *app, cn *recovery.Conn, dropScratch, dropKept
 		return dropErr
 	}
 	return run.Err()
+}
+
+// walLine says whether WAL archiving keeps the RPO (wal-status in one line); it does not
+// change check's outcome.
+func (a *app) walLine(ctx context.Context, cn *recovery.Conn, rpo time.Duration, say func(string, ...any)) *wal.Status {
+	locs, err := a.walLocations(ctx, nil)
+	if err != nil {
+		say("WAL archiving: not judged: %v", err)
+		return nil
+	}
+	conn, err := cn.Connect(ctx, cn.Database)
+	if err != nil {
+		return nil
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	st, err := wal.Check(ctx, conn, cn.Server(), locs, rpo)
+	if err != nil {
+		say("WAL archiving: not judged: %v", err)
+		return nil
+	}
+	if st.Holds {
+		say("WAL archiving: the RPO of %s holds (last archived %s)", wal.DurationWord(st.RPO), st.LastArchived)
+	} else {
+		say("WAL archiving: the RPO of %s does not hold: %s (drconsole wal-status says what to set)", wal.DurationWord(st.RPO), st.Why[0])
+	}
+	return st
 }
 
 // explainUnreachable adds what to do when the database exists but refuses connections
