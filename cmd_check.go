@@ -13,6 +13,7 @@ import (
 	"drconsole/checklists"
 	"drconsole/incident"
 	"drconsole/recovery"
+	"drconsole/storage"
 	"drconsole/wal"
 )
 
@@ -25,8 +26,12 @@ type checkResult struct {
 	Checks     []recovery.CheckResult `json:"checks"`
 	Leftovers  []recovery.Leftover    `json:"leftovers"`
 	WAL        *wal.Status            `json:"wal,omitempty"` // WAL archiving against the runbook's RPO
-	Dropped    []string               `json:"dropped,omitempty"`
-	Error      string                 `json:"error,omitempty"`
+	// Rows are each table's rows as the open incident's last restore of the database
+	// counted them (archive, restored copy, live), from its journal.
+	Rows        []recovery.TableRows `json:"rows,omitempty"`
+	RowsRestore string               `json:"rows_restore,omitempty"` // that restore's backup`
+	Dropped     []string             `json:"dropped,omitempty"`
+	Error       string               `json:"error,omitempty"`
 }
 
 type checkOptions struct {
@@ -124,6 +129,18 @@ func check(ctx context.Context, a *app, cn *recovery.Conn, dropScratch, dropKept
 			rpo = time.Hour
 		}
 		out.WAL = a.walLine(ctx, cn, rpo, say)
+		if r := lastRestoreWithRows(run.j, cn.Database); r != nil {
+			out.RowsRestore = r.Backup
+			for _, t := range r.Rows {
+				out.Rows = append(out.Rows, recovery.TableRows{Name: t.Name, Archive: t.Archive, Restored: t.Restored, Live: t.Live})
+			}
+			if !quiet {
+				say("the last restore of %s in this incident (%s, %s) counted:", cn.Database, storage.Printable(r.Backup), r.Started.UTC().Format("2006-01-02 15:04 UTC"))
+				a2 := *a
+				a2.stderr = a.stdout
+				printRows(&a2, out.Rows)
+			}
+		}
 	} else {
 		reachErr = explainUnreachable(reachErr, cn.Database)
 		say("%s cannot be checked: %v", cn.Database, reachErr)
@@ -194,6 +211,21 @@ func (a *app) walLine(ctx context.Context, cn *recovery.Conn, rpo time.Duration,
 		say("WAL archiving: the RPO of %s does not hold: %s (drconsole wal-status says what to set)", wal.DurationWord(st.RPO), st.Why[0])
 	}
 	return st
+}
+
+// lastRestoreWithRows is the open incident's last restore of database whose rows were
+// counted, or nil.
+func lastRestoreWithRows(j *checklists.Journal, database string) *checklists.RestoreRecord {
+	if j == nil {
+		return nil
+	}
+	inc := j.Incident()
+	for i := len(inc.Restores) - 1; i >= 0; i-- {
+		if r := &inc.Restores[i]; r.Database == database && len(r.Rows) > 0 {
+			return r
+		}
+	}
+	return nil
 }
 
 // explainUnreachable adds what to do when the database exists but refuses connections
