@@ -3,12 +3,17 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"drconsole/recovery"
 	"drconsole/storage"
 	"drconsole/wal"
 )
@@ -19,6 +24,7 @@ type pitrFlags struct {
 	toLatest bool
 	pgdata   string
 	port     int
+	workDir  string
 }
 
 func (p *pitrFlags) add(fs *pflag.FlagSet) {
@@ -26,6 +32,7 @@ func (p *pitrFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVar(&p.toLatest, "to-latest", false, "recover from a base backup and the WAL archive to the last archived commit")
 	fs.StringVar(&p.pgdata, "pgdata", "", "with --to-time or --to-latest: the new, empty data `dir`ectory to recover into and start (a fresh DR host)")
 	fs.IntVar(&p.port, "port", 0, "with --pgdata: the recovered server's port (default: the backed-up server's)")
+	fs.StringVar(&p.workDir, "work-dir", "", "without --pgdata: the `dir`ectory for the temporary recovered cluster and its dump, which need the cluster's size (default: $TMPDIR or /tmp)")
 }
 
 func (p *pitrFlags) wanted() bool { return p.toTime != "" || p.toLatest }
@@ -47,13 +54,13 @@ func parseTarget(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("--to-time %q: give 'YYYY-MM-DD HH:MM:SS' (UTC), with an offset such as +02:00 for another zone", s)
 }
 
-func runPITR(ctx context.Context, a *app, o *restoreOptions) error {
+func runPITR(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions) error {
 	p := o.pitr
 	if p.toTime != "" && p.toLatest {
 		return usagef("--to-time and --to-latest: give one")
 	}
-	if p.pgdata == "" {
-		return usagef("--to-time and --to-latest recover into a new data directory: give --pgdata DIR (recovering into an existing server's database through the safe restore is not built yet)")
+	if p.pgdata == "" && p.port != 0 {
+		return usagef("--port is the port of a server recovered into --pgdata")
 	}
 	if p.port < 0 || p.port > 65535 {
 		return usagef("--port %d is not a port", p.port)
@@ -83,19 +90,14 @@ func runPITR(ctx context.Context, a *app, o *restoreOptions) error {
 		opts.WAL = append(opts.WAL, storage.WALOf(l))
 	}
 	opts.RestoreCommand = a.restoreCommand(o)
+	if p.pgdata == "" {
+		return a.recoverDatabase(ctx, c, o, opts)
+	}
 	plan, err := wal.PlanPITR(ctx, opts)
 	if err != nil {
 		return err
 	}
-	b := plan.Base
-	to := "the last archived commit"
-	if !p.toLatest {
-		to = target.UTC().Format("2006-01-02 15:04:05 UTC")
-	}
-	fmt.Fprintf(a.stdout, "plan: recover to %s into %s\n", to, p.pgdata)
-	fmt.Fprintf(a.stdout, "  ok  base backup %s from %s: timeline %d, consistent from %s (PostgreSQL %s)\n", b.Name, b.Location, b.Timeline, b.StopTime.Format("2006-01-02 15:04:05 UTC"), b.Version)
-	fmt.Fprintf(a.stdout, "  ok  WAL: %s\n", strings.Join(plan.Path, ", then "))
-	fmt.Fprintf(a.stdout, "  ok  the archive holds %d contiguous segments from %s to %s (archived %s)\n", plan.Segments, b.StartWAL, plan.Newest, plan.Reaches.Format("2006-01-02 15:04:05 UTC"))
+	printPITRPlan(a.stdout, plan, p.pgdata)
 	res, err := plan.Restore(ctx)
 	if err != nil {
 		return err
@@ -103,6 +105,85 @@ func runPITR(ctx context.Context, a *app, o *restoreOptions) error {
 	fmt.Fprintf(a.stdout, "recovered: %s; promoted to timeline %d\n", res.Stopped, res.NewTimeline)
 	fmt.Fprintf(a.stdout, "the server runs on %s (log %s); archive_mode is off there: turn it on, with a new archive, once it is production\n", res.PgData, res.Log)
 	return nil
+}
+
+func printPITRPlan(w io.Writer, plan *wal.PITRPlan, into string) {
+	b := plan.Base
+	to := "the last archived commit"
+	if !plan.Latest() {
+		to = plan.Target().UTC().Format("2006-01-02 15:04:05 UTC")
+	}
+	fmt.Fprintf(w, "plan: recover to %s into %s\n", to, into)
+	fmt.Fprintf(w, "  ok  base backup %s from %s: timeline %d, consistent from %s (PostgreSQL %s)\n", b.Name, b.Location, b.Timeline, b.StopTime.Format("2006-01-02 15:04:05 UTC"), b.Version)
+	fmt.Fprintf(w, "  ok  WAL: %s\n", strings.Join(plan.Path, ", then "))
+	fmt.Fprintf(w, "  ok  the archive holds %d contiguous segments from %s to %s (archived %s)\n", plan.Segments, b.StartWAL, plan.Newest, plan.Reaches.Format("2006-01-02 15:04:05 UTC"))
+}
+
+// recoverDatabase is point-in-time recovery of one database of an existing server: the
+// cluster is recovered into a temporary, private data directory, the database is dumped
+// from it, and that dump goes through the same restore as any backup (scratch database,
+// checks, the typed swap, the old database kept, the journal). The temporary cluster and
+// the dump are removed however it ends.
+func (a *app) recoverDatabase(ctx context.Context, c *cobra.Command, o *restoreOptions, opts wal.PITROptions) error {
+	cn, err := o.conn.resolve(a)
+	if err != nil {
+		return err
+	}
+	if cn.Database == "" {
+		return usagef("name the database to recover (--db-url, DB_NAME, DATABASE_URL or PGDATABASE), or recover the whole cluster into --pgdata DIR")
+	}
+	if err := recovery.ValidTarget(cn.Database); err != nil {
+		return usageError{err}
+	}
+	// The swap asks for the database's name: without a terminal, refuse now rather
+	// than after the recovery.
+	if !o.yes && !c.Flags().Changed("target-db") && !o.drill && !a.stdinIsTerminal() {
+		return usagef("restore swaps only when the operator types the database name, and standard input is not a terminal: give --yes to swap without asking, or --target-db NAME to recover into a new database")
+	}
+	plan, err := wal.PlanPITR(ctx, opts)
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp(o.pitr.workDir, "drconsole-pitr-")
+	if err != nil {
+		return fmt.Errorf("%w: %v", recovery.ErrPreflight, err)
+	}
+	defer os.RemoveAll(work)
+	printPITRPlan(a.stderr, plan, "a temporary cluster in "+work+", then "+cn.Database+" through a restore")
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	plan.SetPgData(filepath.Join(work, "pgdata"), port, true)
+	res, err := plan.Restore(ctx)
+	if res != nil {
+		defer res.Stop()
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stderr, "restore: recovered: %s; promoted to timeline %d\n", res.Stopped, res.NewTimeline)
+	at := plan.Target()
+	if plan.Latest() {
+		at = time.Now()
+	}
+	dump := filepath.Join(work, fmt.Sprintf("%s_full_%s.dump", cn.Database, at.UTC().Format("20060102_150405")))
+	fmt.Fprintf(a.stderr, "restore: dumping %s from the recovered cluster\n", cn.Database)
+	if err := res.Dump(ctx, cn.Database, cn.User, dump); err != nil {
+		return err
+	}
+	res.Stop()
+	return runRestore(ctx, a, c, o, dump)
+}
+
+// freePort is a TCP port nothing listens on now, for a private server's socket name.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // restoreCommand is restore_command for a recovered server: this drconsole's wal-fetch

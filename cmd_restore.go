@@ -82,7 +82,7 @@ drops the scratch database and leaves the live one as it was.`,
 		},
 		RunE: func(c *cobra.Command, args []string) error {
 			if o.pitr.wanted() {
-				return runPITR(c.Context(), a, o)
+				return runPITR(c.Context(), a, c, o)
 			}
 			return runRestore(c.Context(), a, c, o, args[0])
 		},

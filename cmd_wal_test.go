@@ -71,19 +71,20 @@ exec %[2]s --config %[3]s "$@"
 		w.c.Exec(t, "postgres", s)
 	}
 	w.c.Restart(t)
-	w.c.Exec(t, "postgres", `CREATE TABLE batch (name text, n int)`)
+	w.c.Exec(t, "postgres", `CREATE DATABASE app`)
+	w.c.Exec(t, "app", `CREATE TABLE batch (name text, n int)`)
 
 	out, errb, code := runCLI(t, map[string]string{"HOME": w.dir}, "basebackup", "--config", w.cfg, "--db-url", w.c.URL("postgres"), "--gpg-recipient", public)
 	if code != 0 || !strings.Contains(out, "stored postgres_base_") {
 		t.Fatalf("basebackup: exit %d: %s%s", code, out, errb)
 	}
-	w.c.Exec(t, "postgres", `INSERT INTO batch SELECT 'A', g FROM generate_series(1, 1000) g`)
+	w.c.Exec(t, "app", `INSERT INTO batch SELECT 'A', g FROM generate_series(1, 1000) g`)
 	time.Sleep(200 * time.Millisecond)
 	w.t1 = w.c.Query(t, "postgres", `SELECT clock_timestamp()::text`)[0][0]
 	time.Sleep(200 * time.Millisecond)
-	w.c.Exec(t, "postgres", `INSERT INTO batch SELECT 'B', g FROM generate_series(1, 1000) g`)
+	w.c.Exec(t, "app", `INSERT INTO batch SELECT 'B', g FROM generate_series(1, 1000) g`)
 	w.c.Query(t, "postgres", `SELECT pg_switch_wal()`)
-	w.c.Exec(t, "postgres", `INSERT INTO batch SELECT 'C', g FROM generate_series(1, 10) g`)
+	w.c.Exec(t, "app", `INSERT INTO batch SELECT 'C', g FROM generate_series(1, 10) g`)
 	w.last = w.c.Query(t, "postgres", `SELECT pg_walfile_name(pg_switch_wal())`)[0][0]
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -156,7 +157,6 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 	}
 
 	// check says the same in one line.
-	w.c.Exec(t, "postgres", `CREATE DATABASE app`)
 	out, errb, code = runCLI(t, map[string]string{"HOME": w.dir, "XDG_STATE_HOME": t.TempDir()}, "check", "--config", w.cfg, "--db-url", w.c.URL("app"))
 	if !strings.Contains(out, "WAL archiving: the RPO of 1h holds") {
 		t.Errorf("check: exit %d, want the RPO line:\n%s%s", code, out, errb)
@@ -182,7 +182,7 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 	t.Logf("drconsole restore --to-time:\n%s", outb)
 	logFile := pgdata + ".log"
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", w.dir, port))
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=app sslmode=disable", w.dir, port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,6 +208,38 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 
 	t.Run("refusals", func(t *testing.T) { w.refusals(t) })
 	t.Run("targets refused", func(t *testing.T) { w.targetsRefused(t) })
+	t.Run("into the live database", func(t *testing.T) { w.intoLive(t) })
+}
+
+// Without --pgdata the database goes back into the running server the way any backup
+// does: recovered in a temporary cluster, dumped, restored into a scratch database,
+// checked, swapped in, the damaged one kept, and the temporary cluster gone.
+func (w *walCycle) intoLive(t *testing.T) {
+	state := filepath.Join(w.dir, "state-live")
+	restore := exec.Command(w.wrapper, "restore", "--yes", "--gpg-key", w.secret, "--to-time", w.t1, "--db-url", w.c.URL("app"))
+	restore.Env = append(os.Environ(), "XDG_STATE_HOME="+state)
+	work := filepath.Join(w.dir, "work") // the server's account must reach it; t.TempDir() is root's
+	os.Mkdir(work, 0o755)
+	restore.Args = append(restore.Args, "--work-dir", work)
+	out, err := restore.CombinedOutput()
+	t.Logf("drconsole restore --to-time into the live database:\n%s", out)
+	if err != nil {
+		t.Fatalf("restore --to-time into app: %v", err)
+	}
+	got := w.c.Query(t, "app", `SELECT count(*) FILTER (WHERE name = 'A'), count(*) FILTER (WHERE name = 'B'), count(*) FILTER (WHERE name = 'C') FROM batch`)[0]
+	if got[0] != "1000" || got[1] != "0" || got[2] != "0" {
+		t.Errorf("app after the recovery to T1: A=%s B=%s C=%s, want 1000, 0, 0", got[0], got[1], got[2])
+	}
+	kept := false
+	for _, d := range w.c.Databases(t) {
+		kept = kept || strings.HasPrefix(d, "app_pre_restore_")
+	}
+	if !kept || !strings.Contains(string(out), "kept as app_pre_restore_") {
+		t.Errorf("the damaged app is not kept")
+	}
+	if left, _ := os.ReadDir(work); len(left) != 0 {
+		t.Errorf("the temporary cluster is left in %s: %v", work, left)
+	}
 }
 
 // Targets no base backup and archive can reach are refused before anything is written,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
@@ -41,6 +42,10 @@ type PITROptions struct {
 	Latest bool
 	PgData string
 	Port   int // the recovered server's port; 0 keeps the backup's
+	// Private: a temporary server only this machine's drconsole reaches: no TCP, its
+	// socket in PgData's parent directory (which it gets to itself), any local role
+	// trusted. For the copy a database is dumped from, never for one to keep.
+	Private bool
 	// RestoreCommand is restore_command for the recovered server: drconsole wal-fetch
 	// with the same configuration and keys, %f %p.
 	RestoreCommand string
@@ -57,6 +62,18 @@ type PITRPlan struct {
 	Reaches  time.Time
 	opts     PITROptions
 	folder   storage.Folder // where the base backup is read from
+}
+
+// Target is the moment recovery stops at (zero with Latest).
+func (p *PITRPlan) Target() time.Time { return p.opts.Target }
+
+// Latest: recovery replays everything archived.
+func (p *PITRPlan) Latest() bool { return p.opts.Latest }
+
+// SetPgData sets where Restore recovers to: a new data directory, the server's port, and
+// whether it is a private, temporary server (PITROptions.Private).
+func (p *PITRPlan) SetPgData(dir string, port int, private bool) {
+	p.opts.PgData, p.opts.Port, p.opts.Private = dir, port, private
 }
 
 // PlanPITR chooses the base backup and checks the archive.
@@ -286,6 +303,7 @@ func (p *PITRPlan) readHistory(ctx context.Context, name string) ([]historyEntry
 
 // PITRResult is what the recovered server says it did.
 type PITRResult struct {
+	Major       int    `json:"pg_major"`
 	PgData      string `json:"pgdata"`
 	Port        int    `json:"port"`
 	Stopped     string `json:"stopped"`      // the server's line: where recovery stopped
@@ -324,6 +342,19 @@ func (p *PITRPlan) Restore(ctx context.Context) (*PITRResult, error) {
 	if o.Port > 0 {
 		conf += "port = " + strconv.Itoa(o.Port) + "\n"
 	}
+	if o.Private {
+		parent := filepath.Dir(filepath.Clean(o.PgData))
+		conf += "listen_addresses = ''\nunix_socket_directories = '" + strings.ReplaceAll(parent, "'", "''") + "'\n"
+		if err := os.WriteFile(filepath.Join(o.PgData, "pg_hba.conf"), []byte("local all all trust\n"), 0o600); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(parent, 0o700); err != nil {
+			return nil, err
+		}
+		if err := chownAll(parent, owner); err != nil {
+			return nil, err
+		}
+	}
 	if err := appendFile(filepath.Join(o.PgData, "postgresql.auto.conf"), conf); err != nil {
 		return nil, err
 	}
@@ -342,12 +373,16 @@ func (p *PITRPlan) Restore(ctx context.Context) (*PITRResult, error) {
 	cmd := exec.CommandContext(ctx, pgctl, "-D", o.PgData, "-l", logFile, "-w", "-t", "3600", "start")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: owner.cred}
 	cmd.Dir = o.PgData
+	cmd.Env = serverEnv()
 	if out, err := cmd.CombinedOutput(); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("%w: the postgres account cannot reach %s (a directory above it is closed to it): recover into a directory it can reach", recovery.ErrPreflight, o.PgData)
+		}
 		return nil, fmt.Errorf("the recovered server did not start: %v: %s; its log: %s", err, strings.TrimSpace(string(out)), lastLines(logFile, 5))
 	}
 	// pg_ctl -w returns once connections are accepted, which with a target in recovery
 	// is before the promotion: wait for the log to say the recovery ended.
-	res := &PITRResult{PgData: o.PgData, Port: o.Port, Log: logFile}
+	res := &PITRResult{PgData: o.PgData, Port: o.Port, Log: logFile, Major: p.Base.Major}
 	for {
 		log, _ := os.ReadFile(logFile)
 		text := string(log)
@@ -375,6 +410,39 @@ func (p *PITRPlan) Restore(ctx context.Context) (*PITRResult, error) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// Stop stops the recovered server (fast: it is a copy).
+func (r *PITRResult) Stop() error {
+	pgctl, err := ServerBin(r.Major, "pg_ctl")
+	if err != nil {
+		return err
+	}
+	owner, err := serverAccount()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(pgctl, "-D", r.PgData, "-m", "fast", "-w", "stop")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: owner.cred}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("stopping the recovered server: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Dump writes database of a Private recovered server as a custom-format archive to
+// file, connecting as role (any role the cluster has: local connections are trusted).
+func (r *PITRResult) Dump(ctx context.Context, database, role, file string) error {
+	bin, err := ServerBin(r.Major, "pg_dump")
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, bin, "-Fc", "-b", "--no-password", "-h", filepath.Dir(filepath.Clean(r.PgData)), "-p", strconv.Itoa(r.Port), "-U", role, "-f", file, database)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C", "PGCONNECT_TIMEOUT=15"} // none of drconsole's secrets
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("dumping %s from the recovered server: %v: %s", database, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // unpack streams the base backup, decrypted and decompressed, through a tar reader into
@@ -450,6 +518,22 @@ func (p *PITRPlan) unpack(ctx context.Context, owner *account) error {
 		return fmt.Errorf("%w: %s holds no PG_VERSION: not a base backup", recovery.ErrCorrupt, p.Base.Name)
 	}
 	return os.Chmod(root, 0o700)
+}
+
+// serverEnv is the recovered server's environment, which its restore_command inherits:
+// drconsole's, for the locations' settings, AWS's chain and a key's passphrase, without
+// the target's database password, which the recovered server has no use for.
+func serverEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "DB_PASSWORD", "PGPASSWORD", "DATABASE_URL", "PGPASSFILE":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
 }
 
 // emptyDir makes dir if it does not exist, and refuses one that holds anything.
