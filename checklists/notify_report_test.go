@@ -35,7 +35,7 @@ func TestReportNotifications(t *testing.T) {
 	for _, want := range []string{
 		"## Updates and pages",
 		"- 14:00:02 escalation level 2, Team Lead: paged by alice",
-		"| 14:00:00 | 8 | ops-slack | update: Database corruption: recovered | delivered in 2s, attempt 2 |",
+		"| 14:00:00 | 8 | ops-slack | update: Database corruption: recovered | delivered in 1.5s, attempt 2 |",
 		"| 14:00:00 | 8 | ops-mail | update: Database corruption: recovered | **failed**: not delivered to ops-mail: AUTH: 535 5.7.8 Authentication failed |",
 		"| 14:00:00 | 8 | hook | update: Database corruption: recovered | **no result recorded**: still sending, or drconsole ended first |",
 	} {

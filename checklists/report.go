@@ -349,8 +349,11 @@ func (r *Report) Markdown() string {
 			}
 			p("- %s escalation level %d, %s: %s%s\n", r.clock(e.Time), e.Level, oneLine(e.Role), e.Result, who)
 		}
+		if len(r.Escalations) > 0 && len(r.Notifications) > 0 {
+			p("\n")
+		}
 		if len(r.Notifications) > 0 {
-			p("\n| Time | Step | Channel | Message | Delivery |\n| --- | --- | --- | --- | --- |\n")
+			p("| Time | Step | Channel | Message | Delivery |\n| --- | --- | --- | --- | --- |\n")
 		}
 		for _, n := range r.Notifications {
 			step := ""
@@ -364,7 +367,7 @@ func (r *Report) Markdown() string {
 			res := n.Result
 			switch n.Result {
 			case ResultDelivered:
-				res = fmt.Sprintf("delivered in %s", FormatDuration(time.Duration(n.DurationSeconds*float64(time.Second))))
+				res = fmt.Sprintf("delivered in %.1fs", n.DurationSeconds)
 				if n.Attempts > 1 {
 					res += fmt.Sprintf(", attempt %d", n.Attempts)
 				}

@@ -39,6 +39,7 @@ func (r *Run) Notify(ctx context.Context, s *notify.Sender, chans []*notify.Chan
 	if m.Kind == "" {
 		m.Kind = notify.KindUpdate
 	}
+	m = m.Prepared() // journaled as sent: subject filled in, [DRILL] prefixed
 	ref := strconv.FormatInt(time.Now().UnixNano(), 36)
 	var wg sync.WaitGroup
 	for _, ch := range chans {

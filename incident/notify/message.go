@@ -48,9 +48,9 @@ type Message struct {
 // incident, triggered, acknowledged and resolved under the same key.
 func DedupKey(incident string) string { return "drconsole/" + incident }
 
-// prepared is the message as sent: a drill's subject starts with DrillPrefix, whatever the
-// draft said, and the blanks are filled in.
-func (m Message) prepared() Message {
+// Prepared is the message as sent: a drill's subject starts with DrillPrefix, whatever the
+// draft said, and the blanks are filled in. Send prepares every message itself.
+func (m Message) Prepared() Message {
 	m.Subject = strings.TrimSpace(strings.ReplaceAll(m.Subject, "\n", " "))
 	if m.Subject == "" {
 		m.Subject = firstLine(m.Text)

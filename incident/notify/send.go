@@ -34,6 +34,27 @@ var ErrNotDelivered = errors.New("not delivered")
 // ErrNoDrills: a drill's message never goes to a channel not marked for drills.
 var ErrNoDrills = errors.New("this channel takes no drill messages (drills: true in its config)")
 
+// DeliveryError is why a message did not reach a channel, without the channel's secrets.
+type DeliveryError struct {
+	Channel string
+	Reason  string
+}
+
+func (e *DeliveryError) Error() string { return "not delivered to " + e.Channel + ": " + e.Reason }
+func (e *DeliveryError) Unwrap() error { return ErrNotDelivered }
+
+// Reason is why err, a Delivery's error, happened, without naming the channel.
+func Reason(err error) string {
+	var de *DeliveryError
+	if errors.As(err, &de) {
+		return de.Reason
+	}
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
 // permanent marks a failure that another attempt would only repeat.
 type permanent struct{ error }
 
@@ -64,7 +85,7 @@ func (s *Sender) Send(ctx context.Context, ch *Channel, m Message) Delivery {
 	start := time.Now()
 	fail := func(err error) Delivery {
 		d.Took = time.Since(start)
-		d.Err = fmt.Errorf("%w to %s: %s", ErrNotDelivered, ch.Name, ch.Redact(err.Error()))
+		d.Err = &DeliveryError{Channel: ch.Name, Reason: ch.Redact(err.Error())}
 		return d
 	}
 	switch {
@@ -75,7 +96,7 @@ func (s *Sender) Send(ctx context.Context, ch *Channel, m Message) Delivery {
 	case m.Drill && !ch.Drills:
 		return fail(ErrNoDrills)
 	}
-	m = m.prepared()
+	m = m.Prepared()
 	var err error
 	for d.Attempts < attempts {
 		if d.Attempts > 0 {
