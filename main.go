@@ -32,10 +32,15 @@ type app struct {
 	runbookPath string // --runbook
 	backupDir   string // --backup-dir
 	debug       bool   // --debug: library logs (AWS SDK, …) to stderr
+
+	// self is drconsole's own executable, for work that runs in a process of its own
+	// (wal-fetch's prefetch); "" when this is not the drconsole binary (tests).
+	self string
 }
 
 func main() {
-	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	self, _ := os.Executable()
+	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, self: self}
 	os.Exit(a.main(os.Args[1:]))
 }
 
@@ -64,6 +69,9 @@ func (a *app) main(args []string) int {
 		return exitOK
 	}
 	fmt.Fprintf(a.stderr, "drconsole %s: %s\n", displayName(cmd), storage.Printable(oneLine(err)))
+	if isWALFetch(cmd) {
+		return walFetchExit(err)
+	}
 	if ctx.Err() != nil {
 		// Interrupted: whatever the error says (a connection cut by the cancel, say), the
 		// run was cancelled, and it cleaned up before returning.
@@ -102,7 +110,8 @@ also a subcommand with --json output and meaningful exit codes (see the README).
 
 	console := newConsoleCmd(a)
 	root.AddCommand(console, newBackupsCmd(a), newRestoreCmd(a), newVerifyCmd(a), newCheckCmd(a), newBackupCmd(a),
-		newRunbookCmd(a), newIncidentsCmd(a), newReportCmd(a), newConfigCmd(a), newNotifyCmd(a), newManCmd(a))
+		newRunbookCmd(a), newIncidentsCmd(a), newReportCmd(a), newConfigCmd(a), newNotifyCmd(a), newManCmd(a),
+		newWALPushCmd(a), newWALFetchCmd(a), newWALStatusCmd(a))
 	return root
 }
 

@@ -49,6 +49,9 @@ func (d *Dir) List(ctx context.Context) ([]Backup, error) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if e.IsDir() && p == filepath.Join(d.root, walDirName) {
+			return filepath.SkipDir // the WAL archive: segments are not backups (see WALOf)
+		}
 		if e.IsDir() || strings.HasPrefix(e.Name(), tempPrefix) || !e.Type().IsRegular() {
 			return nil
 		}
@@ -180,7 +183,7 @@ func (d *Dir) Put(ctx context.Context, name string, r io.Reader) (Backup, error)
 	}
 	final := filepath.Join(d.root, name)
 	if _, err := os.Lstat(final); err == nil {
-		return Backup{}, fmt.Errorf("%s already exists; backups are never overwritten", final)
+		return Backup{}, fmt.Errorf("%s %w; backups are never overwritten", final, ErrExists)
 	}
 	d.removeStale()
 	tmp, err := os.CreateTemp(d.root, tempPrefix+name+".*")
@@ -217,7 +220,7 @@ func (d *Dir) Put(ctx context.Context, name string, r io.Reader) (Backup, error)
 	// never overwritten, even by a concurrent Put of the same name.
 	if err := os.Link(tmp.Name(), final); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return Backup{}, fmt.Errorf("%s already exists; backups are never overwritten", final)
+			return Backup{}, fmt.Errorf("%s %w; backups are never overwritten", final, ErrExists)
 		}
 		return Backup{}, fmt.Errorf("write %s: %w", final, unwrapPathErr(err))
 	}

@@ -31,6 +31,8 @@ var (
 	ErrNotFound = errors.New("no such backup")
 	// ErrUnreachable: the location cannot be listed or read at all.
 	ErrUnreachable = errors.New("location unreachable")
+	// ErrExists: Put found the name taken; nothing is ever overwritten.
+	ErrExists = errors.New("already exists")
 	// ErrChanged: the backup was replaced or changed while it was being read.
 	ErrChanged = errors.New("backup changed while it was being read")
 )

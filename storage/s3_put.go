@@ -42,7 +42,7 @@ func (s *S3) Put(ctx context.Context, name string, r io.Reader) (Backup, error) 
 	key := s.keyFor(name)
 	where := "s3://" + s.bucket + "/" + key
 	if _, err := s.head(ctx, key); err == nil {
-		return Backup{}, fmt.Errorf("%s already exists; backups are never overwritten", where)
+		return Backup{}, fmt.Errorf("%s %w; backups are never overwritten", where, ErrExists)
 	} else if !errors.Is(err, ErrNotFound) {
 		return Backup{}, err
 	}
@@ -72,7 +72,7 @@ func (s *S3) Put(ctx context.Context, name string, r io.Reader) (Backup, error) 
 func (s *S3) putFailed(key string, err error) error {
 	err = s.fail(key, err)
 	if errors.Is(err, ErrChanged) { // If-None-Match: someone else stored it meanwhile
-		return fmt.Errorf("s3://%s/%s already exists; backups are never overwritten", s.bucket, key)
+		return fmt.Errorf("s3://%s/%s %w; backups are never overwritten", s.bucket, key, ErrExists)
 	}
 	return err
 }

@@ -597,3 +597,21 @@ func (c *Cluster) destroy() error {
 	c.removed = true
 	return errors.Join(stopErr, os.RemoveAll(c.dir))
 }
+
+// Command prepares one of the server's programs (pg_basebackup, pg_ctl, …) to run as the
+// OS account the server runs as, in the cluster's directory.
+func (c *Cluster) Command(name string, args ...string) *exec.Cmd { return c.command(name, args...) }
+
+// GiveToServer makes path, and everything under it, belong to the OS account the server
+// runs as: directories its archive_command writes into, a data directory it will run.
+func (c *Cluster) GiveToServer(path string) error {
+	if c.owner == nil {
+		return nil
+	}
+	return filepath.Walk(path, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, int(c.owner.uid), int(c.owner.gid))
+	})
+}

@@ -1,0 +1,392 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"drconsole/internal/gpgtest"
+	"drconsole/internal/pgtest"
+	"drconsole/internal/s3test"
+)
+
+// walCycle is a cluster that archives its WAL through drconsole wal-push into a local
+// directory and an S3 bucket, with a base backup taken before batch A, and batch B
+// committed after time T1.
+type walCycle struct {
+	c       *pgtest.Cluster
+	srv     *s3test.Server
+	dir     string // the cluster's own directory: what the server's account can reach
+	cfg     string // drconsole.yaml naming both locations
+	archive string // the local location's directory
+	wrapper string // drconsole with the test's environment, as the server runs it
+	secret  string // the key that decrypts the archive
+	base    string // the base backup (a data directory)
+	t1      string // between the two batches
+	last    string // the last segment archived
+}
+
+func newWALCycle(t *testing.T) *walCycle {
+	t.Helper()
+	isolateAWS(t)
+	w := &walCycle{c: pgtest.Start(t), srv: s3test.Start(t)}
+	w.srv.CreateBucket(t, primaryBucket)
+	w.dir = w.c.SocketDir()
+	key := gpgtest.NewKey(t, "WAL", "")
+	bin := filepath.Join(w.dir, "drconsole")
+	copyFile(t, drconsoleBinary(t, ""), bin, 0o755)
+	public := filepath.Join(w.dir, "public.asc")
+	w.secret = filepath.Join(w.dir, "secret.asc")
+	copyFile(t, key.PublicFile, public, 0o644)
+	copyFile(t, key.SecretFile, w.secret, 0o600)
+	w.archive = filepath.Join(w.dir, "archive")
+	if err := os.Mkdir(w.archive, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	w.cfg = filepath.Join(w.dir, "drconsole.yaml")
+	writeFile(t, w.cfg, "locations:\n"+dirLocation("local", w.archive)+s3Location("primary", primaryBucket, w.srv.Endpoint), 0o600)
+	w.wrapper = filepath.Join(w.dir, "drc")
+	writeFile(t, w.wrapper, fmt.Sprintf(`#!/bin/sh
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null HOME=%[1]s XDG_STATE_HOME=%[1]s/state
+exec %[2]s --config %[3]s "$@"
+`, w.dir, bin, w.cfg), 0o755)
+	if err := w.c.GiveToServer(w.dir); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, s := range []string{"ALTER SYSTEM SET archive_mode = on",
+		"ALTER SYSTEM SET archive_command = '" + w.wrapper + " wal-push --gpg-recipient " + public + " %p'"} {
+		w.c.Exec(t, "postgres", s)
+	}
+	w.c.Restart(t)
+	w.c.Exec(t, "postgres", `CREATE TABLE batch (name text, n int)`)
+
+	w.base = filepath.Join(w.dir, "base")
+	if out, err := w.c.Command("pg_basebackup", "-h", w.dir, "-p", strconv.Itoa(w.c.Port), "-U", "postgres",
+		"-D", w.base, "-X", "none", "-c", "fast", "--no-sync").CombinedOutput(); err != nil {
+		t.Fatalf("pg_basebackup: %v: %s", err, out)
+	}
+	w.c.Exec(t, "postgres", `INSERT INTO batch SELECT 'A', g FROM generate_series(1, 1000) g`)
+	time.Sleep(200 * time.Millisecond)
+	w.t1 = w.c.Query(t, "postgres", `SELECT clock_timestamp()::text`)[0][0]
+	time.Sleep(200 * time.Millisecond)
+	w.c.Exec(t, "postgres", `INSERT INTO batch SELECT 'B', g FROM generate_series(1, 1000) g`)
+	w.last = w.c.Query(t, "postgres", `SELECT pg_walfile_name(pg_switch_wal())`)[0][0]
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st := w.c.Query(t, "postgres", `SELECT coalesce(last_archived_wal, ''), failed_count, coalesce(last_failed_wal, '') FROM pg_stat_archiver`)[0]
+		if st[0] >= w.last {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was not archived in a minute: pg_stat_archiver %v; server log:\n%s", w.last, st, tail(filepath.Join(w.dir, "server.log"), 3000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return w
+}
+
+// fetch runs wal-fetch in this process, as restore_command would run it.
+func (w *walCycle) fetch(t *testing.T, args ...string) (stderr string, code int) {
+	t.Helper()
+	_, errb, code := runCLI(t, map[string]string{"HOME": w.dir}, append([]string{"wal-fetch", "--config", w.cfg}, args...)...)
+	return errb, code
+}
+
+// A cluster archives through wal-push into a directory and S3; a server made from a base
+// backup recovers through wal-fetch to T1: batch A is there, batch B is not, on a new
+// timeline. Then the ways a fetch must refuse, each with its exit code.
+func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
+	w := newWALCycle(t)
+
+	// Both locations hold every segment, compressed and encrypted under its checksum.
+	local, err := os.ReadDir(filepath.Join(w.archive, "wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inS3 := w.srv.Keys(t, primaryBucket)
+	if len(local) == 0 || len(inS3) != len(local) {
+		t.Fatalf("archived: %d files locally, %d in S3", len(local), len(inS3))
+	}
+	for _, k := range inS3 {
+		if !strings.HasPrefix(k, "wal/") || !strings.HasSuffix(k, ".zst.gpg") {
+			t.Errorf("S3 key %s is not an encrypted WAL file under wal/", k)
+		}
+	}
+
+	// wal-status: archiving works, but without archive_timeout the RPO does not hold.
+	status := func() (string, string, int) {
+		return runCLI(t, map[string]string{"HOME": w.dir}, "wal-status", "--config", w.cfg, "--db-url", w.c.URL("postgres"))
+	}
+	if out, errb, code := status(); code != 1 || !strings.Contains(errb, "archive_timeout") || !strings.Contains(out, "archive_timeout = 15min") {
+		t.Errorf("wal-status without archive_timeout: exit %d, want 1 and the line to set:\n%s%s", code, out, errb)
+	}
+	w.c.Exec(t, "postgres", `ALTER SYSTEM SET archive_timeout = '5min'`)
+	w.c.Exec(t, "postgres", `SELECT pg_reload_conf()`)
+	time.Sleep(200 * time.Millisecond)
+	out, errb, code := status()
+	if code != 0 || !strings.Contains(out, "RPO       1h holds") || strings.Count(out, "newest "+w.last) != 2 {
+		t.Errorf("wal-status: exit %d, want 0 with %s newest in both locations:\n%s%s", code, w.last, out, errb)
+	}
+
+	// Recover to T1 from the base backup.
+	if err := os.WriteFile(filepath.Join(w.base, "recovery.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("restore_command = '%s wal-fetch --gpg-key %s %%f %%p'\nrecovery_target_time = '%s'\nrecovery_target_action = 'promote'\narchive_mode = off\n", w.wrapper, w.secret, w.t1)
+	f, err := os.OpenFile(filepath.Join(w.base, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(conf)
+	f.Close()
+	if err := w.c.GiveToServer(w.base); err != nil {
+		t.Fatal(err)
+	}
+	port := freeTCPPort(t)
+	logFile := filepath.Join(w.dir, "recovered.log")
+	if out, err := w.c.Command("pg_ctl", "-D", w.base, "-w", "-t", "60", "-l", logFile, "-o", "-p "+strconv.Itoa(port), "start").CombinedOutput(); err != nil {
+		t.Fatalf("start the recovering server: %v: %s\n%s", err, out, tail(logFile, 3000))
+	}
+	t.Cleanup(func() { w.c.Command("pg_ctl", "-D", w.base, "-m", "immediate", "stop").Run() })
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", w.dir, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var recovering bool
+		if err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&recovering); err != nil {
+			t.Fatal(err)
+		}
+		if !recovering {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still recovering after a minute:\n%s", tail(logFile, 3000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var a, b, tli int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE name = 'A'), count(*) FILTER (WHERE name = 'B'), (SELECT timeline_id FROM pg_control_checkpoint()) FROM batch`).Scan(&a, &b, &tli); err != nil {
+		t.Fatal(err)
+	}
+	if a != 1000 || b != 0 {
+		t.Errorf("recovered to %s: %d rows of batch A (want 1000), %d of batch B (want 0)\n%s", w.t1, a, b, tail(logFile, 3000))
+	}
+	log := tail(logFile, 20000)
+	if !strings.Contains(log, "recovery stopping before commit") || !strings.Contains(log, "selected new timeline ID") {
+		t.Errorf("the server's log does not say recovery stopped at the target on a new timeline:\n%s", log)
+	}
+	if tli < 2 {
+		t.Errorf("timeline %d after promotion, want a new one", tli)
+	}
+	// The segments fetched ahead are gone with recovery's end.
+	if _, err := os.Stat(filepath.Join(w.base, "pg_wal", "drconsole-prefetch")); !os.IsNotExist(err) {
+		t.Errorf("the prefetch spool is left in pg_wal: %v", err)
+	}
+
+	t.Run("refusals", func(t *testing.T) { w.refusals(t) })
+}
+
+func (w *walCycle) refusals(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	seg := w.last
+	stored := func(name string) string {
+		t.Helper()
+		m, _ := filepath.Glob(filepath.Join(w.archive, "wal", name+"-*"))
+		if len(m) != 1 {
+			t.Fatalf("%s archived locally as %v", name, m)
+		}
+		return m[0]
+	}
+
+	// A segment after the last one: the end of the WAL, exit 1.
+	next := fmt.Sprintf("%s%08X", w.last[:16], mustHex(t, w.last[16:])+1)
+	if errb, code := w.fetch(t, "--gpg-key", w.secret, next, dest); code != 1 {
+		t.Errorf("fetch of %s, after the last segment: exit %d, want 1: %s", next, code, errb)
+	}
+	// The last one: served, whole, by the first location.
+	if errb, code := w.fetch(t, "--gpg-key", w.secret, seg, dest); code != 0 {
+		t.Fatalf("fetch of %s: exit %d: %s", seg, code, errb)
+	}
+	if st, err := os.Stat(dest); err != nil || st.Size() != 16<<20 {
+		t.Fatalf("fetched segment: %v %v", st, err)
+	}
+	// No key, a wrong key: stop (126), never "not found".
+	if errb, code := w.fetch(t, seg, dest); code != 126 || !strings.Contains(errb, "key") {
+		t.Errorf("fetch without a key: exit %d, want 126: %s", code, errb)
+	}
+	other := gpgtest.NewKey(t, "Other", "")
+	if errb, code := w.fetch(t, "--gpg-key", other.SecretFile, seg, dest); code != 126 {
+		t.Errorf("fetch with another key: exit %d, want 126: %s", code, errb)
+	}
+	// A bad command line must not end recovery either.
+	if errb, code := w.fetch(t, "--frobnicate", seg, dest); code != 126 {
+		t.Errorf("fetch with a bad flag: exit %d, want 126: %s", code, errb)
+	}
+
+	// A damaged local copy: S3 serves, and says so.
+	damaged := stored(seg)
+	orig, err := os.ReadFile(damaged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := append([]byte(nil), orig...)
+	bad[len(bad)/2] ^= 0xff
+	writeFile(t, damaged, string(bad), 0o600)
+	errb, code := w.fetch(t, "--gpg-key", w.secret, seg, dest)
+	if code != 0 || !strings.Contains(errb, "served by primary") || !strings.Contains(errb, "local") {
+		t.Errorf("fetch with a damaged local copy: exit %d, want 0 from primary, said aloud: %s", code, errb)
+	}
+	// Only the damaged copy: stop.
+	if errb, code := w.fetch(t, "--location", "local", "--gpg-key", w.secret, seg, dest); code != 126 || !strings.Contains(errb, "damaged") {
+		t.Errorf("fetch of a damaged copy only: exit %d, want 126: %s", code, errb)
+	}
+	writeFile(t, damaged, string(orig), 0o600)
+
+	// A missing middle segment, with later ones archived: a hole, stop.
+	var segs []string
+	all, _ := filepath.Glob(filepath.Join(w.archive, "wal", "0000000*-*"))
+	for _, p := range all {
+		if b := filepath.Base(p); len(b) > 24 && b[24] == '-' {
+			segs = append(segs, p)
+		}
+	}
+	if len(segs) < 3 {
+		t.Fatalf("too few segments archived to make a hole: %v", segs)
+	}
+	middle := segs[len(segs)-2]
+	hidden := middle + ".hidden"
+	os.Rename(middle, hidden)
+	name := filepath.Base(middle)[:24]
+	if errb, code := w.fetch(t, "--location", "local", "--gpg-key", w.secret, name, dest); code != 126 || !strings.Contains(errb, "hole") {
+		t.Errorf("fetch of a missing middle segment: exit %d, want 126 (a hole): %s", code, errb)
+	}
+	os.Rename(hidden, middle)
+
+	// The primary unreachable: the local copy serves, said aloud; what neither holds
+	// cannot be called the end of the WAL.
+	down := filepath.Join(t.TempDir(), "down.yaml")
+	writeFile(t, down, "locations:\n"+s3Location("primary", primaryBucket, "http://127.0.0.1:1")+dirLocation("local", w.archive), 0o600)
+	_, errb, code = runCLI(t, map[string]string{"HOME": w.dir}, "wal-fetch", "--config", down, "--gpg-key", w.secret, seg, dest)
+	if code != 0 || !strings.Contains(errb, "served by local") || !strings.Contains(errb, "primary") {
+		t.Errorf("fetch with the primary down: exit %d, want 0 from local, said aloud: %s", code, errb)
+	}
+	_, errb, code = runCLI(t, map[string]string{"HOME": w.dir}, "wal-fetch", "--config", down, "--gpg-key", w.secret, next, dest)
+	if code != 126 || !strings.Contains(errb, "--location") {
+		t.Errorf("fetch of a segment nobody has, the primary down: exit %d, want 126: %s", code, errb)
+	}
+
+	// An archive another tool wrote: a raw segment and a gzipped one, read by content.
+	rawDir := filepath.Join(t.TempDir(), "raw")
+	os.MkdirAll(filepath.Join(rawDir, "wal"), 0o700)
+	want, err := os.ReadFile(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(rawDir, "wal", seg), string(want), 0o600)
+	rawCfg := filepath.Join(t.TempDir(), "raw.yaml")
+	writeFile(t, rawCfg, "locations:\n"+dirLocation("old", rawDir), 0o600)
+	dest2 := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	if _, errb, code := runCLI(t, nil, "wal-fetch", "--config", rawCfg, seg, dest2); code != 0 {
+		t.Errorf("fetch of a raw segment: exit %d: %s", code, errb)
+	} else if got, _ := os.ReadFile(dest2); string(got) != string(want) {
+		t.Errorf("the raw segment fetched differs")
+	}
+	os.Remove(filepath.Join(rawDir, "wal", seg))
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(want)
+	zw.Close()
+	writeFile(t, filepath.Join(rawDir, "wal", seg+".gz"), gz.String(), 0o600)
+	if _, errb, code := runCLI(t, nil, "wal-fetch", "--config", rawCfg, seg, dest2); code != 0 {
+		t.Errorf("fetch of a gzipped segment: exit %d: %s", code, errb)
+	} else if got, _ := os.ReadFile(dest2); string(got) != string(want) {
+		t.Errorf("the gzipped segment fetched differs")
+	}
+
+	// Pushing the same segment again succeeds; a different file under its name does not.
+	if _, errb, code := runCLI(t, map[string]string{"HOME": w.dir}, "wal-push", "--config", w.cfg, dest2); code == 0 {
+		t.Errorf("wal-push of a file named RECOVERYXLOG: exit 0, want a refusal: %s", errb)
+	}
+	again := filepath.Join(t.TempDir(), seg)
+	writeFile(t, again, string(want), 0o600)
+	if out, errb, code := runCLI(t, map[string]string{"HOME": w.dir}, "wal-push", "--config", w.cfg, "--json", again); code != 0 || !strings.Contains(out, `"already": true`) {
+		t.Errorf("wal-push of an archived segment again: exit %d: %s %s", code, out, errb)
+	}
+	want[100] ^= 0xff
+	writeFile(t, again, string(want), 0o600)
+	if _, errb, code := runCLI(t, map[string]string{"HOME": w.dir}, "wal-push", "--config", w.cfg, again); code == 0 || !strings.Contains(errb, "different content") {
+		t.Errorf("wal-push of another file under an archived name: exit %d: %s", code, errb)
+	}
+}
+
+func mustHex(t *testing.T, s string) uint64 {
+	t.Helper()
+	v, err := strconv.ParseUint(s, 16, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeFile(t *testing.T, path, data string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tail is the end of a file, for failure messages.
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// freeTCPPort is a port nothing listens on now.
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

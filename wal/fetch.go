@@ -1,0 +1,302 @@
+package wal
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+
+	"drconsole/recovery"
+	"drconsole/storage"
+)
+
+var (
+	// ErrNotFound: no location holds the file, and every location answered. The one
+	// failure restore_command may report as "not there" (PostgreSQL then ends recovery).
+	ErrNotFound = errors.New("not in the archive")
+	// ErrHole: a segment is missing although later ones of its timeline are archived.
+	// Taking it for the end of the WAL would end recovery early, losing what follows.
+	ErrHole = errors.New("missing from the archive")
+	// ErrDamaged: every copy found failed its checks.
+	ErrDamaged = errors.New("damaged in the archive")
+	// ErrUnanswered: not found where asked, and a location could not be asked.
+	ErrUnanswered = errors.New("not found, and not every location could be asked")
+)
+
+// Fetcher restores WAL files from the archive: restore_command.
+type Fetcher struct {
+	Locations []storage.WAL // in order of preference
+	Keys      *recovery.Keys
+	// Said is told what the operator should know although the fetch succeeded: a
+	// location skipped, a damaged copy passed over.
+	Said func(string)
+	// Spool is where segments fetched ahead are kept (SpoolFor); "" for none. Ahead is
+	// how many segments Prefetch fetches ahead.
+	Spool string
+	Ahead int
+}
+
+func (f *Fetcher) say(format string, args ...any) {
+	if f.Said != nil {
+		f.Said(fmt.Sprintf(format, args...))
+	}
+}
+
+// Fetch writes WAL file name to dest, whole (written to a temporary file beside it,
+// synced, then renamed), and returns the location that served it.
+func (f *Fetcher) Fetch(ctx context.Context, name, dest string) (string, error) {
+	kind, err := Kind(name)
+	if err != nil {
+		return "", err
+	}
+	if kind == KindSegment && takeSpooled(f.Spool, name, dest) {
+		return "prefetched", nil
+	}
+	var unreachable, damaged []string
+	var answered []storage.WAL
+	for _, w := range f.Locations {
+		objs, err := w.Find(ctx, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
+			unreachable = append(unreachable, w.Name()+" ("+oneLine(err)+")")
+			continue
+		}
+		answered = append(answered, w)
+		for _, o := range candidates(objs, name) {
+			err := fetchOne(ctx, w, o, name, dest, f.Keys)
+			if err == nil {
+				if len(unreachable) > 0 || len(damaged) > 0 {
+					f.say("%s served by %s; %s", name, w.Name(), strings.Join(append(unreachable, damaged...), "; "))
+				}
+				return w.Name(), nil
+			}
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
+			damaged = append(damaged, fmt.Sprintf("%s in %s: %s", path.Base(o.Key), w.Name(), oneLine(err)))
+		}
+	}
+	switch {
+	case len(damaged) > 0:
+		return "", fmt.Errorf("%w: %s", ErrDamaged, strings.Join(damaged, "; "))
+	case len(unreachable) > 0:
+		where := "no location"
+		if len(answered) > 0 {
+			var names []string
+			for _, w := range answered {
+				names = append(names, w.Name())
+			}
+			where = strings.Join(names, ", ")
+		}
+		return "", fmt.Errorf("%w: %s is not in %s, and %s could not be asked; recovery stops rather than end early (to end it without them, name the locations that answer with --location)",
+			ErrUnanswered, name, where, strings.Join(unreachable, ", "))
+	}
+	if later := laterSegment(ctx, answered, name); later != "" {
+		return "", fmt.Errorf("%w: %s is not archived, but %s is: the archive has a hole here, and recovery stops rather than end early at it", ErrHole, name, later)
+	}
+	if kind == KindSegment || kind == KindHistory {
+		f.dropSpool() // the end of the archive, or a new timeline looked for: recovery ends
+	}
+	return "", fmt.Errorf("%w: %s", ErrNotFound, name)
+}
+
+// candidates are the archived copies of name, drconsole's (checksummed) first.
+func candidates(objs []storage.Backup, name string) []storage.Backup {
+	var ours, theirs []storage.Backup
+	for _, o := range objs {
+		st, ok := parseStored(path.Base(o.Key), name)
+		switch {
+		case !ok:
+		case st.sum != "":
+			ours = append(ours, o)
+		default:
+			theirs = append(theirs, o)
+		}
+	}
+	return append(ours, theirs...)
+}
+
+// laterSegment is an archived segment of name's timeline after it, if any: name is then a
+// hole, not the end of the WAL.
+func laterSegment(ctx context.Context, locs []storage.WAL, name string) string {
+	s, ok := parseSegment(name)
+	if !ok {
+		return ""
+	}
+	for _, w := range locs {
+		for _, prefix := range []string{name[:16], fmt.Sprintf("%08X%08X", s.tli, s.log+1)} {
+			objs, err := w.Find(ctx, prefix)
+			if err != nil {
+				continue
+			}
+			for _, o := range objs {
+				b := path.Base(o.Key)
+				if len(b) >= 24 && segmentRE.MatchString(b[:24]) && b[:24] > name {
+					if _, ok := parseStored(b, b[:24]); ok { // a copy of that segment, not a .backup or .partial
+						return b[:24]
+					}
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// fetchOne decodes one archived copy into dest and checks it: the checksum its name
+// carries, and a segment's header.
+func fetchOne(ctx context.Context, w storage.WAL, o storage.Backup, name, dest string, keys *recovery.Keys) error {
+	st, _ := parseStored(path.Base(o.Key), name)
+	dir := filepath.Dir(dest)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".drconsole-*")
+	if err != nil {
+		return fmt.Errorf("%w: %v", errLocal, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	got, err := decodeTo(ctx, w, o, keys, tmp)
+	if err != nil {
+		return err
+	}
+	if err := got.check(name, st); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("%w: %v", errLocal, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("%w: %v", errLocal, err)
+	}
+	if err := os.Rename(tmp.Name(), dest); err != nil {
+		return fmt.Errorf("%w: %v", errLocal, err)
+	}
+	done = true
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// errLocal: writing on this machine failed, not the archive.
+var errLocal = errors.New("writing the WAL file")
+
+// decoded is what a copy decoded to.
+type decoded struct {
+	size int64
+	sum  []byte
+	head []byte
+	data []byte // readAll only
+}
+
+func (d decoded) check(name string, st stored) error {
+	if st.sum != "" && hex.EncodeToString(d.sum)[:sumLen] != st.sum {
+		return fmt.Errorf("its content is not what was archived (SHA-256 %s…, archived %s…)", hex.EncodeToString(d.sum)[:12], st.sum[:12])
+	}
+	return checkSegment(name, d.head, d.size)
+}
+
+// decodeTo streams an archived copy into out, peeling its layers by content, and
+// returns its size, SHA-256 and first bytes.
+func decodeTo(ctx context.Context, w storage.WAL, o storage.Backup, keys *recovery.Keys, out io.Writer) (decoded, error) {
+	rc, err := w.Open(ctx, o)
+	if err != nil {
+		return decoded{}, err
+	}
+	defer rc.Close()
+	r, closeAll, err := peel(rc, keys)
+	if err != nil {
+		return decoded{}, err
+	}
+	defer closeAll()
+	h := sha256.New()
+	hw := &headWriter{h: h}
+	n, err := io.Copy(io.MultiWriter(out, hw), r)
+	if err != nil {
+		return decoded{}, err
+	}
+	return decoded{size: n, sum: h.Sum(nil), head: hw.head}, nil
+}
+
+// readAll decodes an archived copy into memory.
+func readAll(ctx context.Context, w storage.WAL, o storage.Backup, keys *recovery.Keys) (decoded, error) {
+	var buf strings.Builder
+	d, err := decodeTo(ctx, w, o, keys, &buf)
+	d.data = []byte(buf.String())
+	return d, err
+}
+
+type headWriter struct {
+	h    hash.Hash
+	head []byte
+}
+
+func (w *headWriter) Write(p []byte) (int, error) {
+	if len(w.head) < headerLen {
+		w.head = append(w.head, p[:min(len(p), headerLen-len(w.head))]...)
+	}
+	return w.h.Write(p)
+}
+
+// peel takes off encryption and compression, as many layers as there are (at most
+// three: OpenPGP, then gzip or zstd), deciding by the bytes, not the name.
+func peel(r io.Reader, keys *recovery.Keys) (io.Reader, func(), error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	for range 3 {
+		br := bufio.NewReader(r)
+		head, _ := br.Peek(storage.SniffLen)
+		switch storage.Sniff(head) {
+		case storage.LayerOpenPGP:
+			if keys == nil {
+				keys = &recovery.Keys{}
+			}
+			d, err := recovery.Decrypt(br, keys)
+			if err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			r = d
+		case storage.LayerGzip:
+			z, err := gzip.NewReader(br)
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("gzip: %v", err)
+			}
+			closers = append(closers, func() { z.Close() })
+			r = z
+		case storage.LayerZstd:
+			z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("zstd: %v", err)
+			}
+			closers = append(closers, z.Close)
+			r = z
+		default:
+			return br, closeAll, nil
+		}
+	}
+	return r, closeAll, nil
+}

@@ -1,0 +1,139 @@
+package wal
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"drconsole/storage"
+)
+
+// fakeSegment is a segment of size bytes whose first page header says it is name.
+func fakeSegment(t *testing.T, name string, size int64) []byte {
+	t.Helper()
+	s, ok := parseSegment(name)
+	if !ok {
+		t.Fatalf("%s is not a segment name", name)
+	}
+	b := make([]byte, size)
+	r := rand.New(rand.NewPCG(uint64(s.seg), 1))
+	for i := 64; i < len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], r.Uint64()%1000) // compressible, not constant
+	}
+	binary.LittleEndian.PutUint16(b[0:], 0xD110)
+	binary.LittleEndian.PutUint16(b[2:], 0x0002)
+	binary.LittleEndian.PutUint64(b[8:], s.startLSN(size))
+	binary.LittleEndian.PutUint32(b[32:], uint32(size))
+	binary.LittleEndian.PutUint32(b[36:], 8192)
+	return b
+}
+
+// archiveOf pushes n segments of 1 MiB, from 000000010000000000000001, into a directory
+// location, and returns it with the segments' names and contents.
+func archiveOf(t *testing.T, n int) (storage.WAL, []string, map[string][]byte) {
+	t.Helper()
+	loc := storage.WALOf(storage.NewDir("local", t.TempDir()))
+	p := &Pusher{Locations: []storage.WAL{loc}}
+	src := t.TempDir()
+	var names []string
+	data := map[string][]byte{}
+	s := segment{tli: 1, seg: 1}
+	for range n {
+		name := s.String()
+		b := fakeSegment(t, name, 1<<20)
+		path := filepath.Join(src, name)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Push(context.Background(), path); err != nil {
+			t.Fatal(err)
+		}
+		names, data[name] = append(names, name), b
+		s = s.next(1 << 20)
+	}
+	return loc, names, data
+}
+
+// After a fetch, Prefetch fetches the next segments into the spool; the fetches that
+// follow take them from there, checked as any fetch; the end of the archive removes it.
+func TestPrefetch(t *testing.T) {
+	loc, names, data := archiveOf(t, 6)
+	ctx := context.Background()
+	wal := filepath.Join(t.TempDir(), "pg_wal")
+	os.Mkdir(wal, 0o700)
+	dest := filepath.Join(wal, "RECOVERYXLOG")
+	f := &Fetcher{Locations: []storage.WAL{loc}, Spool: SpoolFor(dest), Ahead: 3}
+	if from, err := f.Fetch(ctx, names[0], dest); err != nil || from != "local" {
+		t.Fatalf("first fetch: %q %v", from, err)
+	}
+	if err := f.MakeSpool(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Prefetch(ctx, names[0], 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	spooled, _ := os.ReadDir(f.Spool)
+	var got []string
+	for _, e := range spooled {
+		if e.Name() != ".lock" && e.Name() != ".plan" {
+			got = append(got, e.Name())
+		}
+	}
+	if len(got) != 3 || got[0] != names[1] || got[2] != names[3] {
+		t.Fatalf("spooled after %s: %v, want the next 3", names[0], got)
+	}
+	for _, n := range names[1:4] {
+		from, err := f.Fetch(ctx, n, dest)
+		if err != nil || from != "prefetched" {
+			t.Fatalf("fetch of %s: %q %v, want it prefetched", n, from, err)
+		}
+		if b, _ := os.ReadFile(dest); !bytes.Equal(b, data[n]) {
+			t.Fatalf("%s from the spool differs", n)
+		}
+	}
+	// Ahead of the archive's end: only what there is; a passed segment is dropped.
+	f.Prefetch(ctx, names[3], 1<<20)
+	spooled, _ = os.ReadDir(f.Spool)
+	if len(spooled) != 4 { // .lock, .plan, names[4], names[5]
+		t.Errorf("spool after %s: %d entries, want .lock, .plan and 2 segments", names[3], len(spooled))
+	}
+	end := segment{tli: 1, seg: 7}.String()
+	if _, err := f.Fetch(ctx, end, dest); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("fetch past the end: %v", err)
+	}
+	if _, err := os.Stat(f.Spool); !os.IsNotExist(err) {
+		t.Errorf("the spool is still there at the end of the archive: %v", err)
+	}
+	// A prefetch started when recovery had already ended leaves nothing behind.
+	f.Prefetch(ctx, names[0], 1<<20)
+	if _, err := os.Stat(f.Spool); !os.IsNotExist(err) {
+		t.Errorf("a late prefetch made the spool again")
+	}
+}
+
+// A spooled segment was checked before it was spooled: a damaged archive copy never
+// gets there, and the fetch that needs it reports the damage.
+func TestPrefetchSpoolsOnlyGoodCopies(t *testing.T) {
+	loc, names, _ := archiveOf(t, 3)
+	ctx := context.Background()
+	objs, _ := loc.Find(ctx, names[1])
+	p := filepath.Join(loc.String(), objs[0].Key)
+	b, _ := os.ReadFile(p)
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(p, b, 0o600)
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	f := &Fetcher{Locations: []storage.WAL{loc}, Spool: SpoolFor(dest), Ahead: 2}
+	f.MakeSpool()
+	f.Prefetch(ctx, names[0], 1<<20)
+	if _, err := os.Stat(filepath.Join(f.Spool, names[1])); err == nil {
+		t.Fatal("a damaged copy was spooled")
+	}
+	if _, err := f.Fetch(ctx, names[1], dest); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("fetch of the damaged segment: %v", err)
+	}
+}
