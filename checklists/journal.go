@@ -380,7 +380,9 @@ func (j *Journal) Record(e Event) error {
 	if j.f == nil {
 		return fmt.Errorf("record in incident %s: journal is closed", j.id)
 	}
-	if j.inc.Closed {
+	// Messages may still be in flight when the incident closes, and the closing update is
+	// often sent just after: what was sent, and how it went, is recorded whatever the hour.
+	if j.inc.Closed && e.Type != EventNotifySent && e.Type != EventNotifyResult {
 		return fmt.Errorf("record %s in incident %s: %w", e.Type, j.id, ErrIncidentClosed)
 	}
 	if e.Type == "" {

@@ -44,3 +44,20 @@ func TestReportNotifications(t *testing.T) {
 		}
 	}
 }
+
+// A delivery that ends after the incident closed is still recorded; nothing else is.
+func TestNotificationsAreRecordedAfterTheClose(t *testing.T) {
+	clk := &fakeClock{now: t0}
+	j := startTest(t, t.TempDir(), clk, false)
+	mustRecord(t, j, Event{Type: EventNotifySent, Ref: "n1", Channel: "ops-slack", Kind: "update", Title: "closing"})
+	if err := j.CloseIncident("recovered", ""); err != nil {
+		t.Fatal(err)
+	}
+	mustRecord(t, j, Event{Type: EventNotifyResult, Ref: "n1", Channel: "ops-slack", Result: ResultDelivered, Attempts: 1})
+	if err := j.Record(Event{Type: EventNote, Note: "late"}); err == nil {
+		t.Error("a note was recorded after the close")
+	}
+	if n := j.Incident().Notifications; len(n) != 1 || n[0].Result != ResultDelivered {
+		t.Errorf("%+v", n)
+	}
+}
