@@ -191,7 +191,7 @@ func (a *app) sendTests(ctx context.Context, chans []*notify.Channel) []notify.D
 			if d.OK() && ch.Type == notify.TypePagerDuty {
 				m.Action = notify.ActionResolve
 				r := s.Send(ctx, ch, m)
-				r.Attempts += d.Attempts
+				r.Attempts = max(r.Attempts, d.Attempts) // a resolve after the trigger is not a retry
 				r.Took += d.Took
 				if r.Err != nil {
 					r.Err = fmt.Errorf("the test event was triggered, but resolving it failed: %s (resolve %s in PagerDuty)", notify.Reason(r.Err), m.DedupKey)

@@ -127,6 +127,9 @@ func CloseRecipients(chans []*notify.Channel, inc *checklists.Incident) []*notif
 func Draft(inc *checklists.Incident, path []checklists.Escalation, now time.Time, occasion string) notify.Message {
 	c := checklists.ClockAt(inc, path, now)
 	state := stateOf(inc)
+	if occasion == OnClose && !inc.Closed {
+		state = "closing: " + state // sent from the close screen, before the outcome is recorded
+	}
 	m := notify.Message{Incident: inc.ID, Drill: inc.Drill, Kind: notify.KindUpdate, Source: inc.Host}
 	m.Subject = fmt.Sprintf("%s: %s, %s of %s RTO", inc.ScenarioName, state, checklists.FormatDuration(c.Elapsed.Truncate(time.Minute)), checklists.FormatDuration(c.RTO))
 	if occasion == OnClose {

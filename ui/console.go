@@ -443,7 +443,11 @@ func (m Model) Render() string {
 	s := m.s
 	w, h := max(s.width, 20), max(s.height, 8)
 	header := m.header(w)
-	km := keyMap{short: m.top().keys(), global: []key.Binding{keyUp, keyDown, keyEnter, keyBack, keyHelp, keyQuit}, typing: m.top().typing()}
+	global := []key.Binding{keyUp, keyDown, keyEnter, keyBack, keyHelp, keyQuit}
+	if s.run != nil && len(s.opt.Notify) > 0 {
+		global = append(global, keyUpdate, keyPage)
+	}
+	km := keyMap{short: m.top().keys(), global: global, typing: m.top().typing()}
 	foot := m.help.ShortHelpView(km.ShortHelp())
 	if m.showHelp {
 		foot = m.help.FullHelpView(km.FullHelp())
