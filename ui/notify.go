@@ -62,11 +62,12 @@ type (
 
 // newUpdateScreen drafts a status update for occasion, to the channels taking updates.
 func newUpdateScreen(s *session, step int, occasion string) *notifyScreen {
+	inc := s.current()
 	to := incident.UpdateRecipients(s.opt.Notify, s.drill)
-	if occasion == incident.OnClose && s.inc != nil {
-		to = incident.CloseRecipients(s.opt.Notify, s.inc)
+	if occasion == incident.OnClose {
+		to = incident.CloseRecipients(s.opt.Notify, inc)
 	}
-	m := incident.Draft(s.inc, s.opt.Runbook.Escalation, s.now, occasion)
+	m := incident.Draft(inc, s.opt.Runbook.Escalation, s.now, occasion)
 	return newNotifyScreen(s, step, occasion, 0, "", to, m)
 }
 
@@ -74,8 +75,17 @@ func newUpdateScreen(s *session, step int, occasion string) *notifyScreen {
 func newEscalationScreen(s *session, level int) *notifyScreen {
 	role := s.opt.Runbook.Escalation[level-1].Role
 	to := incident.EscalationRecipients(s.opt.Notify, role, s.drill)
-	m := incident.EscalationDraft(s.inc, s.opt.Runbook.Escalation, s.now, level)
+	m := incident.EscalationDraft(s.current(), s.opt.Runbook.Escalation, s.now, level)
 	return newNotifyScreen(s, 0, incident.OnUpdate, level, role, to, m)
+}
+
+// current is the incident as journaled now, with what the restore's own goroutines
+// recorded since the screens last refreshed (memory only: no I/O).
+func (s *session) current() *checklists.Incident {
+	if s.journal != nil {
+		return s.journal.Incident()
+	}
+	return s.inc
 }
 
 func newNotifyScreen(s *session, step int, occasion string, level int, role string, to []*notify.Channel, m notify.Message) *notifyScreen {
@@ -246,13 +256,16 @@ func (m *Model) offerNotify() {
 		m.status = fmt.Sprintf("Escalation level %d (%s) is due: p pages or mails them.", lvl, s.opt.Runbook.Escalation[lvl-1].Role)
 		return
 	}
-	for ; s.offeredEvents < len(s.inc.Events); s.offeredEvents++ {
-		e := s.inc.Events[s.offeredEvents]
+	// The restore's events are journaled by its own goroutines: read what the journal
+	// holds now, without touching the session's copy the screens draw from.
+	inc := s.current()
+	for ; s.offeredEvents < len(inc.Events); s.offeredEvents++ {
+		e := inc.Events[s.offeredEvents]
 		what := ""
 		switch e.Type {
 		case checklists.EventIncidentStarted:
 			what = "The incident is open"
-			if s.inc.Drill {
+			if inc.Drill {
 				what = "The drill is open"
 			}
 		case checklists.EventRestoreStarted:
@@ -277,12 +290,13 @@ func (m *Model) offerNotify() {
 // or already paged by the alert that started this, so it is offered only with channels
 // that name it.
 func (s *session) escalationDue() int {
-	if s.inc == nil || s.inc.Closed {
+	inc := s.current()
+	if inc == nil || inc.Closed {
 		return 0
 	}
-	c := checklists.ClockAt(s.inc, s.opt.Runbook.Escalation, s.now)
+	c := checklists.ClockAt(inc, s.opt.Runbook.Escalation, s.now)
 	for lvl := c.Level; lvl >= 1; lvl-- {
-		if s.inc.Acknowledged(lvl) {
+		if inc.Acknowledged(lvl) {
 			return 0 // a later level answered covers the earlier ones
 		}
 		role := s.opt.Runbook.Escalation[lvl-1].Role

@@ -96,6 +96,17 @@ func TestConsoleComposesConfirmsAndSendsAnUpdate(t *testing.T) {
 		!strings.HasSuffix(inc.Notifications[0].Text, "DB team on it.") {
 		t.Errorf("journaled %+v", inc.Notifications)
 	}
+	// A restore journals from its own goroutines; its start is offered all the same.
+	h.m.s.run.Record(checklists.Event{Type: checklists.EventRestoreStarted, Step: 4, Backup: "spywatcher_full_20240125_130000.dump.gz.gpg"})
+	h.m.status = ""
+	h.send(tickMsg(h.now))
+	if !strings.Contains(h.screen(), "The restore started. u sends an update.") {
+		t.Errorf("the restore's start is not offered:\n%s", h.screen())
+	}
+	h.key("u")
+	if n, ok := h.top().(*notifyScreen); !ok || !strings.Contains(n.body.Value(), "Restore: spywatcher_full_20240125_130000.dump.gz.gpg.") {
+		t.Errorf("the draft does not follow the restore:\n%s", h.screen())
+	}
 }
 
 // When the team lead's level falls due the console offers to page or mail it; a mail that
