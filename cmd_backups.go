@@ -11,6 +11,7 @@ import (
 
 	"drconsole/recovery"
 	"drconsole/storage"
+	"drconsole/wal"
 )
 
 func newBackupsCmd(a *app) *cobra.Command {
@@ -76,7 +77,8 @@ func runBackups(ctx context.Context, a *app, asJSON bool) error {
 		out := struct {
 			Backups   []backupJSON             `json:"backups"`
 			Locations []storage.LocationStatus `json:"locations"`
-		}{Backups: []backupJSON{}, Locations: cat.Locations}
+			PITR      []wal.Reach              `json:"point_in_time"`
+		}{Backups: []backupJSON{}, Locations: cat.Locations, PITR: wal.Reaches(ctx, locs)}
 		for _, b := range cat.Backups {
 			out.Backups = append(out.Backups, toBackupJSON(b, where[b.Name]))
 		}
@@ -95,6 +97,7 @@ func runBackups(ctx context.Context, a *app, asJSON bool) error {
 			fmt.Fprintf(a.stdout, "  newest WAL segment %s at %s (%s ago): the freshest recoverable point\n", l.LatestWAL, l.WALTime.Format(time.RFC3339), shortDuration(time.Since(l.WALTime)))
 		}
 	}
+	printReaches(a, wal.Reaches(ctx, locs))
 	if len(cat.Backups) == 0 {
 		fmt.Fprintln(a.stdout, "\nno backups found")
 		return listErr
@@ -128,6 +131,37 @@ func runBackups(ctx context.Context, a *app, asJSON bool) error {
 		return err
 	}
 	return listErr
+}
+
+// printReaches says, per location, what point-in-time recovery can reach, and why not
+// where it cannot.
+func printReaches(a *app, reaches []wal.Reach) {
+	for _, r := range reaches {
+		switch {
+		case r.Error != "" && len(r.Bases) == 0:
+			fmt.Fprintf(a.stdout, "  point in time: %s: base backups cannot be listed: %s\n", r.Location, r.Error)
+		case len(r.Bases) == 0:
+			// Dumps only: say plainly what PITR needs, once.
+		case r.To.IsZero():
+			fmt.Fprintf(a.stdout, "  point in time: %s: %d base backup(s), newest %s, but no WAL archived after it%s\n", r.Location, len(r.Bases), r.Bases[0].Name, errSuffix(r.Error))
+		default:
+			fmt.Fprintf(a.stdout, "  point in time: %s: any moment from %s to %s (%d base backups, newest %s; restore --to-time checks the WAL between)\n",
+				r.Location, r.From.Format("2006-01-02 15:04:05"), r.To.Format("2006-01-02 15:04:05 UTC"), len(r.Bases), r.Bases[0].Name)
+		}
+	}
+	for _, r := range reaches {
+		if len(r.Bases) > 0 {
+			return
+		}
+	}
+	fmt.Fprintln(a.stdout, "  point in time: not available: no location holds a base backup (archive WAL with drconsole wal-push, see wal-status; then drconsole basebackup)")
+}
+
+func errSuffix(e string) string {
+	if e == "" {
+		return ""
+	}
+	return " (" + e + ")"
 }
 
 func ageOf(d time.Duration) string {

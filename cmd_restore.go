@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -36,6 +37,7 @@ type restoreResult struct {
 	Read       int64                  `json:"bytes_read"`
 	Dump       int64                  `json:"dump_bytes"`
 	Tables     int                    `json:"tables"`
+	Rows       []tableRows            `json:"rows,omitempty"` // custom format: each table's rows in the archive, the copy and live
 	Seconds    float64                `json:"seconds"`
 	Warnings   []string               `json:"warnings,omitempty"`
 	Journal    string                 `json:"journal,omitempty"`
@@ -57,12 +59,13 @@ type restoreOptions struct {
 	noJournal   bool
 	incident    string
 	newIncident bool
+	pitr        pitrFlags
 }
 
 func newRestoreCmd(a *app) *cobra.Command {
 	o := &restoreOptions{}
 	c := &cobra.Command{
-		Use:   "restore [flags] BACKUP",
+		Use:   "restore [flags] BACKUP | --to-time TIME --pgdata DIR",
 		Short: "restore a backup into a scratch database, check it, swap it in",
 		Long: `Restores BACKUP (a path, a backup name, an s3:// URL, or latest) into a scratch database,
 checks it there, and — once the operator types the database name, or with --yes — swaps it
@@ -71,8 +74,18 @@ drops the scratch database and leaves the live one as it was.`,
 		Example: `  DB_HOST=db1 DB_USER=postgres DB_NAME=spywatcher drconsole restore --gpg-key ops-secret.asc latest
   drconsole restore --yes --gpg-key ops-secret.asc --signer-key job-public.asc spywatcher_full_20240125_120000.dump.gz.gpg
   drconsole restore --target-db spywatcher_monthly latest   # the monthly restore test: no swap`,
-		Args: oneBackupArg,
-		RunE: func(c *cobra.Command, args []string) error { return runRestore(c.Context(), a, c, o, args[0]) },
+		Args: func(c *cobra.Command, args []string) error {
+			if o.pitr.wanted() {
+				return noArgs(": --to-time and --to-latest restore from base backups and the WAL archive, not from a BACKUP")(c, args)
+			}
+			return oneBackupArg(c, args)
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			if o.pitr.wanted() {
+				return runPITR(c.Context(), a, o)
+			}
+			return runRestore(c.Context(), a, c, o, args[0])
+		},
 	}
 	f := c.Flags()
 	o.conn.add(f)
@@ -88,6 +101,7 @@ drops the scratch database and leaves the live one as it was.`,
 	f.BoolVar(&o.noJournal, "no-journal", false, "do not record the restore in an incident journal")
 	f.StringVar(&o.incident, "incident", "", "record the restore in this open `incident` (an id or a unique prefix; default: the open one of its kind, when it is recent)")
 	f.BoolVar(&o.newIncident, "new-incident", false, "start a new incident for the restore even when one is open")
+	o.pitr.add(f)
 	return c
 }
 
@@ -210,8 +224,12 @@ func restore(ctx context.Context, a *app, run *incident.Run, src recovery.Source
 	r := att.Restored()
 	if rr := att.Last(); rr != nil {
 		out.Checks, out.Read, out.Dump, out.Tables, out.Seconds, out.Warnings = rr.Checks, rr.Read, rr.Dump, rr.Tables, rr.Duration.Seconds(), rr.Warnings
+		out.Rows = rowsJSON(rr.Rows)
 		if len(rr.Checks) > 0 && !ch.quiet {
 			printChecks(a, rr.Checks)
+		}
+		if !ch.quiet {
+			printRows(a, rr.Rows)
 		}
 	}
 	if err != nil {
@@ -320,5 +338,75 @@ func printChecks(a *app, checks []recovery.CheckResult) {
 				fmt.Fprintf(a.stderr, "          %s\n", row)
 			}
 		}
+	}
+}
+
+// tableRows is a table's rows in --json: in the archive, the restored copy and the live
+// database (-1: not known), and how the copy compares with the archive (ok, differs,
+// missing, uncounted).
+type tableRows struct {
+	Name     string `json:"name"`
+	Archive  int64  `json:"archive"`
+	Restored int64  `json:"restored"`
+	Live     int64  `json:"live"`
+	State    string `json:"state"`
+}
+
+func rowsJSON(rows []recovery.TableRows) []tableRows {
+	var out []tableRows
+	for _, t := range rows {
+		out = append(out, tableRows{Name: t.Name, Archive: t.Archive, Restored: t.Restored, Live: t.Live, State: t.State()})
+	}
+	return out
+}
+
+// printRows shows every table's rows after the checks, the ones that match too: they are
+// the proof that every row arrived. A table whose copy differs from the archive says so
+// in capitals, and the last line counts them.
+func printRows(a *app, rows []recovery.TableRows) {
+	if len(rows) == 0 {
+		return
+	}
+	names := make([]string, len(rows))
+	nameW, numW := len("table"), len("restored")
+	unknown := false
+	for i, t := range rows {
+		names[i] = storage.Printable(t.Name) // the backup's words
+		nameW = max(nameW, utf8.RuneCountInString(names[i]))
+		for _, n := range []int64{t.Archive, t.Restored, t.Live} {
+			numW = max(numW, len(rowCount(n)))
+			unknown = unknown || n < 0
+		}
+	}
+	nameW = min(nameW, 60)
+	line := func(state, name, archive, restored, live string) {
+		pad := strings.Repeat(" ", max(nameW-utf8.RuneCountInString(name), 0))
+		fmt.Fprintf(a.stderr, "  %-9s %s%s  %*s  %*s  %*s\n", state, name, pad, numW, archive, numW, restored, numW, live)
+	}
+	fmt.Fprintln(a.stderr, "rows of every table:")
+	line("", "table", "archive", "restored", "live")
+	var bad []string
+	uncounted := 0
+	for i, t := range rows {
+		state := t.State()
+		switch state {
+		case recovery.RowsDiffer, recovery.RowsMissing:
+			bad = append(bad, names[i])
+			state = strings.ToUpper(state)
+		case recovery.RowsUncounted:
+			uncounted++
+		}
+		line(state, names[i], rowCount(t.Archive), rowCount(t.Restored), rowCount(t.Live))
+	}
+	switch {
+	case len(bad) > 0:
+		fmt.Fprintf(a.stderr, "  %d of %d tables DIFFER from the archive: %s\n", len(bad), len(rows), strings.Join(bad, ", "))
+	case uncounted > 0:
+		fmt.Fprintf(a.stderr, "  %d of %d tables as in the archive; %d not counted\n", len(rows)-uncounted, len(rows), uncounted)
+	default:
+		fmt.Fprintf(a.stderr, "  %d tables, every row as in the archive\n", len(rows))
+	}
+	if unknown {
+		fmt.Fprintln(a.stderr, "  ?: not known (not counted, no such table, or no live database to compare with)")
 	}
 }

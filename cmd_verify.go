@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -39,14 +42,38 @@ type signatureJSON struct {
 }
 
 type archiveJSON struct {
-	Version       string   `json:"archive_version"`
-	DumpVersion   string   `json:"pg_dump_version"`
-	ServerVersion string   `json:"server_version"`
-	Database      string   `json:"database"`
-	Created       string   `json:"created"`
-	Compression   string   `json:"compression"`
-	Tables        []string `json:"tables"`
-	Owners        []string `json:"owners"`
+	Version       string         `json:"archive_version"`
+	DumpVersion   string         `json:"pg_dump_version"`
+	ServerVersion string         `json:"server_version"`
+	Database      string         `json:"database"`
+	Created       string         `json:"created"`
+	Compression   string         `json:"compression"`
+	Tables        []archiveTable `json:"tables"`
+	Owners        []string       `json:"owners"`
+}
+
+// archiveTable is a table with data in the archive and its rows there, as counted while
+// the stream passed; -1 when they could not be counted.
+type archiveTable struct {
+	Name string `json:"name"`
+	Rows int64  `json:"rows"`
+}
+
+// archiveTables are the archive's tables with their rows: by the table the COPY fills
+// (with --load-via-partition-root, the partitions' rows are their root's), or, when the
+// rows could not be counted, the tables with data, each -1.
+func archiveTables(c *recovery.Contents) []archiveTable {
+	out := []archiveTable{}
+	if c.Rows != nil {
+		for _, t := range c.Rows {
+			out = append(out, archiveTable{Name: t.Name, Rows: t.Archive})
+		}
+		return out
+	}
+	for _, t := range c.Archive.Tables {
+		out = append(out, archiveTable{Name: t.QualifiedName(), Rows: -1})
+	}
+	return out
 }
 
 type verifyOptions struct {
@@ -115,10 +142,7 @@ func verify(ctx context.Context, a *app, src recovery.Source, keys *recovery.Key
 	out.Signature = signatureJSON{Signed: sig.Signed, KeyID: sig.KeyIDHex, Signer: sig.Signer, Trusted: sig.Trusted}
 	if ar := got.Archive; ar != nil {
 		j := &archiveJSON{Version: ar.Version, DumpVersion: ar.DumpVersion, ServerVersion: ar.ServerVersion, Database: ar.Database,
-			Created: ar.Created.Format(time.RFC3339), Compression: ar.Compression, Tables: []string{}, Owners: ar.Owners}
-		for _, t := range ar.Tables {
-			j.Tables = append(j.Tables, t.QualifiedName())
-		}
+			Created: ar.Created.Format(time.RFC3339), Compression: ar.Compression, Tables: archiveTables(got), Owners: ar.Owners}
 		out.Archive = j
 	}
 	if !quiet {
@@ -136,11 +160,7 @@ func verify(ctx context.Context, a *app, src recovery.Source, keys *recovery.Key
 		}
 		if ar := got.Archive; ar != nil {
 			fmt.Fprintf(a.stdout, "archive   version %s, written by pg_dump %s from server %s, database %q, %s\n", ar.Version, ar.DumpVersion, ar.ServerVersion, ar.Database, ar.Created.Format("2006-01-02 15:04:05"))
-			fmt.Fprintf(a.stdout, "tables    %d with data:", len(ar.Tables))
-			for _, t := range ar.Tables {
-				fmt.Fprintf(a.stdout, " %s", t.QualifiedName())
-			}
-			fmt.Fprintln(a.stdout)
+			printArchiveTables(a, archiveTables(got))
 			fmt.Fprintf(a.stdout, "data      %d blocks, %s of dump, all read and decompressed\n", got.DataBlocks, humanBytes(got.Dump))
 		} else {
 			fmt.Fprintf(a.stdout, "sql       %s of plain SQL, read to the end\n", humanBytes(got.Dump))
@@ -178,9 +198,13 @@ func verify(ctx context.Context, a *app, src recovery.Source, keys *recovery.Key
 	out.RestoreTest = rt
 	if r != nil {
 		rt.Checks, rt.Read, rt.Dump, rt.Tables, rt.Seconds = r.Checks, r.Read, r.Dump, r.Tables, r.Duration.Seconds()
+		rt.Rows = rowsJSON(r.Rows)
 		out.Checks = r.Checks
 		if !quiet && len(r.Checks) > 0 {
 			printChecks(a, r.Checks)
+		}
+		if !quiet {
+			printRows(a, r.Rows)
 		}
 	}
 	if err != nil {
@@ -193,4 +217,43 @@ func verify(ctx context.Context, a *app, src recovery.Source, keys *recovery.Key
 		fmt.Fprintf(a.stdout, "restore   OK: restored into %s on %s, checked, dropped\n", testDB, plan.Server)
 	}
 	return nil
+}
+
+// printArchiveTables lists every table with its rows in the archive, one a line, the
+// counts aligned on the right so that their sizes read at a glance.
+func printArchiveTables(a *app, tables []archiveTable) {
+	var total int64
+	nameW, rowsW, counted := 0, 1, true
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = storage.Printable(t.Name) // the backup's words: no escape sequences reach the terminal
+		nameW = max(nameW, utf8.RuneCountInString(names[i]))
+		rowsW = max(rowsW, len(rowCount(t.Rows)))
+		if t.Rows < 0 {
+			counted = false
+		}
+		total += max(t.Rows, 0)
+	}
+	switch {
+	case len(tables) == 0:
+		fmt.Fprintf(a.stdout, "tables    none with data\n")
+		return
+	case counted:
+		fmt.Fprintf(a.stdout, "tables    %d with data, %d rows:\n", len(tables), total)
+	default:
+		fmt.Fprintf(a.stdout, "tables    %d with data (?: rows not counted):\n", len(tables))
+	}
+	nameW = min(nameW, 60) // a longer name pushes its own count along, not every line's
+	for i, t := range tables {
+		pad := max(nameW-utf8.RuneCountInString(names[i]), 0)
+		fmt.Fprintf(a.stdout, "          %s%s  %*s\n", names[i], strings.Repeat(" ", pad), rowsW, rowCount(t.Rows))
+	}
+}
+
+// rowCount writes a row count; ? when it is not known.
+func rowCount(n int64) string {
+	if n < 0 {
+		return "?"
+	}
+	return strconv.FormatInt(n, 10)
 }

@@ -21,12 +21,12 @@ import (
 )
 
 // walLocations is the WAL archive of every configured location, or of those named.
-func (a *app) walLocations(ctx context.Context, only []string) ([]storage.WAL, error) {
+func (a *app) walLocations(ctx context.Context, only []string) ([]storage.Folder, error) {
 	locs, err := a.locations(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []storage.WAL
+	var out []storage.Folder
 	for _, name := range only {
 		found := false
 		for _, l := range locs {
@@ -375,4 +375,76 @@ func printWALStatus(a *app, st *wal.Status, lines []string) {
 		fmt.Fprintln(w, "  "+l)
 	}
 	fmt.Fprintln(w, "(the server runs archive_command in its own environment: name the locations with --config FILE there, or set BACKUP_DIR, S3_BUCKET and AWS credentials in it)")
+}
+
+type baseBackupOptions struct {
+	conn      connFlags
+	recipient string
+	locations []string
+	json      bool
+}
+
+func newBaseBackupCmd(a *app) *cobra.Command {
+	o := &baseBackupOptions{}
+	c := &cobra.Command{
+		Use:   "basebackup [flags]",
+		Short: "a physical base backup for point-in-time recovery, streamed into every location",
+		Long: `Streams pg_basebackup (one tar, no copy of the cluster on disk) through zstd and OpenPGP
+to the --gpg-recipient key into postgres/base/ (base/ in a directory) of the first
+location, copies it to the others, and stores beside it NAME.json: its start and stop LSN,
+timeline, start and stop time and PostgreSQL version, so that choosing one for a point in
+time needs no key. The WAL comes from the archive (wal-push): archive_mode must be on, and
+pg_basebackup waits until the segment that makes the backup consistent is archived. A
+cluster with tablespaces besides pg_default is refused.`,
+		Example: "  DB_HOST=db1 drconsole basebackup --gpg-recipient ops-public.asc",
+		Args:    noArgs(""),
+		RunE:    func(c *cobra.Command, _ []string) error { return runBaseBackup(c.Context(), a, o) },
+	}
+	f := c.Flags()
+	o.conn.add(f)
+	f.StringVar(&o.recipient, "gpg-recipient", "", "OpenPGP public key `file` to encrypt to; without it the base backup is compressed, not encrypted")
+	f.StringSliceVar(&o.locations, "location", nil, "store into these configured `location`s only (default: every one)")
+	f.BoolVar(&o.json, "json", false, "print what was stored as JSON on stdout")
+	return c
+}
+
+func runBaseBackup(ctx context.Context, a *app, o *baseBackupOptions) error {
+	cn, err := o.conn.resolve(a)
+	if err != nil {
+		return err
+	}
+	a.warnPasswordInArgs(cn)
+	opts := wal.BaseOptions{Conn: cn, Prefix: a.backupPrefixes(cn.Database)[0]}
+	if o.recipient != "" {
+		if opts.Recipients, err = recovery.ReadRecipientFile(o.recipient); err != nil {
+			return usageError{err}
+		}
+	} else {
+		fmt.Fprintln(a.stderr, "drconsole basebackup: warning: not encrypted (give --gpg-recipient): the base backup holds every database of the cluster in the clear")
+	}
+	locs, err := a.locations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, l := range locs {
+		if len(o.locations) == 0 || contains(o.locations, l.Name()) {
+			opts.Targets = append(opts.Targets, storage.BasesOf(l))
+		}
+	}
+	if len(opts.Targets) == 0 {
+		return usagef("no location named %s is configured", strings.Join(o.locations, ", "))
+	}
+	if !o.json {
+		opts.Log = func(s string) { fmt.Fprintln(a.stderr, "basebackup: "+s) }
+	}
+	b, err := wal.TakeBase(ctx, opts)
+	if b != nil {
+		if o.json {
+			writeJSON(a.stdout, b)
+		} else {
+			fmt.Fprintf(a.stdout, "stored %s: timeline %d, WAL from %s (%s) to %s (%s), consistent from %s\n",
+				b.Name, b.Timeline, b.StartLSN, b.StartWAL, b.StopLSN, b.StopWAL, b.StopTime.Format("2006-01-02 15:04:05 MST"))
+		}
+	}
+	return err
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,7 +33,6 @@ type walCycle struct {
 	archive string // the local location's directory
 	wrapper string // drconsole with the test's environment, as the server runs it
 	secret  string // the key that decrypts the archive
-	base    string // the base backup (a data directory)
 	t1      string // between the two batches
 	last    string // the last segment archived
 }
@@ -73,16 +73,17 @@ exec %[2]s --config %[3]s "$@"
 	w.c.Restart(t)
 	w.c.Exec(t, "postgres", `CREATE TABLE batch (name text, n int)`)
 
-	w.base = filepath.Join(w.dir, "base")
-	if out, err := w.c.Command("pg_basebackup", "-h", w.dir, "-p", strconv.Itoa(w.c.Port), "-U", "postgres",
-		"-D", w.base, "-X", "none", "-c", "fast", "--no-sync").CombinedOutput(); err != nil {
-		t.Fatalf("pg_basebackup: %v: %s", err, out)
+	out, errb, code := runCLI(t, map[string]string{"HOME": w.dir}, "basebackup", "--config", w.cfg, "--db-url", w.c.URL("postgres"), "--gpg-recipient", public)
+	if code != 0 || !strings.Contains(out, "stored postgres_base_") {
+		t.Fatalf("basebackup: exit %d: %s%s", code, out, errb)
 	}
 	w.c.Exec(t, "postgres", `INSERT INTO batch SELECT 'A', g FROM generate_series(1, 1000) g`)
 	time.Sleep(200 * time.Millisecond)
 	w.t1 = w.c.Query(t, "postgres", `SELECT clock_timestamp()::text`)[0][0]
 	time.Sleep(200 * time.Millisecond)
 	w.c.Exec(t, "postgres", `INSERT INTO batch SELECT 'B', g FROM generate_series(1, 1000) g`)
+	w.c.Query(t, "postgres", `SELECT pg_switch_wal()`)
+	w.c.Exec(t, "postgres", `INSERT INTO batch SELECT 'C', g FROM generate_series(1, 10) g`)
 	w.last = w.c.Query(t, "postgres", `SELECT pg_walfile_name(pg_switch_wal())`)[0][0]
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -116,7 +117,12 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inS3 := w.srv.Keys(t, primaryBucket)
+	var inS3 []string
+	for _, k := range w.srv.Keys(t, primaryBucket) {
+		if !strings.HasPrefix(k, "postgres/base/") {
+			inS3 = append(inS3, k)
+		}
+	}
 	if len(local) == 0 || len(inS3) != len(local) {
 		t.Fatalf("archived: %d files locally, %d in S3", len(local), len(inS3))
 	}
@@ -141,46 +147,39 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 		t.Errorf("wal-status: exit %d, want 0 with %s newest in both locations:\n%s%s", code, w.last, out, errb)
 	}
 
-	// Recover to T1 from the base backup.
-	if err := os.WriteFile(filepath.Join(w.base, "recovery.signal"), nil, 0o600); err != nil {
-		t.Fatal(err)
+	// The base backup is in both locations, described beside it.
+	if n := len(w.srv.Keys(t, primaryBucket)) - len(inS3); n != 2 {
+		t.Errorf("S3 holds %d files under postgres/base/, want the base backup and its description", n)
 	}
-	conf := fmt.Sprintf("restore_command = '%s wal-fetch --gpg-key %s %%f %%p'\nrecovery_target_time = '%s'\nrecovery_target_action = 'promote'\narchive_mode = off\n", w.wrapper, w.secret, w.t1)
-	f, err := os.OpenFile(filepath.Join(w.base, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
+	if m, _ := filepath.Glob(filepath.Join(w.archive, "base", "postgres_base_*.tar.zst.gpg*")); len(m) != 2 {
+		t.Errorf("the directory holds %v under base/, want the base backup and its description", m)
 	}
-	f.WriteString(conf)
-	f.Close()
-	if err := w.c.GiveToServer(w.base); err != nil {
-		t.Fatal(err)
+
+	// backups says what point-in-time recovery reaches from each location.
+	out, errb, code = runCLI(t, map[string]string{"HOME": w.dir}, "backups", "--config", w.cfg)
+	if code != 0 || strings.Count(out, "point in time: ") != 2 || !strings.Contains(out, "local: any moment from") || !strings.Contains(out, "primary: any moment from") {
+		t.Errorf("backups: exit %d, want the span of both locations:\n%s%s", code, out, errb)
 	}
+
+	// Recover to T1 into a new data directory, as on a fresh DR host: drconsole chooses the
+	// base backup, checks the archive, unpacks, starts the server and waits for it.
+	pgdata := filepath.Join(w.dir, "recovered")
 	port := freeTCPPort(t)
-	logFile := filepath.Join(w.dir, "recovered.log")
-	if out, err := w.c.Command("pg_ctl", "-D", w.base, "-w", "-t", "60", "-l", logFile, "-o", "-p "+strconv.Itoa(port), "start").CombinedOutput(); err != nil {
-		t.Fatalf("start the recovering server: %v: %s\n%s", err, out, tail(logFile, 3000))
+	t.Cleanup(func() { w.c.Command("pg_ctl", "-D", pgdata, "-m", "immediate", "stop").Run() })
+	restore := exec.Command(w.wrapper, "restore", "--gpg-key", w.secret, "--to-time", w.t1, "--pgdata", pgdata, "--port", strconv.Itoa(port))
+	restore.Dir = w.dir
+	outb, err := restore.CombinedOutput()
+	if err != nil || !strings.Contains(string(outb), "recovery stopping before commit") {
+		t.Fatalf("restore --to-time: %v:\n%s\n%s", err, outb, tail(pgdata+".log", 3000))
 	}
-	t.Cleanup(func() { w.c.Command("pg_ctl", "-D", w.base, "-m", "immediate", "stop").Run() })
+	t.Logf("drconsole restore --to-time:\n%s", outb)
+	logFile := pgdata + ".log"
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", w.dir, port))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var recovering bool
-		if err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&recovering); err != nil {
-			t.Fatal(err)
-		}
-		if !recovering {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still recovering after a minute:\n%s", tail(logFile, 3000))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	var a, b, tli int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE name = 'A'), count(*) FILTER (WHERE name = 'B'), (SELECT timeline_id FROM pg_control_checkpoint()) FROM batch`).Scan(&a, &b, &tli); err != nil {
 		t.Fatal(err)
@@ -196,11 +195,65 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 		t.Errorf("timeline %d after promotion, want a new one", tli)
 	}
 	// The segments fetched ahead are gone with recovery's end.
-	if _, err := os.Stat(filepath.Join(w.base, "pg_wal", "drconsole-prefetch")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(pgdata, "pg_wal", "drconsole-prefetch")); !os.IsNotExist(err) {
 		t.Errorf("the prefetch spool is left in pg_wal: %v", err)
 	}
 
 	t.Run("refusals", func(t *testing.T) { w.refusals(t) })
+	t.Run("targets refused", func(t *testing.T) { w.targetsRefused(t) })
+}
+
+// Targets no base backup and archive can reach are refused before anything is written,
+// with the times that can be reached.
+func (w *walCycle) targetsRefused(t *testing.T) {
+	pgdata := filepath.Join(t.TempDir(), "pgdata")
+	restore := func(args ...string) (string, int) {
+		_, errb, code := runCLI(t, map[string]string{"HOME": w.dir}, append([]string{"restore", "--config", w.cfg, "--gpg-key", w.secret, "--pgdata", pgdata}, args...)...)
+		return errb, code
+	}
+	t1, err := parseTarget(w.t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		what, target, says string
+	}{
+		{"before every base backup", t1.Add(-time.Hour).Format("2006-01-02 15:04:05"), "is before every base backup"},
+		{"after the last archived segment", time.Now().UTC().Add(-time.Second).Format("2006-01-02 15:04:05"), "choose an earlier time"},
+	} {
+		if errb, code := restore("--to-time", c.target); code != exitPreflight || !strings.Contains(errb, c.says) {
+			t.Errorf("%s: exit %d, want %d saying %q: %s", c.what, code, exitPreflight, c.says, errb)
+		}
+	}
+	// A missing segment between the backup and the target, later ones archived.
+	segs, _ := filepath.Glob(filepath.Join(w.archive, "wal", "0000000*-*"))
+	var names []string
+	for _, p := range segs {
+		if b := filepath.Base(p); len(b) > 24 && b[24] == '-' {
+			names = append(names, p)
+		}
+	}
+	last := names[len(names)-2] // the one holding T1; the last one holds batch C
+	os.Rename(last, last+".hidden")
+	defer os.Rename(last+".hidden", last)
+	hole := filepath.Join(t.TempDir(), "hole.yaml")
+	writeFile(t, hole, "locations:\n"+dirLocation("local", w.archive), 0o600)
+	_, errb, code := runCLI(t, map[string]string{"HOME": w.dir}, "restore", "--config", hole, "--gpg-key", w.secret, "--pgdata", pgdata, "--to-time", w.t1)
+	if code != exitPreflight || !strings.Contains(errb, "lacks "+filepath.Base(last)[:24]) {
+		t.Errorf("a target past a missing segment: exit %d, want %d naming %s: %s", code, exitPreflight, filepath.Base(last)[:24], errb)
+	}
+	if _, err := os.Stat(pgdata); !os.IsNotExist(err) {
+		t.Errorf("a refused recovery made %s", pgdata)
+	}
+	// Not into a directory that holds anything.
+	os.MkdirAll(pgdata, 0o700)
+	os.WriteFile(filepath.Join(pgdata, "PG_VERSION"), []byte("15\n"), 0o600)
+	if errb, code := restore("--to-time", w.t1); code != exitPreflight || !strings.Contains(errb, "not empty") {
+		t.Errorf("recovery into a directory in use: exit %d: %s", code, errb)
+	}
+	if errb, code := restore("--to-time", "yesterday"); code != exitUsage {
+		t.Errorf("--to-time yesterday: exit %d, want %d: %s", code, exitUsage, errb)
+	}
 }
 
 func (w *walCycle) refusals(t *testing.T) {

@@ -164,6 +164,7 @@ func (r *faultRig) env(live, state, point string) []string {
 // restoreProcess is a running `drconsole restore --yes`.
 type restoreProcess struct {
 	cmd    *exec.Cmd
+	stdout *lockedBuffer
 	stderr *lockedBuffer
 	lines  chan string
 	done   chan error
@@ -192,7 +193,8 @@ func (r *faultRig) startRestore(t *testing.T, env []string, extra ...string) *re
 	cmd := exec.Command(r.bin, append(args, "latest")...)
 	cmd.Env = env
 	pr, pw := io.Pipe()
-	p := &restoreProcess{cmd: cmd, stderr: &lockedBuffer{}, lines: make(chan string, 100), done: make(chan error, 1)}
+	p := &restoreProcess{cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, lines: make(chan string, 100), done: make(chan error, 1)}
+	cmd.Stdout = p.stdout
 	cmd.Stderr = io.MultiWriter(p.stderr, pw)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

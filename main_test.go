@@ -119,6 +119,27 @@ func TestCLIBackupRestoreVerifyCheck(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"complete": true`) || !strings.Contains(out, `"public.User"`) {
 		t.Errorf("verify: exit %d: %s %s", code, out, errb)
 	}
+	// Each table with its rows as the archive holds them: exactly name and rows, for scripts.
+	var verified struct {
+		Archive struct{ Tables []map[string]any }
+	}
+	if err := json.Unmarshal([]byte(out), &verified); err != nil {
+		t.Fatal(err)
+	}
+	tables, _ := json.Marshal(verified.Archive.Tables)
+	if want := `[{"name":"public.ApiKey","rows":80},{"name":"public.Guild","rows":50},{"name":"public.Session","rows":0},{"name":"public.User","rows":200}]`; string(tables) != want {
+		t.Errorf("verify --json tables:\n got %s\nwant %s", tables, want)
+	}
+	// And for people: every table, its count aligned on the right.
+	out, errb, code = runCLI(t, env, "verify", "--gpg-key", key.SecretFile, name)
+	wantTables := "tables    4 with data, 330 rows:\n" +
+		"          public.ApiKey    80\n" +
+		"          public.Guild     50\n" +
+		"          public.Session    0\n" +
+		"          public.User     200\n"
+	if code != 0 || !strings.Contains(out, wantTables) {
+		t.Errorf("verify: exit %d, want\n%s\nin:\n%s%s", code, wantTables, out, errb)
+	}
 
 	// The incident: damaged live data; restore --yes brings it back and keeps the old copy.
 	c.Exec(t, db, `DELETE FROM "ApiKey"; UPDATE "User" SET bio = 'lost'`)
@@ -131,6 +152,17 @@ func TestCLIBackupRestoreVerifyCheck(t *testing.T) {
 	}
 	if !strings.Contains(errb, "kept as "+db+"_pre_restore_") {
 		t.Errorf("restore output does not name the kept database:\n%s", errb)
+	}
+	// Every table's rows, all matching: the proof is shown, not only a verdict.
+	wantRows := "rows of every table:\n" +
+		"            table            archive  restored      live\n" +
+		"  ok        public.ApiKey         80        80         0\n" +
+		"  ok        public.Guild          50        50        50\n" +
+		"  ok        public.Session         0         0         0\n" +
+		"  ok        public.User          200       200       200\n" +
+		"  4 tables, every row as in the archive\n"
+	if !strings.Contains(errb, wantRows) {
+		t.Errorf("restore output lacks\n%s\nin:\n%s", wantRows, errb)
 	}
 	// The CLI restore is on record in an incident journal, without the password.
 	journals, _ := filepath.Glob(filepath.Join(state, "drconsole", "incidents", "*"))

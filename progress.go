@@ -9,6 +9,7 @@ import (
 
 	"drconsole/checklists"
 	"drconsole/recovery"
+	"drconsole/storage"
 )
 
 // progressPrinter shows a restore, verify or backup on stderr: on a terminal, one line
@@ -22,6 +23,7 @@ type progressPrinter struct {
 	verb     string
 	start    time.Time
 	lastLine int
+	last     recovery.Event       // what is known so far: events carry only some figures
 	onEvent  func(recovery.Event) // e.g. the incident journal
 }
 
@@ -38,6 +40,7 @@ func (p *progressPrinter) Report(e recovery.Event) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.last = recovery.MergeFigures(p.last, e)
 	if e.Message != "" {
 		if e.Tool {
 			return
@@ -53,7 +56,7 @@ func (p *progressPrinter) Report(e recovery.Event) {
 	if !p.tty || e.Stage != recovery.StageStream && e.Stage != recovery.StageDump {
 		return
 	}
-	line := p.figures(e)
+	line := p.figures(p.last)
 	p.clear()
 	fmt.Fprint(p.w, line)
 	p.lastLine = len(line)
@@ -81,18 +84,28 @@ func (p *progressPrinter) figures(e recovery.Event) string {
 	if e.Decompressed > 0 {
 		fmt.Fprintf(&b, "  dump %s", humanBytes(e.Decompressed))
 	}
+	if e.Phase != "" {
+		fmt.Fprintf(&b, "  [%s]", e.Phase)
+	}
 	if e.TablesTotal > 0 {
 		fmt.Fprintf(&b, "  tables %d/%d", e.TablesDone, e.TablesTotal)
 	}
-	if e.Table != "" {
-		fmt.Fprintf(&b, " %s", e.Table)
+	if e.Table != "" && (e.Phase == "" || e.Phase == "load") { // after the load, no table is current
+		fmt.Fprintf(&b, " %s", storage.Printable(e.Table))
+		if e.Rows > 0 {
+			fmt.Fprintf(&b, " %s rows", checklists.GroupDigits(e.Rows))
+		}
+	}
+	if e.IndexesTotal > 0 {
+		fmt.Fprintf(&b, "  indexes %d/%d", e.IndexesDone, e.IndexesTotal)
 	}
 	fmt.Fprintf(&b, "  %s", shortDuration(time.Since(p.start)))
-	s := b.String()
-	if len(s) > 119 {
-		s = s[:119]
+	// One terminal line, rewritten in place: a longer one would scroll. What is cut ends in
+	// …, and never inside a character.
+	if r := []rune(b.String()); len(r) > 119 {
+		return string(r[:118]) + "…"
 	}
-	return s
+	return b.String()
 }
 
 // humanBytes is the report's byte format, so the terminal and the report agree.

@@ -102,6 +102,7 @@ type RestoreRecord struct {
 	Detail     string
 	Bytes      int64
 	Duration   time.Duration
+	Rows       []TableRows // each table's rows, as the checks counted them; nil when not counted
 }
 
 // SwapRecord is a swap of a restored copy: what was about to happen, and what the
@@ -319,6 +320,10 @@ func (inc *Incident) apply(e Event) {
 				r.KeptDB = e.KeptDB
 			}
 		}
+	case EventRowsCounted:
+		if r := inc.lastRestore(e.Time); r != nil {
+			r.Rows = e.Tables
+		}
 	case EventCheckResult:
 		inc.Checks = append(inc.Checks, CheckRecord{Time: e.Time, Step: e.Step, Name: e.Title, Result: e.Result, Detail: e.Detail})
 	case EventChecklistTicked:
@@ -423,6 +428,7 @@ func (inc *Incident) clone() *Incident {
 	c.Restores = append([]RestoreRecord(nil), inc.Restores...)
 	for i := range c.Restores {
 		c.Restores[i].Milestones = append([]NoteRecord(nil), c.Restores[i].Milestones...)
+		c.Restores[i].Rows = append([]TableRows(nil), c.Restores[i].Rows...)
 		if sw := c.Restores[i].Swap; sw != nil {
 			cp := *sw
 			c.Restores[i].Swap = &cp

@@ -38,6 +38,7 @@ const (
 	EventSwapFinished    EventType = "swap_finished"    // Result (ok, failed, unknown), Error, Detail: what the server's catalog says
 	EventRestoreFinished EventType = "restore_finished" // Result: the restore's outcome (see RestoreRecord.State), Error, Detail, Bytes, Seconds, Database, KeptDB
 	EventCheckResult     EventType = "check_result"     // Title (the check), Result (pass, fail), Detail
+	EventRowsCounted     EventType = "rows_counted"     // Step, Tables: each table's rows in the archive, the restored copy and live
 	EventChecklistTicked EventType = "checklist_ticked" // Title (the item), Who; Step when it is a step's item
 	EventNote            EventType = "note"             // Note, Who
 	EventSession         EventType = "session"          // Note: "hung up", "resumed", "attached"
@@ -86,20 +87,21 @@ type Event struct {
 	OutputTruncated bool    `json:"output_truncated,omitempty"`
 	Seconds         float64 `json:"seconds,omitempty"` // how long it took
 
-	Backup     string     `json:"backup,omitempty"`
-	Location   string     `json:"location,omitempty"`
-	BackupTime *time.Time `json:"backup_time,omitempty"` // when the backup was taken
-	Bytes      int64      `json:"bytes,omitempty"`
-	Milestone  string     `json:"milestone,omitempty"`
-	Result     string     `json:"result,omitempty"`
-	Error      string     `json:"error,omitempty"`
-	Detail     string     `json:"detail,omitempty"`
-	Database   string     `json:"database,omitempty"`
-	ScratchDB  string     `json:"scratch_db,omitempty"`
-	KeptDB     string     `json:"kept_db,omitempty"`
-	Mode       string     `json:"mode,omitempty"`        // a restore's mode: swap, create or test
-	TargetOID  uint32     `json:"target_oid,omitempty"`  // swap_started: the live database's OID before the swap
-	ScratchOID uint32     `json:"scratch_oid,omitempty"` // swap_started: the restored copy's OID
+	Backup     string      `json:"backup,omitempty"`
+	Location   string      `json:"location,omitempty"`
+	BackupTime *time.Time  `json:"backup_time,omitempty"` // when the backup was taken
+	Bytes      int64       `json:"bytes,omitempty"`
+	Milestone  string      `json:"milestone,omitempty"`
+	Result     string      `json:"result,omitempty"`
+	Error      string      `json:"error,omitempty"`
+	Detail     string      `json:"detail,omitempty"`
+	Database   string      `json:"database,omitempty"`
+	ScratchDB  string      `json:"scratch_db,omitempty"`
+	KeptDB     string      `json:"kept_db,omitempty"`
+	Mode       string      `json:"mode,omitempty"`        // a restore's mode: swap, create or test
+	TargetOID  uint32      `json:"target_oid,omitempty"`  // swap_started: the live database's OID before the swap
+	ScratchOID uint32      `json:"scratch_oid,omitempty"` // swap_started: the restored copy's OID
+	Tables     []TableRows `json:"tables,omitempty"`      // rows_counted
 
 	Ref      string `json:"ref,omitempty"`      // a notification's id, pairing notify_sent with its notify_result
 	Channel  string `json:"channel,omitempty"`  // the notify channel's name
@@ -108,6 +110,22 @@ type Event struct {
 	Attempts int    `json:"attempts,omitempty"` // delivery attempts made
 	Level    int    `json:"level,omitempty"`    // an escalation level, 1-based
 }
+
+// TableRows is one table's rows in a restore: in the archive (counted as the stream
+// passed), in the restored copy and in the live database, -1 where not known; State is
+// how the copy compared with the archive when it was checked: ok, differs, missing
+// (the copy has no such table, or it could not be counted) or uncounted.
+type TableRows struct {
+	Name     string `json:"name"`
+	Archive  int64  `json:"archive"`
+	Restored int64  `json:"restored"`
+	Live     int64  `json:"live"`
+	State    string `json:"state"`
+}
+
+// RowsOK reports whether the restored copy held the archive's rows (or they could not
+// be counted, which the check "rows of every table" warns of on its own).
+func (t TableRows) RowsOK() bool { return t.State != "differs" && t.State != "missing" }
 
 // Plan is the scenario as it stood when the incident started, so that a report made later
 // does not depend on the runbook file still being the same.
@@ -434,6 +452,18 @@ func (j *Journal) clean(e Event) Event {
 			s = validUTF8Head(s[:maxText]) + "…"
 		}
 		f.SetString(s)
+	}
+	if len(e.Tables) > 0 {
+		// Table names are the backup's words: redacted and bounded like any text, in a copy.
+		tables := make([]TableRows, len(e.Tables))
+		for i, t := range e.Tables {
+			t.Name = j.red.redact(t.Name)
+			if len(t.Name) > maxText {
+				t.Name = validUTF8Head(t.Name[:maxText]) + "…"
+			}
+			tables[i] = t
+		}
+		e.Tables = tables
 	}
 	return e
 }

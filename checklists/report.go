@@ -119,6 +119,7 @@ type ReportRestore struct {
 	KeptDB          string       `json:"kept_db,omitempty"`
 	Milestones      []ReportNote `json:"milestones"`
 	Attempts        int          `json:"attempts"`
+	Rows            []TableRows  `json:"rows,omitempty"` // each table's rows: archive, restored copy, live
 }
 
 // ReportCheck is a check's result.
@@ -212,7 +213,8 @@ func BuildReport(inc *Incident, warnings []string, now time.Time) *Report {
 	}
 	if rs := inc.Restore(); rs != nil {
 		rr := &ReportRestore{Result: rs.State(), Mode: rs.Mode, Detail: rs.Detail, Error: rs.Error, Bytes: rs.Bytes, DurationSeconds: rs.Duration.Seconds(),
-			Database: rs.Database, ScratchDB: rs.ScratchDB, KeptDB: rs.KeptDB, Attempts: len(inc.Restores), Milestones: []ReportNote{}}
+			Database: rs.Database, ScratchDB: rs.ScratchDB, KeptDB: rs.KeptDB, Attempts: len(inc.Restores), Milestones: []ReportNote{},
+			Rows: rs.Rows}
 		if rs.Swap != nil {
 			rr.Swap = rs.Swap.Result
 			if rr.Swap == "" {
@@ -459,6 +461,9 @@ func (r *Report) Markdown() string {
 		for _, m := range rs.Milestones {
 			p("  - %s %s\n", r.clock(m.Time), oneLine(m.Text))
 		}
+		if len(rs.Rows) > 0 {
+			b.WriteString(rowsTable(rs.Rows))
+		}
 	}
 
 	p("\n## Checks\n\n")
@@ -513,6 +518,52 @@ func (r *Report) Markdown() string {
 	return b.String()
 }
 
+// rowsTable is every table's rows in the restore, the ones that matched too: they are the
+// proof that every row arrived. A table whose copy did not hold the archive's rows is in
+// bold, and the line above the table counts them.
+func rowsTable(rows []TableRows) string {
+	var b strings.Builder
+	var bad []string
+	uncounted, unknown := 0, false
+	for _, t := range rows {
+		if !t.RowsOK() {
+			bad = append(bad, t.Name)
+		}
+		if t.State == "uncounted" {
+			uncounted++
+		}
+		unknown = unknown || t.Archive < 0 || t.Restored < 0 || t.Live < 0
+	}
+	b.WriteString("\n### Rows of every table\n\n")
+	switch {
+	case len(bad) > 0:
+		fmt.Fprintf(&b, "**%d of %d tables did not hold the archive's rows:** %s.\n\n", len(bad), len(rows), cell(strings.Join(bad, ", ")))
+	case uncounted > 0:
+		fmt.Fprintf(&b, "%d of %d tables held the archive's rows; %d could not be counted.\n\n", len(rows)-uncounted, len(rows), uncounted)
+	default:
+		fmt.Fprintf(&b, "%d tables, every row as in the archive.\n\n", len(rows))
+	}
+	b.WriteString("| Table | Archive rows | Restored rows | Live rows | |\n| --- | ---: | ---: | ---: | --- |\n")
+	for _, t := range rows {
+		name, state := cell(t.Name), cell(t.State)
+		if !t.RowsOK() {
+			name, state = "**"+name+"**", "**"+state+"**"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", name, rowCount(t.Archive), rowCount(t.Restored), rowCount(t.Live), state)
+	}
+	if unknown {
+		b.WriteString("\n?: not known (not counted, no such table, or no live database to compare with).\n")
+	}
+	return b.String()
+}
+
+func rowCount(n int64) string {
+	if n < 0 {
+		return "?"
+	}
+	return fmt.Sprint(n)
+}
+
 // clock writes a time of the incident: the time of day on the start's day, else the date too.
 func (r *Report) clock(t time.Time) string {
 	t = t.UTC()
@@ -562,4 +613,14 @@ func HumanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// GroupDigits writes a count with its thousands separated, 12,000,000, so that a large
+// count reads at a glance in a line that changes as it grows.
+func GroupDigits(n int64) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

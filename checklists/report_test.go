@@ -72,6 +72,15 @@ func recordRecovery(t *testing.T, dir string) *Journal {
 	mustRecord(t, j, Event{Type: EventCheckResult, Step: 4, Title: `row counts of "User", "Guild", "ApiKey"`, Result: CheckPass, Detail: "users 1204, guilds 88, api_keys 310"})
 	mustRecord(t, j, Event{Type: EventCheckResult, Step: 4, Title: "admins present", Result: CheckPass, Detail: "3 admins"})
 	mustRecord(t, j, Event{Type: EventCheckResult, Step: 4, Title: `"Session" exists`, Result: CheckFail, Detail: "table missing | expected after migration 42"})
+	// A table's name is the backup's words: redacted like any text (here, absurdly, it
+	// holds the passphrase).
+	mustRecord(t, j, Event{Type: EventRowsCounted, Step: 4, Tables: []TableRows{
+		{Name: "public.ApiKey", Archive: 310, Restored: 310, Live: 0, State: "ok"},
+		{Name: "public.Guild", Archive: 88, Restored: 88, Live: 88, State: "ok"},
+		{Name: "public.User", Archive: 1204, Restored: 1204, Live: 1210, State: "ok"},
+		{Name: "public.legacy_blobs", Archive: -1, Restored: 12, Live: 12, State: "uncounted"},
+		{Name: "scratch.\"" + reportPassphrase + "\"", Archive: 0, Restored: 0, Live: -1, State: "ok"},
+	}})
 	clk.Advance(4 * time.Minute)
 	mustRecord(t, j, Event{Type: EventRestoreFinished, Result: ResultOK, Bytes: 3 << 30, Seconds: 45 * 60,
 		Database: "spywatcher", KeptDB: "spywatcher_pre_restore_20240125_142100"})
@@ -142,6 +151,34 @@ func TestReportOfOpenIncident(t *testing.T) {
 	r := BuildReport(j.Incident(), nil, t0.Add(15*time.Minute))
 	md := r.Markdown()
 	for _, want := range []string{"# Drill report: Database Corruption", "still open at 2024-01-25 14:15:00 UTC", "met so far", "RPO | 1h | unknown", "drill: not run", "- [ ] Verify all services are operational", "**5m over** (running)"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+// A table whose restored copy did not hold the archive's rows stands out in the report:
+// counted above the table, in bold in it, the matching tables listed beside it.
+func TestReportRowsMismatchStandsOut(t *testing.T) {
+	clk := &fakeClock{now: t0}
+	j := startTest(t, t.TempDir(), clk, false)
+	mustRecord(t, j, Event{Type: EventRestoreStarted, Step: 4, Backup: "spywatcher_full_20240125_120000.dump.gz.gpg", Database: "spywatcher", ScratchDB: "spywatcher_restore_20240125_140000"})
+	mustRecord(t, j, Event{Type: EventRowsCounted, Step: 4, Tables: []TableRows{
+		{Name: "public.Guild", Archive: 120, Restored: 119, Live: 120, State: "differs"},
+		{Name: "public.User", Archive: 500, Restored: 500, Live: 500, State: "ok"},
+		{Name: "public.Gone", Archive: 3, Restored: -1, Live: -1, State: "missing"},
+	}})
+	mustRecord(t, j, Event{Type: EventRestoreFinished, Result: ResultFailed, Error: "integrity checks failed"})
+	md := BuildReport(j.Incident(), nil, t0.Add(time.Hour)).Markdown()
+	for _, want := range []string{
+		"### Rows of every table",
+		"**2 of 3 tables did not hold the archive's rows:** public.Guild, public.Gone.",
+		"| Table | Archive rows | Restored rows | Live rows | |",
+		"| **public.Guild** | 120 | 119 | 120 | **differs** |",
+		"| public.User | 500 | 500 | 500 | ok |",
+		"| **public.Gone** | 3 | ? | ? | **missing** |",
+		"?: not known",
+	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}

@@ -48,6 +48,9 @@ func (r *Run) Restore(ctx context.Context, plan *recovery.Plan, step int, rep re
 	if restored != nil && len(restored.Checks) > 0 {
 		r.Record(CheckEvents(r.checksStep(step), restored.Checks)...)
 	}
+	if restored != nil && len(restored.Rows) > 0 {
+		r.Record(RowsEvent(step, restored.Rows))
+	}
 	var bytes int64
 	if restored != nil {
 		bytes = restored.Read

@@ -136,6 +136,16 @@ func CheckEvents(step int, results []recovery.CheckResult) []checklists.Event {
 	return out
 }
 
+// RowsEvent is the journal's record of each table's rows in a restore: archive, restored
+// copy, live, and how the copy compared with the archive.
+func RowsEvent(step int, rows []recovery.TableRows) checklists.Event {
+	tables := make([]checklists.TableRows, len(rows))
+	for i, t := range rows {
+		tables[i] = checklists.TableRows{Name: t.Name, Archive: t.Archive, Restored: t.Restored, Live: t.Live, State: t.State()}
+	}
+	return checklists.Event{Type: checklists.EventRowsCounted, Step: step, Tables: tables}
+}
+
 // checkDetail is a check's expected and actual values and its explanation, on one line.
 func checkDetail(c recovery.CheckResult) string {
 	var parts []string

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -152,7 +153,7 @@ func TestAttemptRecord(t *testing.T) {
 		types = append(types, string(e.Type))
 	}
 	order := strings.Join(types, " ")
-	for _, want := range []string{"restore_started", "restore_loaded", "swap_started", "swap_finished", "restore_finished"} {
+	for _, want := range []string{"restore_started", "rows_counted", "restore_loaded", "swap_started", "swap_finished", "restore_finished"} {
 		i := strings.Index(order, want)
 		if i < 0 {
 			t.Fatalf("no %s in %s", want, order)
@@ -162,5 +163,18 @@ func TestAttemptRecord(t *testing.T) {
 	rep := checklists.BuildReport(inc, nil, inc.LastEvent)
 	if rep.Restore.Result != checklists.ResultOK || rep.Restore.Attempts != 1 || rep.Restore.KeptDB == "" {
 		t.Errorf("report: %+v", rep.Restore)
+	}
+	// Each table's rows are on record, as the file holds them: the backup's 100 users, all
+	// restored, beside the 50 the damaged live database had.
+	read, _, err := checklists.ReadJournal(r.j.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []checklists.TableRows{{Name: "public.User", Archive: 100, Restored: 100, Live: 50, State: "ok"}}
+	if got := read.Restore().Rows; !reflect.DeepEqual(got, want) {
+		t.Errorf("journaled rows: %+v, want %+v", got, want)
+	}
+	if md := checklists.BuildReport(read, nil, read.LastEvent).Markdown(); !strings.Contains(md, "| public.User | 100 | 100 | 50 | ok |") {
+		t.Errorf("the report lacks the table's rows:\n%s", md)
 	}
 }

@@ -276,11 +276,11 @@ func TestRowAccountingBlocks(t *testing.T) {
 			for _, tr := range r.Rows {
 				got[tr.Name] = tr
 			}
-			if g := got["public.Guild"]; g.Archive != 120 || g.Restored != 119 || g.Live != 120 {
-				t.Errorf("Guild rows: %+v", g)
+			if g := got["public.Guild"]; g.Archive != 120 || g.Restored != 119 || g.Live != 120 || g.State() != RowsDiffer {
+				t.Errorf("Guild rows: %+v %s", g, g.State())
 			}
-			if u := got["public.User"]; u.Archive != 500 || u.Restored != 500 || u.Live != 500 {
-				t.Errorf("User rows: %+v", u)
+			if u := got["public.User"]; u.Archive != 500 || u.Restored != 500 || u.Live != 500 || u.State() != RowsMatch {
+				t.Errorf("User rows: %+v %s", u, u.State())
 			}
 		})
 	}
@@ -478,5 +478,25 @@ func TestParallelCancel(t *testing.T) {
 				t.Errorf("went on building %d indexes after the cancel", built)
 			}
 		})
+	}
+}
+
+// A table's state is what the check "rows of every table" judges; the live count is
+// never judged.
+func TestTableRowsState(t *testing.T) {
+	for _, c := range []struct {
+		rows TableRows
+		want string
+	}{
+		{TableRows{Archive: 5, Restored: 5, Live: 9}, RowsMatch},
+		{TableRows{Archive: 5, Restored: 4, Live: 5}, RowsDiffer},
+		{TableRows{Archive: 5, Restored: 6, Live: -1}, RowsDiffer},
+		{TableRows{Archive: 5, Restored: -1, Live: 5}, RowsMissing},
+		{TableRows{Archive: 0, Restored: -1, Live: -1}, RowsMatch},
+		{TableRows{Archive: -1, Restored: 3, Live: 3}, RowsUncounted},
+	} {
+		if got := c.rows.State(); got != c.want {
+			t.Errorf("%+v: %s, want %s", c.rows, got, c.want)
+		}
 	}
 }

@@ -98,3 +98,43 @@ func (t *throttled) Report(e Event) {
 		t.next.Report(e)
 	}
 }
+
+// MergeFigures is what is known of a run after e, given what was known before (last):
+// events carry only some figures — a pg_restore line tables but no bytes, a sample bytes
+// and tables but no phase, the parallel engine a table's rows — and none may wipe the
+// others'. A presenter keeps the result and shows it.
+func MergeFigures(last, e Event) Event {
+	out := last
+	out.Message, out.Tool, out.Final, out.Err = "", false, e.Final, e.Err
+	if !e.Time.IsZero() {
+		out.Time = e.Time
+	}
+	if e.Stage != "" {
+		out.Stage = e.Stage
+	}
+	if e.Read > 0 || e.Final {
+		out.Read, out.Rate, out.ETA = e.Read, e.Rate, e.ETA
+		if e.Size > 0 {
+			out.Size = e.Size
+		}
+		if e.Decompressed > 0 {
+			out.Decompressed = e.Decompressed
+		}
+	}
+	if e.TablesTotal > 0 {
+		out.TablesDone, out.TablesTotal = e.TablesDone, e.TablesTotal
+	}
+	if e.Phase != "" {
+		out.Phase = e.Phase
+	}
+	if e.Table != "" && e.Table != out.Table {
+		out.Table, out.Rows = e.Table, 0 // another table: its rows are not known yet
+	}
+	if e.Rows > 0 && (e.Table == "" || e.Table == out.Table) {
+		out.Rows = e.Rows
+	}
+	if e.IndexesTotal > 0 {
+		out.IndexesDone, out.IndexesTotal = e.IndexesDone, e.IndexesTotal
+	}
+	return out
+}

@@ -24,6 +24,31 @@ type TableRows struct {
 	schema, table string
 }
 
+// How a table's rows in the restored copy compare with the archive's (TableRows.State).
+const (
+	RowsMatch     = "ok"        // the copy has the archive's rows
+	RowsDiffer    = "differs"   // it has more or fewer: the restore fails
+	RowsMissing   = "missing"   // the archive has rows the copy does not show: no such table, or it could not be counted
+	RowsUncounted = "uncounted" // the archive's rows could not be counted: nothing to compare
+)
+
+// State is how the table's rows in the restored copy compare with the archive's, as
+// rowsCheck judges them. The live count is not judged: the live data may be the damaged
+// copy, or newer than the backup.
+func (t TableRows) State() string {
+	switch {
+	case t.Archive < 0:
+		return RowsUncounted
+	case t.Restored < 0 && t.Archive == 0:
+		return RowsMatch // an empty table the copy does without
+	case t.Restored < 0:
+		return RowsMissing
+	case t.Restored != t.Archive:
+		return RowsDiffer
+	}
+	return RowsMatch
+}
+
 // rowLedger is one restore's row accounting. The load fills in Archive, the checks
 // (rowsCheck) Restored and Live, in place: Restored.Rows is the same slice.
 type rowLedger struct {
@@ -87,15 +112,15 @@ func rowsCheck(ctx context.Context, restored, live *pgx.Conn, arch *Archive) []C
 	for i := range rows {
 		t := &rows[i]
 		err := errs[i]
-		switch {
-		case t.Archive < 0:
+		// State is what every screen shows for the table: judge by it, so they agree.
+		switch state := t.State(); {
+		case state == RowsUncounted:
 			uncounted = append(uncounted, t.Name)
 		case err != nil:
 			wrong = append(wrong, fmt.Sprintf("%s: %d rows in the archive, cannot count them in the copy (%s)", t.Name, t.Archive, pgMessage(err)))
-		case t.Restored < 0 && t.Archive == 0:
-		case t.Restored < 0:
+		case state == RowsMissing:
 			wrong = append(wrong, fmt.Sprintf("%s: %d rows in the archive, no such table in the copy", t.Name, t.Archive))
-		case t.Restored != t.Archive:
+		case state == RowsDiffer:
 			wrong = append(wrong, fmt.Sprintf("%s: %d rows in the archive, %d restored", t.Name, t.Archive, t.Restored))
 		default:
 			total += t.Archive
@@ -129,8 +154,11 @@ func countAll(ctx context.Context, conn *pgx.Conn, rows []TableRows, set func(*T
 			defer c.Exec(context.WithoutCancel(ctx), "RESET row_security")
 		}
 		for i := range next {
-			var n int64
-			n, errs[i] = countRows(ctx, c, rows[i].schema, rows[i].table)
+			n, err := countRows(ctx, c, rows[i].schema, rows[i].table)
+			if err != nil {
+				n = -1 // not known: a count that failed is not 0 rows
+			}
+			errs[i] = err
 			set(&rows[i], n)
 		}
 	}

@@ -49,8 +49,8 @@ func (d *Dir) List(ctx context.Context) ([]Backup, error) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if e.IsDir() && p == filepath.Join(d.root, walDirName) {
-			return filepath.SkipDir // the WAL archive: segments are not backups (see WALOf)
+		if e.IsDir() && (p == filepath.Join(d.root, walDirName) || p == filepath.Join(d.root, baseDirName)) {
+			return filepath.SkipDir // the WAL archive and base backups: listed by WALOf and BasesOf
 		}
 		if e.IsDir() || strings.HasPrefix(e.Name(), tempPrefix) || !e.Type().IsRegular() {
 			return nil

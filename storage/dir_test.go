@@ -39,3 +39,24 @@ func TestPutRemovesWhatKilledWritesLeft(t *testing.T) {
 		t.Errorf("a write in progress lost its file: %v", err)
 	}
 }
+
+// The WAL archive and the base backups under a directory location are not backups:
+// List leaves them to WALOf and BasesOf.
+func TestDirListLeavesWALAndBasesOut(t *testing.T) {
+	root := t.TempDir()
+	for _, p := range []string{"wal/000000010000000000000001-ab.zst", "base/spywatcher_base_20240125_120000.tar.zst", "spywatcher_full_20240125_120000.dump"} {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o700)
+		os.WriteFile(filepath.Join(root, p), []byte("x"), 0o600)
+	}
+	d := NewDir("local", root)
+	got, err := d.List(context.Background())
+	if err != nil || len(got) != 1 || got[0].Name != "spywatcher_full_20240125_120000.dump" {
+		t.Fatalf("List: %v %v", got, err)
+	}
+	for f, want := range map[Folder]string{WALOf(d): "000000010000000000000001-ab.zst", BasesOf(d): "spywatcher_base_20240125_120000.tar.zst"} {
+		objs, err := f.Find(context.Background(), "")
+		if err != nil || len(objs) != 1 || objs[0].Key != want {
+			t.Errorf("%s: Find: %v %v", f, objs, err)
+		}
+	}
+}

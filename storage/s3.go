@@ -23,6 +23,7 @@ const (
 	fullDir        = "postgres/full/"
 	incrementalDir = "postgres/incremental/"
 	walDir         = "wal/"
+	baseDir        = "postgres/base/"
 )
 
 // Defaults for streaming and uploading.
@@ -178,7 +179,7 @@ func (s *S3) List(ctx context.Context) ([]Backup, error) {
 			return nil, s.fail("", err)
 		}
 		for _, cp := range page.CommonPrefixes {
-			if d := aws.ToString(cp.Prefix); d != s.prefix+walDir {
+			if d := aws.ToString(cp.Prefix); d != s.prefix+walDir && d != s.prefix+baseDir {
 				subdirs = append(subdirs, d)
 			}
 		}

@@ -31,6 +31,7 @@ type checksScreen struct {
 	done     string // what happened: swapped, abandoned
 	workErr  error
 	scroll   int
+	rows     *rowsTable // each table's rows after a restore; nil: none counted (plain SQL, live checks)
 }
 
 type (
@@ -55,6 +56,10 @@ func newChecksScreen(s *session, step int, att *incident.Attempt, err error) *ch
 	}
 	if c.restored != nil {
 		c.results = c.restored.Checks
+		if len(c.restored.Rows) > 0 {
+			t := newRowsTable(c.restored.Rows, s.width)
+			c.rows = &t
+		}
 	}
 	return c
 }
@@ -121,6 +126,10 @@ func (c *checksScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		}
 		c.done, s.attempt = "abandoned", nil
 		return c, func() tea.Msg { return journaledMsg{} }
+	case tea.WindowSizeMsg:
+		if c.rows != nil {
+			c.rows.resize(msg.Width)
+		}
 	case tea.KeyPressMsg:
 		k := msg.String()
 		if c.confirm == "swap" {
@@ -153,6 +162,11 @@ func (c *checksScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			c.scroll = min(c.scroll+1, max(len(c.results)-1, 0))
 		case k == "up" || k == "k":
 			c.scroll = max(c.scroll-1, 0)
+		case key.Matches(msg, keyRows) && c.rows != nil:
+			// The page is the list's height on this screen; the body is the screen but for
+			// the header, the status line and the keys.
+			_, _, rowsH := c.layout(s.width, s.height-4)
+			c.rows.scroll(k, rowsH-rowsSection-1)
 		case key.Matches(msg, keySwap) && c.canSwap() && !c.working:
 			c.confirm = "swap"
 			c.field = newField(s, "type "+c.restored.Plan.Target+" to swap: ", false)
@@ -227,6 +241,18 @@ func (c *checksScreen) work(what string) tea.Cmd {
 }
 
 func (c *checksScreen) view(w, h int) string {
+	top, checks, rowsH := c.layout(w, h)
+	if c.rows == nil || !c.loaded {
+		return top + checks
+	}
+	return top + checks + c.rows.view(c.s.st, w, rowsH) + "\n"
+}
+
+// layout is the screen's parts for a body w×h: what goes above the checks (the title, the
+// state, the question being asked), the checks from the one scrolled to, as many as fit,
+// and the height left for the rows of every table. The checks come first; the rows keep
+// at least a few lines, the ones that differ first.
+func (c *checksScreen) layout(w, h int) (top, checks string, rowsH int) {
 	s := c.s
 	var b strings.Builder
 	if c.restored != nil {
@@ -237,7 +263,7 @@ func (c *checksScreen) view(w, h int) string {
 	}
 	if !c.loaded {
 		b.WriteString(s.st.Muted.Render("Running the checks…") + "\n")
-		return b.String()
+		return b.String(), "", 0
 	}
 	switch {
 	case c.workErr != nil:
@@ -267,8 +293,11 @@ func (c *checksScreen) view(w, h int) string {
 		b.WriteString(s.st.Danger.Render("Blocking checks failed: this copy cannot be swapped in.") + " a abandons it.\n")
 	}
 	b.WriteString("\n")
+	top = b.String()
+
 	nameW, valW := checkColumns(c.results, w)
-	b.WriteString(s.st.Muted.Render(fmt.Sprintf("  %-6s%-*s  %-*s  %s", "", nameW, "Check", valW, "Expected", "Actual")) + "\n")
+	var blocks [][]string // each check's lines
+	want := 1             // the column header
 	for _, r := range c.results[min(c.scroll, len(c.results)):] {
 		mark := s.st.Success.Render("pass  ")
 		switch {
@@ -283,14 +312,50 @@ func (c *checksScreen) view(w, h int) string {
 		}
 		actual := strings.ReplaceAll(r.Actual, "\n", "; ")
 		line := fmt.Sprintf("  %s%-*s  %-*s  %s", mark, nameW, ansiCut(r.Name, nameW), valW, ansiCut(r.Expected, valW), ansiCut(actual, max(w-2-6-nameW-2-valW-2, 1)))
-		b.WriteString(strings.TrimRight(line, " ") + "\n")
+		bl := []string{strings.TrimRight(line, " ")}
 		if r.Detail != "" && (r.Status == recovery.CheckFail || r.Status == recovery.CheckWarn) {
 			detail := strings.ReplaceAll(r.Detail, "\n", "; ")
 			// What blocks the swap, or needs a look, is read whole.
-			b.WriteString(s.st.Muted.Render(indent(detail, w, 8)) + "\n")
+			bl = append(bl, strings.Split(s.st.Muted.Render(indent(detail, w, 8)), "\n")...)
 		}
+		blocks = append(blocks, bl)
+		want += len(bl)
 	}
-	return b.String()
+	avail := h - strings.Count(top, "\n")
+	checksH := avail
+	if c.rows != nil && want+c.rows.want() > avail {
+		least := rowsSection + min(len(c.rows.rows), 3)
+		if len(c.rows.rows) > 3 {
+			least++ // the line that says which rows are shown
+		}
+		checksH = avail - min(max(avail-want, least), c.rows.want())
+	}
+
+	// As many checks as fit; when not all do, the last line says which are shown.
+	var cb strings.Builder
+	cb.WriteString(s.st.Muted.Render(fmt.Sprintf("  %-6s%-*s  %-*s  %s", "", nameW, "Check", valW, "Expected", "Actual")) + "\n")
+	room, shown := checksH-1, 0
+	cut := want-1 > room || c.scroll > 0
+	if cut {
+		room--
+	}
+	for _, bl := range blocks {
+		if len(bl) > room {
+			break
+		}
+		cb.WriteString(strings.Join(bl, "\n") + "\n")
+		room -= len(bl)
+		shown++
+	}
+	switch from := min(c.scroll, len(c.results)); {
+	case cut && shown == 0:
+		cb.WriteString(s.st.Muted.Render(fmt.Sprintf("  check %d of %d is taller than the screen · ↑/↓ for others", from+1, len(c.results))) + "\n")
+	case cut:
+		cb.WriteString(s.st.Muted.Render(fmt.Sprintf("  checks %d–%d of %d · ↑/↓ for more", from+1, from+shown, len(c.results))) + "\n")
+	}
+	checks = cb.String()
+	// The rows take what the checks left.
+	return top, checks, avail - strings.Count(checks, "\n")
 }
 
 // checkColumns sizes the Check and Expected columns to what they hold: check names are
@@ -311,6 +376,9 @@ func checkColumns(results []recovery.CheckResult, w int) (nameW, valW int) {
 func (c *checksScreen) title() string { return "checks" }
 func (c *checksScreen) keys() []key.Binding {
 	ks := []key.Binding{key.NewBinding(key.WithKeys("up", "down"), key.WithHelp("↑/↓", "scroll"))}
+	if c.rows != nil {
+		ks = append(ks, keyRows)
+	}
 	if c.canSwap() {
 		ks = append(ks, keySwap)
 	}

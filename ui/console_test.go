@@ -444,9 +444,21 @@ func TestChecksSwapNeedsConfirmation(t *testing.T) {
 			{Name: `API keys ("ApiKey" rows)`, Status: recovery.CheckWarn, Expected: "0", Actual: "812", Detail: "live database spywatcher has 0; the backup has 812"},
 			{Name: `"Session" table exists`, Status: recovery.CheckPass, Actual: "true"},
 			{Name: "WAL archiving (pg_stat_archiver)", Status: recovery.CheckInfo, Actual: "archived=120 failed=0 last=000000010000000000000042 at 2024-01-25 13:59:01+00"},
+		},
+		// Every row as in the archive: shown all the same, it is the proof.
+		Rows: []recovery.TableRows{
+			{Name: "public.ApiKey", Archive: 812, Restored: 812, Live: 0},
+			{Name: "public.Guild", Archive: 120, Restored: 120, Live: 120},
+			{Name: "public.Session", Archive: 0, Restored: 0, Live: 31},
+			{Name: "public.User", Archive: 10234, Restored: 10234, Live: 10240},
 		}}
 	h.send(pushMsg{newChecksScreen(h.m.s, 4, h.restored(r, nil), nil)})
 	h.both("checks")
+	h.size(80, 24)
+	if screen := ansi.Strip(h.screen()); !strings.Contains(screen, "Rows: 4 tables, every row as in the archive") ||
+		!strings.Contains(screen, "  ok        public.User        10234     10234     10240") || strings.Contains(screen, "pgup/pgdn for more") {
+		t.Errorf("80×24 does not show the four tables' rows whole:\n%s", screen)
+	}
 	screen := ansi.Strip(h.screen())
 	for _, r := range h.top().(*checksScreen).results {
 		if !strings.Contains(screen, r.Name) {
@@ -906,4 +918,157 @@ func TestPreflightOffersNoOwner(t *testing.T) {
 	if !p.noOwner || p.attempt != 2 {
 		t.Errorf("o did not prepare again without ownership: noOwner %v attempt %d", p.noOwner, p.attempt)
 	}
+}
+
+// realisticChecks are the checks of a restore as drconsole runs them on the application's
+// schema, one table short of its rows.
+func realisticChecks() []recovery.CheckResult {
+	return []recovery.CheckResult{
+		{Name: "restored database reachable", Status: recovery.CheckPass, Blocking: true},
+		{Name: "tables restored", Status: recovery.CheckPass, Blocking: true, Expected: "42 with data", Actual: "42"},
+		{Name: "tables of spywatcher in the copy", Status: recovery.CheckPass, Actual: "42"},
+		{Name: "rows of every table", Status: recovery.CheckFail, Blocking: true, Expected: "42 tables as in the archive", Actual: "41 tables, 1203397 rows, as in the archive",
+			Detail: "public.Guild: 120 rows in the archive, 119 restored"},
+		{Name: `users ("User" rows)`, Status: recovery.CheckPass, Expected: "10234", Actual: "10234"},
+		{Name: `guilds ("Guild" rows)`, Status: recovery.CheckPass, Actual: "119"},
+		{Name: `API keys ("ApiKey" rows)`, Status: recovery.CheckWarn, Expected: "0", Actual: "812", Detail: "live database spywatcher has 0; the backup has 812"},
+		{Name: "admin users", Status: recovery.CheckPass, Actual: "20"},
+		{Name: `"Session" table exists`, Status: recovery.CheckPass, Actual: "true"},
+		{Name: "database size", Status: recovery.CheckInfo, Actual: "85 MB"},
+		{Name: "pg_stat_database", Status: recovery.CheckInfo, Actual: "backends=1 commits=75 rollbacks=0 conflicts=0 deadlocks=0"},
+		{Name: "WAL archiving (pg_stat_archiver)", Status: recovery.CheckInfo, Actual: "archived=120 failed=0 last=000000010000000000000042"},
+	}
+}
+
+// tableRows are 42 tables as a restore counts them: the archive's, the copy's and the live
+// database's rows; "Guild" lost a row in the copy, the live "ApiKey" lost them all.
+func tableRows() []recovery.TableRows {
+	rows := []recovery.TableRows{
+		{Name: "public.ApiKey", Archive: 812, Restored: 812, Live: 0},
+		{Name: "public.Event", Archive: 1190000, Restored: 1190000, Live: 1190412},
+		{Name: "public.Guild", Archive: 120, Restored: 119, Live: 120},
+		{Name: "public.User", Archive: 10234, Restored: 10234, Live: 10240},
+	}
+	for i := range 38 {
+		rows = append(rows, recovery.TableRows{Name: fmt.Sprintf("audit.log_%02d", i), Archive: int64(i * 7), Restored: int64(i * 7), Live: int64(i * 7)})
+	}
+	rows[20].Name = "reporting.a_table_name_long_enough_to_need_more_than_one_screen_width_of_its_own"
+	return rows
+}
+
+// The checks screen shows every table's rows after a restore: the one whose copy differs
+// first and marked, the rest a pgup/pgdn away, each table on a page, none cut silently.
+func TestChecksShowRowsOfEveryTable(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	r := &recovery.Restored{Plan: testPlan(), Database: "spywatcher_restore_20240125_140000", Read: 512 << 20, Tables: 42, Duration: 95 * time.Second,
+		Checks: realisticChecks(), Rows: tableRows()}
+	h.send(pushMsg{newChecksScreen(h.m.s, 4, h.restored(r, nil), recovery.ErrChecksFailed)})
+	h.both("checks_rows")
+
+	h.size(80, 24)
+	screen := ansi.Strip(h.screen())
+	for _, want := range []string{
+		"Rows: 1 of 42 tables DIFFER from the archive (listed first): public.Guild",
+		"  DIFFERS   public.Guild                                 120       119       120",
+		"tables 1–", "of 42 · pgup/pgdn for more",
+		"checks 1–", "of 12 · ↑/↓ for more",
+	} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("80×24 lacks %q:\n%s", want, screen)
+		}
+	}
+	// Page by page, every table is shown once, its name whole or ending in …
+	seen := map[string]bool{}
+	for page := 0; page < 42; page++ {
+		for _, l := range strings.Split(ansi.Strip(h.screen()), "\n") {
+			for _, tr := range r.Rows {
+				cut := strings.HasPrefix(tr.Name, "reporting.") && strings.Contains(l, " reporting.a_table_name_long") && strings.Contains(l, "… ")
+				if strings.Contains(l, " "+tr.Name+" ") || cut {
+					seen[tr.Name] = true
+				}
+			}
+		}
+		if strings.Contains(h.screen(), "of 42 · pgup/pgdn") && strings.Contains(h.screen(), "–42 of 42") {
+			break
+		}
+		h.key("pgdown")
+	}
+	if len(seen) != len(r.Rows) {
+		for _, tr := range r.Rows {
+			if !seen[tr.Name] {
+				t.Errorf("table %s never shown", tr.Name)
+			}
+		}
+	}
+	for range 42 {
+		h.key("pgup")
+	}
+	if screen := ansi.Strip(h.screen()); !strings.Contains(screen, "tables 1–") {
+		t.Errorf("pgup does not go back to the first tables:\n%s", screen)
+	}
+	if !strings.Contains(ansi.Strip(h.screen()), "pgup/pgdn scroll rows") {
+		t.Errorf("the keys do not say how to scroll the rows:\n%s", ansi.Strip(h.screen()))
+	}
+}
+
+// The progress screen follows the parallel engine through its phases: the schema, the
+// rows of the table being loaded (kept across samples that do not carry them), the indexes
+// built of those in the archive, and the tables done.
+func TestProgressShowsPhasesRowsAndIndexes(t *testing.T) {
+	h := newHarness(t, false)
+	h.startIncident()
+	p := newProgressScreen(h.m.s, 4, testPlan())
+	p.running, p.started = true, t0
+	p.events = make(chan tea.Msg, 20)
+	for range 20 {
+		p.events <- nil
+	}
+	h.m.stack = append(h.m.stack, p)
+	h.m.s.now = t0.Add(2 * time.Minute)
+	h.size(80, 24)
+	sample := func(read int64, done int, table string) recovery.Event {
+		return recovery.Event{Stage: recovery.StageStream, Read: read << 20, Size: 512 << 20, Rate: 40 << 20, ETA: time.Minute, Decompressed: 3 * read << 20,
+			TablesDone: done, TablesTotal: 3, Table: table}
+	}
+	steps := []struct {
+		e    recovery.Event
+		want []string
+		not  []string
+	}{
+		{recovery.Event{Stage: recovery.StageStream, Phase: "pre-data", TablesTotal: 3, Message: "parallel engine: 4 connections, 8 MiB chunks; pg_restore creates the schema (31 entries)"},
+			[]string{"Phase [pre-data] › load › post-data", "Tables 0/3"}, []string{"Indexes"}},
+		{sample(10, 0, ""), []string{"Phase [pre-data] › load › post-data", "Read 10.0 MiB of 512.0 MiB"}, nil},
+		{recovery.Event{Stage: recovery.StageStream, Phase: "load", TablesTotal: 3, IndexesTotal: 5, Message: "loading 3 tables over 4 connections; building 5 indexes and constraints as their tables are loaded"},
+			[]string{"Phase ✓ pre-data › [load] › post-data", "Indexes and constraints 0/5 built"}, nil},
+		{recovery.Event{Stage: recovery.StageStream, Phase: "load", Table: "public.Event", Rows: 250000, TablesTotal: 3, IndexesTotal: 5},
+			[]string{"Tables 0/3 · now public.Event, 250,000 rows loaded"}, nil},
+		{sample(200, 0, "public.Event"), []string{"Read 200.0 MiB", "now public.Event, 250,000 rows loaded", "Phase ✓ pre-data › [load] › post-data"}, nil},
+		{recovery.Event{Stage: recovery.StageStream, Phase: "load", Table: "public.Event", Rows: 1200000, TablesTotal: 3, IndexesTotal: 5},
+			[]string{"now public.Event, 1,200,000 rows loaded"}, nil},
+		{recovery.Event{Stage: recovery.StageStream, Phase: "load", Table: "public.User", Rows: 500, TablesDone: 1, TablesTotal: 3, IndexesTotal: 5, Message: "loaded public.User: 500 rows"},
+			[]string{"Tables 1/3 · now public.User, 500 rows loaded"}, []string{"1,200,000"}},
+		{sample(300, 1, "public.Guild"), []string{"Tables 1/3 · now public.Guild"}, []string{"rows loaded"}},
+		{recovery.Event{Stage: recovery.StageStream, Phase: "load", IndexesDone: 2, IndexesTotal: 5, TablesDone: 2, TablesTotal: 3, Message: `built index "User_pkey" (2 of 5)`},
+			[]string{"Indexes and constraints 2/5 built", "Tables 2/3"}, nil},
+		{recovery.Event{Stage: recovery.StageStream, Phase: "post-data", TablesDone: 3, TablesTotal: 3, IndexesDone: 4, IndexesTotal: 5,
+			Message: "loaded every table: 1200620 rows in 3 tables in 41.2s; 4 of 5 indexes and constraints built, building the rest"},
+			[]string{"Phase ✓ pre-data › ✓ load › [post-data]", "Tables 3/3", "Indexes and constraints 4/5 built"}, []string{"now public"}},
+	}
+	for i, st := range steps {
+		st.e.Time = t0.Add(time.Duration(i) * time.Second)
+		h.send(restoreProgressMsg(st.e))
+		screen := ansi.Strip(h.screen())
+		for _, want := range st.want {
+			if !strings.Contains(screen, want) {
+				t.Fatalf("after event %d the screen lacks %q:\n%s", i, want, screen)
+			}
+		}
+		for _, not := range st.not {
+			if strings.Contains(screen, not) {
+				t.Fatalf("after event %d the screen still shows %q:\n%s", i, not, screen)
+			}
+		}
+	}
+	h.both("progress_parallel")
 }

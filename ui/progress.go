@@ -3,6 +3,7 @@ package ui
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,7 +88,7 @@ func (p *progressScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 				p.log = p.log[len(p.log)-200:]
 			}
 		}
-		p.last = mergeFigures(p.last, e)
+		p.last = recovery.MergeFigures(p.last, e)
 		return p, waitForRestore(p.events)
 	case spinner.TickMsg:
 		if !p.running {
@@ -124,32 +125,6 @@ func (p *progressScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 	return p, nil
 }
 
-// mergeFigures updates what the screen shows with what e carries: a pg_restore line
-// reports tables but no bytes, a sample bytes but maybe no table; neither may wipe the
-// other's figures.
-func mergeFigures(last, e recovery.Event) recovery.Event {
-	out := last
-	if e.Stage != "" {
-		out.Stage = e.Stage
-	}
-	if e.Read > 0 || e.Final {
-		out.Read, out.Rate, out.ETA = e.Read, e.Rate, e.ETA
-		if e.Size > 0 {
-			out.Size = e.Size
-		}
-		if e.Decompressed > 0 {
-			out.Decompressed = e.Decompressed
-		}
-	}
-	if e.TablesTotal > 0 {
-		out.TablesDone, out.TablesTotal = e.TablesDone, e.TablesTotal
-	}
-	if e.Table != "" {
-		out.Table = e.Table
-	}
-	return out
-}
-
 func (p *progressScreen) view(w, h int) string {
 	s := p.s
 	e := p.last
@@ -173,11 +148,20 @@ func (p *progressScreen) view(w, h int) string {
 	}
 	b.WriteString(fmt.Sprintf("Read %s of %s · %s/s · ETA %s\n", bytesText(e.Read), bytesText(size), bytesText(int64(e.Rate)), eta))
 	b.WriteString(fmt.Sprintf("Decompressed %s\n", bytesText(e.Decompressed)))
-	tables := fmt.Sprintf("Tables %d/%d", e.TablesDone, e.TablesTotal)
-	if e.Table != "" && p.running {
-		tables += " · now " + e.Table
+	if e.Phase != "" {
+		b.WriteString(phaseLine(s.st, e.Phase) + "\n")
 	}
-	b.WriteString(tables + "\n")
+	tables := fmt.Sprintf("Tables %d/%d", e.TablesDone, e.TablesTotal)
+	if e.Table != "" && p.running && (e.Phase == "" || e.Phase == "load") { // after the load, no table is "now"
+		tables += " · now " + e.Table
+		if e.Rows > 0 {
+			tables += fmt.Sprintf(", %s rows loaded", checklists.GroupDigits(e.Rows))
+		}
+	}
+	b.WriteString(ansiCut(tables, w) + "\n")
+	if e.IndexesTotal > 0 {
+		b.WriteString(fmt.Sprintf("Indexes and constraints %d/%d built", e.IndexesDone, e.IndexesTotal) + "\n")
+	}
 	elapsed := s.now.Sub(p.started)
 	if elapsed < 0 {
 		elapsed = 0
@@ -223,3 +207,27 @@ func (p *progressScreen) keys() []key.Binding {
 }
 func (p *progressScreen) typing() bool { return false }
 func (p *progressScreen) busy() bool   { return p.running }
+
+// restorePhases are a custom archive's phases in the order they run.
+var restorePhases = []string{"pre-data", "load", "post-data"}
+
+// phaseLine names the phases, the current one (or the last reached) marked and those
+// done ticked: "Phase ✓ pre-data › [load] › post-data".
+func phaseLine(st Styles, phase string) string {
+	at := slices.Index(restorePhases, phase)
+	if at < 0 {
+		return "Phase " + phase
+	}
+	parts := make([]string, len(restorePhases))
+	for i, ph := range restorePhases {
+		switch {
+		case i < at:
+			parts[i] = "✓ " + ph
+		case i == at:
+			parts[i] = st.Accent.Render("[" + ph + "]")
+		default:
+			parts[i] = st.Muted.Render(ph)
+		}
+	}
+	return "Phase " + strings.Join(parts, " › ")
+}

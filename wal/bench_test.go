@@ -25,11 +25,11 @@ func BenchmarkFetchSegment(b *testing.B) {
 	src := filepath.Join(b.TempDir(), name)
 	seg := fakeSegment(&testing.T{}, name, 16<<20)
 	os.WriteFile(src, seg, 0o600)
-	p := &Pusher{Locations: []storage.WAL{loc}, Recipients: openpgp.EntityList{ent}}
+	p := &Pusher{Locations: []storage.Folder{loc}, Recipients: openpgp.EntityList{ent}}
 	if _, err := p.Push(context.Background(), src); err != nil {
 		b.Fatal(err)
 	}
-	f := &Fetcher{Locations: []storage.WAL{loc}, Keys: &recovery.Keys{Entities: openpgp.EntityList{ent}}}
+	f := &Fetcher{Locations: []storage.Folder{loc}, Keys: &recovery.Keys{Entities: openpgp.EntityList{ent}}}
 	dest := filepath.Join(b.TempDir(), "RECOVERYXLOG")
 	b.SetBytes(16 << 20)
 	for b.Loop() {

@@ -36,7 +36,7 @@ var (
 
 // Fetcher restores WAL files from the archive: restore_command.
 type Fetcher struct {
-	Locations []storage.WAL // in order of preference
+	Locations []storage.Folder // in order of preference
 	Keys      *recovery.Keys
 	// Said is told what the operator should know although the fetch succeeded: a
 	// location skipped, a damaged copy passed over.
@@ -64,7 +64,7 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) (string, error) 
 		return "prefetched", nil
 	}
 	var unreachable, damaged []string
-	var answered []storage.WAL
+	var answered []storage.Folder
 	for _, w := range f.Locations {
 		objs, err := w.Find(ctx, name)
 		if err != nil {
@@ -131,7 +131,7 @@ func candidates(objs []storage.Backup, name string) []storage.Backup {
 
 // laterSegment is an archived segment of name's timeline after it, if any: name is then a
 // hole, not the end of the WAL.
-func laterSegment(ctx context.Context, locs []storage.WAL, name string) string {
+func laterSegment(ctx context.Context, locs []storage.Folder, name string) string {
 	s, ok := parseSegment(name)
 	if !ok {
 		return ""
@@ -157,7 +157,7 @@ func laterSegment(ctx context.Context, locs []storage.WAL, name string) string {
 
 // fetchOne decodes one archived copy into dest and checks it: the checksum its name
 // carries, and a segment's header.
-func fetchOne(ctx context.Context, w storage.WAL, o storage.Backup, name, dest string, keys *recovery.Keys) error {
+func fetchOne(ctx context.Context, w storage.Folder, o storage.Backup, name, dest string, keys *recovery.Keys) error {
 	st, _ := parseStored(path.Base(o.Key), name)
 	dir := filepath.Dir(dest)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".drconsole-*")
@@ -215,7 +215,7 @@ func (d decoded) check(name string, st stored) error {
 
 // decodeTo streams an archived copy into out, peeling its layers by content, and
 // returns its size, SHA-256 and first bytes.
-func decodeTo(ctx context.Context, w storage.WAL, o storage.Backup, keys *recovery.Keys, out io.Writer) (decoded, error) {
+func decodeTo(ctx context.Context, w storage.Folder, o storage.Backup, keys *recovery.Keys, out io.Writer) (decoded, error) {
 	rc, err := w.Open(ctx, o)
 	if err != nil {
 		return decoded{}, err
@@ -236,7 +236,7 @@ func decodeTo(ctx context.Context, w storage.WAL, o storage.Backup, keys *recove
 }
 
 // readAll decodes an archived copy into memory.
-func readAll(ctx context.Context, w storage.WAL, o storage.Backup, keys *recovery.Keys) (decoded, error) {
+func readAll(ctx context.Context, w storage.Folder, o storage.Backup, keys *recovery.Keys) (decoded, error) {
 	var buf strings.Builder
 	d, err := decodeTo(ctx, w, o, keys, &buf)
 	d.data = []byte(buf.String())

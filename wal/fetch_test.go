@@ -35,10 +35,10 @@ func fakeSegment(t *testing.T, name string, size int64) []byte {
 
 // archiveOf pushes n segments of 1 MiB, from 000000010000000000000001, into a directory
 // location, and returns it with the segments' names and contents.
-func archiveOf(t *testing.T, n int) (storage.WAL, []string, map[string][]byte) {
+func archiveOf(t *testing.T, n int) (storage.Folder, []string, map[string][]byte) {
 	t.Helper()
 	loc := storage.WALOf(storage.NewDir("local", t.TempDir()))
-	p := &Pusher{Locations: []storage.WAL{loc}}
+	p := &Pusher{Locations: []storage.Folder{loc}}
 	src := t.TempDir()
 	var names []string
 	data := map[string][]byte{}
@@ -67,7 +67,7 @@ func TestPrefetch(t *testing.T) {
 	wal := filepath.Join(t.TempDir(), "pg_wal")
 	os.Mkdir(wal, 0o700)
 	dest := filepath.Join(wal, "RECOVERYXLOG")
-	f := &Fetcher{Locations: []storage.WAL{loc}, Spool: SpoolFor(dest), Ahead: 3}
+	f := &Fetcher{Locations: []storage.Folder{loc}, Spool: SpoolFor(dest), Ahead: 3}
 	if from, err := f.Fetch(ctx, names[0], dest); err != nil || from != "local" {
 		t.Fatalf("first fetch: %q %v", from, err)
 	}
@@ -127,7 +127,7 @@ func TestPrefetchSpoolsOnlyGoodCopies(t *testing.T) {
 	b[len(b)/2] ^= 0xff
 	os.WriteFile(p, b, 0o600)
 	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
-	f := &Fetcher{Locations: []storage.WAL{loc}, Spool: SpoolFor(dest), Ahead: 2}
+	f := &Fetcher{Locations: []storage.Folder{loc}, Spool: SpoolFor(dest), Ahead: 2}
 	f.MakeSpool()
 	f.Prefetch(ctx, names[0], 1<<20)
 	if _, err := os.Stat(filepath.Join(f.Spool, names[1])); err == nil {

@@ -34,7 +34,7 @@ type Pushed struct {
 
 // Pusher archives WAL files into every location: archive_command.
 type Pusher struct {
-	Locations []storage.WAL
+	Locations []storage.Folder
 	// Recipients: encrypt to these keys; none, compressed only.
 	Recipients openpgp.EntityList
 	// Keys read a file another tool archived encrypted under the same name, to compare it.
@@ -94,7 +94,7 @@ func (p *Pusher) Push(ctx context.Context, file string) ([]Pushed, error) {
 	return out, nil
 }
 
-func (p *Pusher) pushOne(ctx context.Context, w storage.WAL, name, as string, sum, enc []byte) Pushed {
+func (p *Pusher) pushOne(ctx context.Context, w storage.Folder, name, as string, sum, enc []byte) Pushed {
 	r := Pushed{Location: w.Name(), Name: as}
 	fail := func(err error) Pushed {
 		r.err, r.Error = err, oneLine(err)
@@ -122,7 +122,7 @@ func (p *Pusher) pushOne(ctx context.Context, w storage.WAL, name, as string, su
 
 // archived looks for name in w: the stored name holding the same content, "" when none
 // is there, ErrDiffers when another file is.
-func (p *Pusher) archived(ctx context.Context, w storage.WAL, name string, sum []byte) (string, error) {
+func (p *Pusher) archived(ctx context.Context, w storage.Folder, name string, sum []byte) (string, error) {
 	objs, err := w.Find(ctx, name)
 	if err != nil {
 		return "", err

@@ -51,7 +51,7 @@ type LocationStatus struct {
 // the RPO holds: archiving on, through a command, not failing since its last success,
 // with an archive_timeout within the RPO, and no WAL written longer ago than the RPO
 // still waiting to be archived.
-func Check(ctx context.Context, conn *pgx.Conn, server string, locs []storage.WAL, rpo time.Duration) (*Status, error) {
+func Check(ctx context.Context, conn *pgx.Conn, server string, locs []storage.Folder, rpo time.Duration) (*Status, error) {
 	s := &Status{Server: server, RPO: rpo}
 	var timeoutSecs int64
 	var lastAt, failedAt *time.Time
@@ -109,7 +109,7 @@ func pending(lastFile, insertFile string, offset, segSize int64) bool {
 }
 
 // newest finds the newest WAL file a location holds.
-func newest(ctx context.Context, w storage.WAL) LocationStatus {
+func newest(ctx context.Context, w storage.Folder) LocationStatus {
 	ls := LocationStatus{Name: w.Name(), Where: w.String()}
 	objs, err := w.Find(ctx, "")
 	if err != nil {

@@ -13,13 +13,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// walDirName is the folder of a location that holds its WAL archive: s3://bucket/prefix/wal/
-// as the runbook has it, and BACKUP_DIR/wal for a directory.
-const walDirName = "wal"
+// The folders of a location that hold its WAL archive and its base backups:
+// s3://bucket/prefix/wal/ as the runbook has it and s3://bucket/prefix/postgres/base/,
+// BACKUP_DIR/wal and BACKUP_DIR/base for a directory. Location.List lists neither.
+const (
+	walDirName  = "wal"
+	baseDirName = "base"
+)
 
-// WAL is a location's WAL archive. Names are plain file names (a segment's, a history
-// file's, with what drconsole adds to them); nothing in it is ever overwritten.
-type WAL interface {
+// Folder is one of a location's folders that are not backups in the runbook's sense: its
+// WAL archive (WALOf) or its base backups (BasesOf). Names are plain file names; nothing
+// in it is ever overwritten.
+type Folder interface {
 	// Name is the location's name, String where the archive is.
 	Name() string
 	String() string
@@ -33,26 +38,31 @@ type WAL interface {
 }
 
 // WALOf is the WAL archive of a location.
-func WALOf(loc Location) WAL {
+func WALOf(loc Location) Folder { return folderOf(loc, walDirName, walDir) }
+
+// BasesOf is the base backups of a location (drconsole basebackup).
+func BasesOf(loc Location) Folder { return folderOf(loc, baseDirName, baseDir) }
+
+func folderOf(loc Location, dirName, s3Prefix string) Folder {
 	switch l := loc.(type) {
 	case *Dir:
-		return &dirWAL{Dir: NewDir(l.name, filepath.Join(l.root, walDirName))}
+		return &dirWAL{Dir: NewDir(l.name, filepath.Join(l.root, dirName))}
 	case *S3:
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		return &s3WAL{S3: &S3{name: l.name, bucket: l.bucket, prefix: l.prefix + walDir, client: l.client, opts: l.opts, config: l.config,
+		return &s3WAL{S3: &S3{name: l.name, bucket: l.bucket, prefix: l.prefix + s3Prefix, client: l.client, opts: l.opts, config: l.config,
 			region: l.region, regionKnown: l.regionKnown, endpointDesc: l.endpointDesc}}
 	case *unavailable:
 		return &unavailableWAL{u: l}
 	}
-	return &unavailableWAL{u: &unavailable{name: loc.Name(), where: loc.String(), err: fmt.Errorf("%T keeps no WAL archive", loc)}}
+	return &unavailableWAL{u: &unavailable{name: loc.Name(), where: loc.String(), err: fmt.Errorf("%T has no %s folder", loc, dirName)}}
 }
 
 type dirWAL struct{ *Dir }
 
 func (d *dirWAL) Find(ctx context.Context, prefix string) ([]Backup, error) {
 	if strings.ContainsAny(prefix, `/\`) {
-		return nil, fmt.Errorf("WAL file name %q is not a plain file name", prefix)
+		return nil, fmt.Errorf("file name %q is not a plain file name", prefix)
 	}
 	entries, err := os.ReadDir(d.root)
 	if os.IsNotExist(err) {
@@ -86,7 +96,7 @@ func (s *s3WAL) String() string { return "s3://" + s.bucket + "/" + s.prefix }
 
 func (s *s3WAL) Find(ctx context.Context, prefix string) ([]Backup, error) {
 	if strings.ContainsAny(prefix, `/\`) {
-		return nil, fmt.Errorf("WAL file name %q is not a plain file name", prefix)
+		return nil, fmt.Errorf("file name %q is not a plain file name", prefix)
 	}
 	if err := s.ensureRegion(ctx); err != nil {
 		return nil, err

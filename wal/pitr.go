@@ -1,0 +1,524 @@
+package wal
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"drconsole/recovery"
+	"drconsole/storage"
+)
+
+// A point-in-time recovery into a data directory: the newest base backup consistent
+// before the target, its WAL proven contiguous in the archive from where it starts to past
+// the target, unpacked into a new data directory, started with restore_command reading
+// the archive through wal-fetch, and judged by what the server's log says.
+
+// ErrTarget: no base backup and archive can reach the recovery target (refused before
+// anything is written: recovery.ErrPreflight).
+var ErrTarget = fmt.Errorf("%w: the recovery target cannot be reached", recovery.ErrPreflight)
+
+// PITROptions say what to recover and where.
+type PITROptions struct {
+	Bases []storage.Folder // BasesOf each location
+	WAL   []storage.Folder // WALOf each location
+	Keys  *recovery.Keys
+	// Target is the moment to recover to (recovery stops before the first commit after
+	// it); zero with Latest: replay everything the archive holds.
+	Target time.Time
+	Latest bool
+	PgData string
+	Port   int // the recovered server's port; 0 keeps the backup's
+	// RestoreCommand is restore_command for the recovered server: drconsole wal-fetch
+	// with the same configuration and keys, %f %p.
+	RestoreCommand string
+	Log            func(string)
+}
+
+// PITRPlan is a recovery that passed every check that can be made before writing.
+type PITRPlan struct {
+	Base     BaseBackup
+	Timeline int      // the timeline recovery follows to the target
+	Path     []string // how, e.g. ["timeline 1 from the base backup", "timeline 2 from 0/5000000"]
+	Segments int      // segments from the base backup's start to the newest one archived
+	Newest   string   // the newest segment on the way
+	Reaches  time.Time
+	opts     PITROptions
+	folder   storage.Folder // where the base backup is read from
+}
+
+// PlanPITR chooses the base backup and checks the archive.
+func PlanPITR(ctx context.Context, o PITROptions) (*PITRPlan, error) {
+	bases, errs := ListBases(ctx, o.Bases)
+	if len(bases) == 0 {
+		why := "no base backup is stored in any location (take one with drconsole basebackup)"
+		if len(errs) > 0 {
+			why += ": " + oneLine(errors.Join(errs...))
+		}
+		return nil, fmt.Errorf("%w: %s", ErrTarget, why)
+	}
+	p := &PITRPlan{opts: o}
+	chosen := -1
+	for i, b := range bases {
+		if o.Latest || !b.StopTime.After(o.Target) {
+			chosen = i
+			break
+		}
+	}
+	if chosen < 0 {
+		oldest := bases[len(bases)-1]
+		return nil, fmt.Errorf("%w: %s is before every base backup: the oldest, %s, is consistent from %s; choose a later time",
+			ErrTarget, stamp(o.Target), oldest.Name, stamp(oldest.StopTime))
+	}
+	p.Base = bases[chosen]
+	for _, f := range o.Bases {
+		if f.Name() == p.Base.Location {
+			p.folder = f
+		}
+	}
+	if err := p.checkArchive(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+
+// archived is every WAL file the archive holds of the cluster, by name, with when it
+// was stored (the earliest copy).
+func (p *PITRPlan) archived(ctx context.Context) (map[string]time.Time, error) {
+	have := map[string]time.Time{}
+	answered := 0
+	var errs []error
+	for _, w := range p.opts.WAL {
+		objs, err := w.Find(ctx, "")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", w.Name(), err))
+			continue
+		}
+		answered++
+		for _, o := range objs {
+			b := path.Base(o.Key)
+			name := b
+			switch {
+			case len(b) > 24 && (b[24] == '-' || b[24] == '.') && segmentRE.MatchString(b[:24]):
+				if _, ok := parseStored(b, b[:24]); !ok {
+					continue
+				}
+				name = b[:24]
+			case len(b) >= 16 && historyRE.MatchString(b[:16]):
+				name = b[:16]
+			}
+			if t, ok := have[name]; !ok || o.Modified.Before(t) {
+				have[name] = o.Modified
+			}
+		}
+	}
+	if answered == 0 {
+		return nil, fmt.Errorf("%w: no location's WAL archive can be read: %v", ErrTarget, errors.Join(errs...))
+	}
+	for _, err := range errs {
+		p.say("WAL archive skipped: %v", err)
+	}
+	return have, nil
+}
+
+func (p *PITRPlan) say(format string, args ...any) {
+	if p.opts.Log != nil {
+		p.opts.Log(fmt.Sprintf(format, args...))
+	}
+}
+
+// checkArchive follows the timelines from the base backup's to the one the target is on
+// (the newest whose history file was archived before the target), and proves every
+// segment from the backup's start is archived, up to a segment archived after the target.
+func (p *PITRPlan) checkArchive(ctx context.Context) error {
+	have, err := p.archived(ctx)
+	if err != nil {
+		return err
+	}
+	b := p.Base
+	// Timelines: a history file N lists the timelines N branched from, and was archived
+	// when N began. Recovery follows the newest one descending from the backup's that
+	// began before the target.
+	type branch struct {
+		tli   int
+		begin uint64 // where it begins, on its parent's WAL
+	}
+	path := []branch{{b.Timeline, 0}}
+	for tli := b.Timeline + 1; ; tli++ {
+		name := fmt.Sprintf("%08X.history", tli)
+		at, ok := have[name]
+		if !ok {
+			break
+		}
+		if !p.opts.Latest && at.After(p.opts.Target) {
+			p.say("timeline %d began about %s, after the target: not followed", tli, stamp(at))
+			break
+		}
+		parents, err := p.readHistory(ctx, name)
+		if err != nil {
+			return err
+		}
+		begin, descends := uint64(0), false
+		for _, h := range parents {
+			if h.tli == path[len(path)-1].tli {
+				begin, descends = h.end, true
+			}
+		}
+		if !descends {
+			break
+		}
+		path = append(path, branch{tli, begin})
+	}
+	p.Timeline = path[len(path)-1].tli
+	p.Path = []string{fmt.Sprintf("timeline %d from the base backup (%s)", b.Timeline, b.StartLSN)}
+	for _, br := range path[1:] {
+		p.Path = append(p.Path, fmt.Sprintf("timeline %d from %X/%X", br.tli, br.begin>>32, uint32(br.begin)))
+	}
+	// Segments, each from the newest timeline of the path that began at or before it.
+	start, err := parseLSN(b.StartLSN)
+	if err != nil {
+		return err
+	}
+	seg := uint64(b.SegSize)
+	perLog := uint64(1<<32) / seg
+	nameOf := func(segno uint64) string {
+		tli := path[0].tli
+		for _, br := range path[1:] {
+			if br.begin/seg <= segno {
+				tli = br.tli
+			}
+		}
+		return fmt.Sprintf("%08X%08X%08X", tli, segno/perLog, segno%perLog)
+	}
+	stop, _ := parseLSN(b.StopLSN)
+	var last time.Time
+	n := 0
+	for segno := start / seg; ; segno++ {
+		name := nameOf(segno)
+		at, ok := have[name]
+		if !ok {
+			if segno <= stop/seg {
+				return fmt.Errorf("%w: the archive lacks %s, which base backup %s needs to be consistent", ErrTarget, name, b.Name)
+			}
+			if later := laterIn(have, name); later != "" && (p.opts.Latest || !last.After(p.opts.Target)) {
+				return fmt.Errorf("%w: the archive lacks %s although it holds %s: recovery could not go past %s (archived %s); choose a time before it, or find the missing segment",
+					ErrTarget, name, later, p.Newest, stamp(last))
+			}
+			if !p.opts.Latest && !last.After(p.opts.Target) {
+				return fmt.Errorf("%w: the archive's WAL ends with %s (archived %s), before %s: choose an earlier time (base backup %s is consistent from %s), or --to-latest",
+					ErrTarget, p.Newest, stamp(last), stamp(p.opts.Target), b.Name, stamp(b.StopTime))
+			}
+			break
+		}
+		n++
+		p.Newest, last = name, at
+		if !p.opts.Latest && at.After(p.opts.Target.Add(time.Minute)) && segno > stop/seg {
+			// Archived after the target: it holds the target's moment, or a later one.
+			// Segments past it are not needed.
+			break
+		}
+	}
+	p.Segments, p.Reaches = n, last
+	return nil
+}
+
+// laterIn is a segment of name's timeline after it that have holds, if any.
+func laterIn(have map[string]time.Time, name string) string {
+	later := ""
+	for n := range have {
+		if len(n) == 24 && n[:8] == name[:8] && n > name && (later == "" || n < later) {
+			later = n
+		}
+	}
+	return later
+}
+
+type historyEntry struct {
+	tli int
+	end uint64
+}
+
+// readHistory reads a timeline history file: lines "parentTLI  switchLSN  reason".
+func (p *PITRPlan) readHistory(ctx context.Context, name string) ([]historyEntry, error) {
+	dir, err := os.MkdirTemp("", "drconsole-history")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	dest := filepath.Join(dir, name)
+	f := &Fetcher{Locations: p.opts.WAL, Keys: p.opts.Keys}
+	if _, err := f.Fetch(ctx, name, dest); err != nil {
+		return nil, fmt.Errorf("%w: reading %s: %v", ErrTarget, name, err)
+	}
+	data, err := os.ReadFile(dest)
+	if err != nil {
+		return nil, err
+	}
+	var out []historyEntry
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 || strings.HasPrefix(fields[0], "#") {
+			continue
+		}
+		tli, err1 := strconv.Atoi(fields[0])
+		end, err2 := parseLSN(fields[1])
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("%w: %s: cannot read %q", ErrTarget, name, line)
+		}
+		out = append(out, historyEntry{tli, end})
+	}
+	return out, nil
+}
+
+// PITRResult is what the recovered server says it did.
+type PITRResult struct {
+	PgData      string `json:"pgdata"`
+	Port        int    `json:"port"`
+	Stopped     string `json:"stopped"`      // the server's line: where recovery stopped
+	NewTimeline int    `json:"new_timeline"` // the timeline it promoted to
+	Log         string `json:"log"`          // the server's log file
+}
+
+// Restore unpacks the base backup into PgData, configures recovery and starts the
+// server; it returns once the server has promoted, with what its log says.
+func (p *PITRPlan) Restore(ctx context.Context) (*PITRResult, error) {
+	o := p.opts
+	if err := emptyDir(o.PgData); err != nil {
+		return nil, err
+	}
+	owner, err := serverAccount()
+	if err != nil {
+		return nil, err
+	}
+	pgctl, err := ServerBin(p.Base.Major, "pg_ctl")
+	if err != nil {
+		return nil, err
+	}
+	p.say("unpacking %s from %s into %s", p.Base.Name, p.folder, o.PgData)
+	if err := p.unpack(ctx, owner); err != nil {
+		os.RemoveAll(o.PgData)
+		return nil, err
+	}
+	target := "recovery_target_timeline = '" + strconv.Itoa(p.Timeline) + "'\n"
+	if !o.Latest {
+		target += "recovery_target_time = '" + o.Target.UTC().Format("2006-01-02 15:04:05.999999") + "+00'\n"
+	}
+	conf := "\n# drconsole restore: point-in-time recovery from " + p.Base.Name + "\n" +
+		"restore_command = '" + strings.ReplaceAll(o.RestoreCommand, "'", "''") + "'\n" + target +
+		"recovery_target_action = 'promote'\n" +
+		"# never write the restored server's WAL into production's archive\narchive_mode = 'off'\n"
+	if o.Port > 0 {
+		conf += "port = " + strconv.Itoa(o.Port) + "\n"
+	}
+	if err := appendFile(filepath.Join(o.PgData, "postgresql.auto.conf"), conf); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(o.PgData, "recovery.signal"), nil, 0o600); err != nil {
+		return nil, err
+	}
+	if err := chownAll(o.PgData, owner); err != nil {
+		return nil, err
+	}
+	logFile := filepath.Join(filepath.Dir(filepath.Clean(o.PgData)), filepath.Base(o.PgData)+".log")
+	if f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err == nil {
+		f.Close()
+		chownAll(logFile, owner)
+	}
+	p.say("starting the server on %s with restore_command reading the archive", o.PgData)
+	cmd := exec.CommandContext(ctx, pgctl, "-D", o.PgData, "-l", logFile, "-w", "-t", "3600", "start")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: owner.cred}
+	cmd.Dir = o.PgData
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("the recovered server did not start: %v: %s; its log: %s", err, strings.TrimSpace(string(out)), lastLines(logFile, 5))
+	}
+	// pg_ctl -w returns once connections are accepted, which with a target in recovery
+	// is before the promotion: wait for the log to say the recovery ended.
+	res := &PITRResult{PgData: o.PgData, Port: o.Port, Log: logFile}
+	for {
+		log, _ := os.ReadFile(logFile)
+		text := string(log)
+		for _, l := range strings.Split(text, "\n") {
+			if i := strings.Index(l, "recovery stopping"); i >= 0 {
+				res.Stopped = strings.TrimSpace(l[i:])
+			}
+			if i := strings.Index(l, "selected new timeline ID: "); i >= 0 {
+				res.NewTimeline, _ = strconv.Atoi(strings.Fields(l[i+len("selected new timeline ID: "):])[0])
+			}
+		}
+		switch {
+		case strings.Contains(text, "database system is ready to accept connections") && res.NewTimeline > 0 &&
+			strings.Contains(text, "archive recovery complete"):
+			if !o.Latest && res.Stopped == "" {
+				return res, fmt.Errorf("the server promoted to timeline %d without reaching %s: the archive ends before it (its log: %s)", res.NewTimeline, stamp(o.Target), logFile)
+			}
+			return res, nil
+		case strings.Contains(text, "FATAL") || strings.Contains(text, "PANIC"):
+			return res, fmt.Errorf("recovery failed; the server's log says: %s", lastLines(logFile, 5))
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// unpack streams the base backup, decrypted and decompressed, through a tar reader into
+// PgData: only directories and regular files, only inside it.
+func (p *PITRPlan) unpack(ctx context.Context, owner *account) error {
+	objs, err := p.folder.Find(ctx, p.Base.Name)
+	if err != nil {
+		return err
+	}
+	var obj *storage.Backup
+	for i := range objs {
+		if path.Base(objs[i].Key) == p.Base.Name {
+			obj = &objs[i]
+		}
+	}
+	if obj == nil {
+		return fmt.Errorf("%w: %s is not in %s any more", ErrTarget, p.Base.Name, p.folder)
+	}
+	rc, err := p.folder.Open(ctx, *obj)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	r, closeAll, err := peel(rc, p.opts.Keys)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	tr := tar.NewReader(bufio.NewReaderSize(r, 1<<20))
+	root := filepath.Clean(p.opts.PgData)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", recovery.ErrCorrupt, p.Base.Name, err)
+		}
+		name := filepath.Clean(filepath.FromSlash(h.Name))
+		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, ".."+string(filepath.Separator)) {
+			return fmt.Errorf("%w: %s holds a path outside the data directory: %q", recovery.ErrCorrupt, p.Base.Name, printable(h.Name))
+		}
+		dst := filepath.Join(root, name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(dst, 0o700); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, tr); err != nil {
+				f.Close()
+				return fmt.Errorf("%w: %s: %v", recovery.ErrCorrupt, p.Base.Name, err)
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%w: %s holds %q, neither a file nor a directory (a tablespace link?): drconsole restores only what it streams itself", recovery.ErrCorrupt, p.Base.Name, printable(h.Name))
+		}
+	}
+	// Read on to the end: the layers' integrity checks (MDC, zstd checksum) are there.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return fmt.Errorf("%w: %s: %v", recovery.ErrCorrupt, p.Base.Name, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "PG_VERSION")); err != nil {
+		return fmt.Errorf("%w: %s holds no PG_VERSION: not a base backup", recovery.ErrCorrupt, p.Base.Name)
+	}
+	return os.Chmod(root, 0o700)
+}
+
+// emptyDir makes dir if it does not exist, and refuses one that holds anything.
+func emptyDir(dir string) error {
+	if dir == "" {
+		return errors.New("--pgdata is needed: the directory of the recovered server")
+	}
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return os.MkdirAll(dir, 0o700)
+	}
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("%w: %s is not empty: drconsole recovers into a new data directory only", recovery.ErrPreflight, dir)
+	}
+	return nil
+}
+
+// account is the OS account the recovered server runs as: this one, or "postgres" when
+// this is root (PostgreSQL refuses to run as root).
+type account struct {
+	cred     *syscall.Credential
+	uid, gid int
+}
+
+func serverAccount() (*account, error) {
+	if os.Geteuid() != 0 {
+		return &account{uid: -1, gid: -1}, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("%w: running as root, and there is no postgres account to run the recovered server as", recovery.ErrPreflight)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &account{cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid: uid, gid: gid}, nil
+}
+
+func chownAll(root string, a *account) error {
+	if a.uid < 0 {
+		return nil
+	}
+	return filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, a.uid, a.gid)
+	})
+}
+
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func lastLines(file string, n int) string {
+	b, _ := os.ReadFile(file)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
