@@ -203,6 +203,9 @@ func (a *app) notifySetting() (string, bool) {
 	problem := err != nil
 	for _, c := range chans {
 		var uses []string
+		if c.Alert != "" {
+			uses = append(uses, "the runbook's "+c.Alert+" alert channel")
+		}
 		if c.Updates {
 			uses = append(uses, "updates")
 		}

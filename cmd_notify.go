@@ -229,8 +229,8 @@ the update drafted from the incident: scenario, state, elapsed time against the 
 current step, the restore's progress or result, and the next update's time. An incident
 open in a console cannot be joined: send from the console.
 
-The channels are those named by --channel, else those taking updates (for --action
-acknowledge or resolve, the PagerDuty channels). A drill's message (--drill, or an
+The channels are those named by --channel, else those taking updates (with --action,
+the PagerDuty channels). A drill's message (--drill, or an
 incident that is a drill) goes only to channels marked drills: true, and starts with
 [DRILL].`,
 		Example: "  drconsole notify send --incident latest\n  drconsole notify send --message 'Restore finished, app back up' --channel ops-slack --channel ops-mail\n  echo 'Failing over to us-west' | drconsole notify send --message - --subject 'Regional outage'\n  drconsole notify send --incident latest --action resolve",
@@ -244,7 +244,7 @@ incident that is a drill) goes only to channels marked drills: true, and starts 
 	f.StringVar(&o.message, "message", "", "the message `text`; - reads it from standard input (default with --incident: the drafted update)")
 	f.StringVar(&o.subject, "subject", "", "the one-line `subject` (e-mail subject, PagerDuty summary; default: the message's first line)")
 	f.StringVar(&o.incident, "incident", "", "record in the open incident `ID` (a unique prefix, or latest), and draft the update from it")
-	f.StringVar(&o.action, "action", "", "PagerDuty's event `action`: trigger, acknowledge or resolve (default trigger; acknowledge and resolve go to the PagerDuty channels and need --incident)")
+	f.StringVar(&o.action, "action", "", "PagerDuty's event `action`: trigger, acknowledge or resolve; sent to the PagerDuty channels (acknowledge and resolve need --incident, whose dedup key they use)")
 	f.BoolVar(&o.drill, "drill", false, "a drill's message: only to channels marked drills: true, prefixed [DRILL]")
 	f.BoolVar(&o.asJSON, "json", false, "print the deliveries as JSON")
 	return c
