@@ -13,6 +13,8 @@ import (
 	"drconsole/checklists"
 	"drconsole/incident"
 	"drconsole/recovery"
+	"drconsole/storage"
+	"drconsole/wal"
 )
 
 // checkResult is check's --json output.
@@ -23,8 +25,13 @@ type checkResult struct {
 	Reconciled []string               `json:"reconciled,omitempty"`
 	Checks     []recovery.CheckResult `json:"checks"`
 	Leftovers  []recovery.Leftover    `json:"leftovers"`
-	Dropped    []string               `json:"dropped,omitempty"`
-	Error      string                 `json:"error,omitempty"`
+	WAL        *wal.Status            `json:"wal,omitempty"` // WAL archiving against the runbook's RPO
+	// Rows are each table's rows as the open incident's last restore of the database
+	// counted them (archive, restored copy, live), from its journal.
+	Rows        []recovery.TableRows `json:"rows,omitempty"`
+	RowsRestore string               `json:"rows_restore,omitempty"` // that restore's backup`
+	Dropped     []string             `json:"dropped,omitempty"`
+	Error       string               `json:"error,omitempty"`
 }
 
 type checkOptions struct {
@@ -117,6 +124,23 @@ func check(ctx context.Context, a *app, cn *recovery.Conn, dropScratch, dropKept
 			a2.stderr = a.stdout
 			printChecks(&a2, out.Checks)
 		}
+		rpo := rb.Objectives.RPO
+		if rpo <= 0 {
+			rpo = time.Hour
+		}
+		out.WAL = a.walLine(ctx, cn, rpo, say)
+		if r := lastRestoreWithRows(run.j, cn.Database); r != nil {
+			out.RowsRestore = r.Backup
+			for _, t := range r.Rows {
+				out.Rows = append(out.Rows, recovery.TableRows{Name: t.Name, Archive: t.Archive, Restored: t.Restored, Live: t.Live})
+			}
+			if !quiet {
+				say("the last restore of %s in this incident (%s, %s) counted:", cn.Database, storage.Printable(r.Backup), r.Started.UTC().Format("2006-01-02 15:04 UTC"))
+				a2 := *a
+				a2.stderr = a.stdout
+				printRows(&a2, out.Rows)
+			}
+		}
 	} else {
 		reachErr = explainUnreachable(reachErr, cn.Database)
 		say("%s cannot be checked: %v", cn.Database, reachErr)
@@ -161,6 +185,47 @@ func check(ctx context.Context, a *app, cn *recovery.Conn, dropScratch, dropKept
 		return dropErr
 	}
 	return run.Err()
+}
+
+// walLine says whether WAL archiving keeps the RPO (wal-status in one line); it does not
+// change check's outcome.
+func (a *app) walLine(ctx context.Context, cn *recovery.Conn, rpo time.Duration, say func(string, ...any)) *wal.Status {
+	locs, err := a.walLocations(ctx, nil)
+	if err != nil {
+		say("WAL archiving: not judged: %v", err)
+		return nil
+	}
+	conn, err := cn.Connect(ctx, cn.Database)
+	if err != nil {
+		return nil
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	st, err := wal.Check(ctx, conn, cn.Server(), locs, rpo)
+	if err != nil {
+		say("WAL archiving: not judged: %v", err)
+		return nil
+	}
+	if st.Holds {
+		say("WAL archiving: the RPO of %s holds (last archived %s)", wal.DurationWord(st.RPO), st.LastArchived)
+	} else {
+		say("WAL archiving: the RPO of %s does not hold: %s (drconsole wal-status says what to set)", wal.DurationWord(st.RPO), st.Why[0])
+	}
+	return st
+}
+
+// lastRestoreWithRows is the open incident's last restore of database whose rows were
+// counted, or nil.
+func lastRestoreWithRows(j *checklists.Journal, database string) *checklists.RestoreRecord {
+	if j == nil {
+		return nil
+	}
+	inc := j.Incident()
+	for i := len(inc.Restores) - 1; i >= 0; i-- {
+		if r := &inc.Restores[i]; r.Database == database && len(r.Rows) > 0 {
+			return r
+		}
+	}
+	return nil
 }
 
 // explainUnreachable adds what to do when the database exists but refuses connections

@@ -155,6 +155,13 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 		t.Errorf("the directory holds %v under base/, want the base backup and its description", m)
 	}
 
+	// check says the same in one line.
+	w.c.Exec(t, "postgres", `CREATE DATABASE app`)
+	out, errb, code = runCLI(t, map[string]string{"HOME": w.dir, "XDG_STATE_HOME": t.TempDir()}, "check", "--config", w.cfg, "--db-url", w.c.URL("app"))
+	if !strings.Contains(out, "WAL archiving: the RPO of 1h holds") {
+		t.Errorf("check: exit %d, want the RPO line:\n%s%s", code, out, errb)
+	}
+
 	// backups says what point-in-time recovery reaches from each location.
 	out, errb, code = runCLI(t, map[string]string{"HOME": w.dir}, "backups", "--config", w.cfg)
 	if code != 0 || strings.Count(out, "point in time: ") != 2 || !strings.Contains(out, "local: any moment from") || !strings.Contains(out, "primary: any moment from") {

@@ -179,8 +179,13 @@ func TestCLIBackupRestoreVerifyCheck(t *testing.T) {
 
 	// check --json against the live database.
 	out, errb, code = runCLI(t, env, "check", "--json", "--db-url", c.URL(db))
-	if code != 0 || !strings.Contains(out, `"actual": "200"`) {
+	if code != 0 || !strings.Contains(out, `"actual": "200"`) || !strings.Contains(out, `"rows_restore": "`+name+`"`) {
 		t.Errorf("check: exit %d: %s %s", code, out, errb)
+	}
+	// And for people: the rows the incident's last restore counted, table by table.
+	out, errb, code = runCLI(t, env, "check", "--db-url", c.URL(db))
+	if code != 0 || !strings.Contains(out, "the last restore of "+db+" in this incident ("+name) || !strings.Contains(out, wantRows) {
+		t.Errorf("check: exit %d, want the last restore's rows:\n%s%s", code, out, errb)
 	}
 }
 

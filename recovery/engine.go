@@ -363,7 +363,7 @@ type pgRestoreRun struct {
 // entries are restored, in that order (--use-list, read from a pipe: nothing is written
 // to disk).
 func (p *Plan) startPgRestore(ctx context.Context, rep Reporter, phase string, list []int) (*pgRestoreRun, error) {
-	run := &pgRestoreRun{child: &restoreChild{rep: rep, total: p.tablesTotal(), phase: phase}, exited: make(chan struct{})}
+	run := &pgRestoreRun{child: &restoreChild{rep: rep, total: p.tablesTotal(), phase: phase, whole: phase == ""}, exited: make(chan struct{})}
 	args := []string{"--verbose", "--exit-on-error", "--no-password", "--dbname", libpqDatabase(p.Scratch)}
 	if p.opts.NoOwner || p.sandbox != nil {
 		args = append(args, "--no-owner") // the sandbox's objects get their owners in settleOwners

@@ -500,3 +500,24 @@ func TestTableRowsState(t *testing.T) {
 		}
 	}
 }
+
+// A whole pg_restore run's phase is read from its own lines: the schema, the data, then
+// what is built on it; it never goes back.
+func TestPhaseOfPgRestoreLines(t *testing.T) {
+	phase := ""
+	for _, c := range []struct{ line, want string }{
+		{"pg_restore: connecting to database for restore", ""},
+		{`pg_restore: creating SCHEMA "shop"`, "pre-data"},
+		{`pg_restore: creating TABLE "public.User"`, "pre-data"},
+		{`pg_restore: processing data for table "public.User"`, "load"},
+		{`pg_restore: executing SEQUENCE SET User_id_seq`, "load"},
+		{`pg_restore: creating CONSTRAINT "public.User User_pkey"`, "post-data"},
+		{`pg_restore: processing data for table "public.late"`, "post-data"},
+		{`pg_restore: creating TABLE "public.x"`, "post-data"},
+	} {
+		phase = phaseOf(phase, c.line)
+		if phase != c.want {
+			t.Errorf("after %q: phase %q, want %q", c.line, phase, c.want)
+		}
+	}
+}

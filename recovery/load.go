@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"drconsole/recovery/parallel"
 	"drconsole/storage"
 )
 
@@ -493,7 +494,10 @@ func killGroup(cmd *exec.Cmd, exited <-chan struct{}) {
 type restoreChild struct {
 	rep   Reporter
 	total int
-	phase string // of the parallel engine's restore, when it runs pg_restore
+	// phase is the parallel engine's, when it runs pg_restore for one part; a whole
+	// restore's is read from pg_restore's own lines (see phaseOf).
+	phase string
+	whole bool
 
 	done    atomic.Int64
 	mu      sync.Mutex
@@ -518,6 +522,9 @@ func (c *restoreChild) readStderr(r io.Reader) {
 			c.current = strings.TrimSuffix(name, `"`)
 			c.done.Add(1)
 		}
+		if c.whole {
+			c.phase = phaseOf(c.phase, line)
+		}
 		lower := strings.ToLower(line)
 		switch {
 		case strings.Contains(lower, "error:"):
@@ -528,9 +535,33 @@ func (c *restoreChild) readStderr(r io.Reader) {
 			}
 		}
 		done, total, current := int(c.done.Load()), c.total, c.current
+		phase := c.phase
 		c.mu.Unlock()
-		c.rep.Report(Event{Time: time.Now(), Stage: StageStream, Phase: c.phase, Message: line, Tool: true, TablesDone: done, TablesTotal: total, Table: current})
+		c.rep.Report(Event{Time: time.Now(), Stage: StageStream, Phase: phase, Message: line, Tool: true, TablesDone: done, TablesTotal: total, Table: current})
 	}
+}
+
+// phaseOf is the phase of a whole pg_restore run after line (--verbose), from the one
+// before: it creates the schema, loads the data, then builds indexes, constraints and
+// triggers; it never goes back.
+func phaseOf(phase, line string) string {
+	what, ok := strings.CutPrefix(line, "pg_restore: ")
+	if !ok {
+		return phase
+	}
+	switch {
+	case phase == string(parallel.PhasePostData):
+	case strings.HasPrefix(what, "processing data for table"), strings.HasPrefix(what, "executing SEQUENCE SET"),
+		strings.HasPrefix(what, "processing item") && phase == string(parallel.PhaseLoad):
+		return string(parallel.PhaseLoad)
+	case strings.HasPrefix(what, "creating INDEX"), strings.HasPrefix(what, "creating CONSTRAINT"), strings.HasPrefix(what, "creating FK CONSTRAINT"),
+		strings.HasPrefix(what, "creating TRIGGER"), strings.HasPrefix(what, "creating RULE"), strings.HasPrefix(what, "creating POLICY"),
+		strings.HasPrefix(what, "creating INDEX ATTACH"), strings.HasPrefix(what, "creating MATERIALIZED VIEW DATA"):
+		return string(parallel.PhasePostData)
+	case strings.HasPrefix(what, "creating ") && phase == "":
+		return string(parallel.PhasePreData)
+	}
+	return phase
 }
 
 func (c *restoreChild) lastError() string {
