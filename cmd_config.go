@@ -135,6 +135,9 @@ func (a *app) settings(ctx context.Context, conn *connFlags, key *keyFlags) []ui
 		}
 		add("runbook", fmt.Sprintf("%s: %s, %d scenarios", where, rb.Title, len(rb.Scenarios)), false)
 	}
+	if v, problem := a.notifySetting(); v != "" {
+		add("notify", v, problem)
+	}
 	state := checklists.StateDir(a.stateDir, a.getenv)
 	open := 0
 	if list, err := checklists.List(state); err == nil {
@@ -190,4 +193,46 @@ func (a *app) signerKeyPath(flagValue string) string {
 		return cfg.SignerKey
 	}
 	return ""
+}
+
+// notifySetting lists the notify channels, where each sends (secrets replaced) and what it
+// is for; problem is true when one of them cannot be used.
+func (a *app) notifySetting() (string, bool) {
+	chans, err := a.notifyChannels()
+	var lines []string
+	problem := err != nil
+	for _, c := range chans {
+		var uses []string
+		if c.Alert != "" {
+			uses = append(uses, "the runbook's "+c.Alert+" alert channel")
+		}
+		if c.Updates {
+			uses = append(uses, "updates")
+		}
+		if len(c.Escalation) > 0 {
+			uses = append(uses, "escalation: "+strings.Join(c.Escalation, ", "))
+		}
+		if c.Drills {
+			uses = append(uses, "drills")
+		}
+		line := fmt.Sprintf("%s %s %s", c.Name, c.Type, c.Where)
+		if c.From != "" {
+			line += " (" + c.From + ")"
+		}
+		if len(uses) > 0 {
+			line += "; " + strings.Join(uses, "; ")
+		}
+		if c.Err != nil {
+			line += "; cannot send: " + c.Err.Error()
+			problem = true
+		}
+		lines = append(lines, line)
+	}
+	if err != nil {
+		lines = append(lines, oneLine(err))
+	}
+	if len(lines) == 0 {
+		return "none: add a notify: list to the config file to send updates and pages", false
+	}
+	return strings.Join(lines, "\n"), problem
 }

@@ -81,7 +81,11 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 	if dbConn != nil {
 		database = dbConn.Database
 	}
+	// A mistake in the notify: list is shown in the console, never a reason not to open it.
+	notifyChans, notifyErr := a.notifyChannels()
 	opt := ui.Options{
+		Notify:    notifyChans,
+		NotifyErr: notifyErr,
 		Prefixes:  a.backupPrefixes(database),
 		Settings:  a.settings(ctx, &o.conn, &o.key),
 		Context:   ctx,

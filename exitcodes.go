@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"drconsole/incident"
+	"drconsole/incident/notify"
 	"drconsole/recovery"
 	"drconsole/storage"
 )
@@ -24,6 +25,7 @@ const (
 	exitUnreachable = 8   // backup location unreachable, or no such backup
 	exitSignature   = 9   // the backup is not signed by a trusted key, or its signature does not verify
 	exitJournal     = 10  // the incident journal could not be written (the work itself is described on stderr)
+	exitNotify      = 11  // a notification did not reach one of its channels
 	exitCancelled   = 130 // interrupted (Ctrl-C, hang-up, SIGTERM); nothing was left half-done
 )
 
@@ -50,6 +52,8 @@ func exitCode(err error) int {
 		return exitCancelled
 	case errors.Is(err, incident.ErrJournal):
 		return exitJournal
+	case errors.Is(err, notify.ErrNotDelivered):
+		return exitNotify
 	case errors.Is(err, recovery.ErrWrongKey), errors.Is(err, recovery.ErrNoKey):
 		return exitKey
 	case errors.Is(err, recovery.ErrUnsigned), errors.Is(err, recovery.ErrBadSignature):

@@ -20,16 +20,19 @@ type Incident struct {
 	Closed       bool
 	Outcome      string
 
-	Steps     []StepRecord // one per planned step, in the plan's order
-	Commands  []CommandRecord
-	Backup    *BackupRecord
-	Restores  []RestoreRecord
-	Checks    []CheckRecord
-	Ticks     []TickRecord
-	Notes     []NoteRecord
-	Sessions  []NoteRecord
-	Events    []Event
-	LastEvent time.Time
+	Steps    []StepRecord // one per planned step, in the plan's order
+	Commands []CommandRecord
+	Backup   *BackupRecord
+	Restores []RestoreRecord
+	Checks   []CheckRecord
+	Ticks    []TickRecord
+	Notes    []NoteRecord
+	Sessions []NoteRecord
+	// Notifications are the messages sent, one per channel, in the order they were sent.
+	Notifications []NotificationRecord
+	Escalations   []EscalationRecord
+	Events        []Event
+	LastEvent     time.Time
 }
 
 // StepStatus is where a step stands.
@@ -155,6 +158,35 @@ type TickRecord struct {
 	Step int // 0: the post-recovery checklist
 	Item string
 	Who  string
+}
+
+// NotificationRecord is one message to one channel: what was sent, to whom, when, and
+// what became of it. Result is "" while no result is recorded (sending, or drconsole ended
+// before it knew).
+type NotificationRecord struct {
+	Ref      string
+	Time     time.Time
+	Step     int
+	Channel  string
+	Kind     string
+	Action   string
+	Subject  string
+	Text     string
+	Who      string
+	Result   string // delivered, failed, ""
+	Error    string
+	Attempts int
+	Ended    time.Time
+	Duration time.Duration
+}
+
+// EscalationRecord is an escalation level that fell due and what the operator did.
+type EscalationRecord struct {
+	Time   time.Time
+	Level  int
+	Role   string
+	Result string // paged, mailed, declined
+	Who    string
 }
 
 // NoteRecord is a timestamped line of text.
@@ -300,6 +332,18 @@ func (inc *Incident) apply(e Event) {
 		inc.Notes = append(inc.Notes, NoteRecord{Time: e.Time, Who: e.Who, Text: e.Note})
 	case EventSession:
 		inc.Sessions = append(inc.Sessions, NoteRecord{Time: e.Time, Who: e.Who, Text: e.Note})
+	case EventNotifySent:
+		inc.Notifications = append(inc.Notifications, NotificationRecord{Ref: e.Ref, Time: e.Time, Step: e.Step, Channel: e.Channel,
+			Kind: e.Kind, Action: e.Action, Subject: e.Title, Text: e.Note, Who: e.Who})
+	case EventNotifyResult:
+		for i := len(inc.Notifications) - 1; i >= 0; i-- {
+			if n := &inc.Notifications[i]; n.Ref == e.Ref && n.Channel == e.Channel {
+				n.Result, n.Error, n.Attempts, n.Ended, n.Duration = e.Result, e.Error, e.Attempts, e.Time, seconds(e.Seconds)
+				break
+			}
+		}
+	case EventEscalationAck:
+		inc.Escalations = append(inc.Escalations, EscalationRecord{Time: e.Time, Level: e.Level, Role: e.Title, Result: e.Result, Who: e.Who})
 	case EventIncidentClosed:
 		inc.Closed, inc.Ended, inc.Outcome = true, e.Time, e.Result
 		for i := range inc.Steps {
@@ -357,6 +401,17 @@ func (inc *Incident) Ticked(item string) (TickRecord, bool) {
 	return TickRecord{}, false
 }
 
+// Acknowledged reports whether the operator answered escalation level n (paged, mailed or
+// declined it), so that the console does not offer it again.
+func (inc *Incident) Acknowledged(level int) bool {
+	for _, e := range inc.Escalations {
+		if e.Level == level {
+			return true
+		}
+	}
+	return false
+}
+
 // String names the incident for lists and messages.
 func (inc *Incident) String() string {
 	kind := "incident"
@@ -383,6 +438,8 @@ func (inc *Incident) clone() *Incident {
 	c.Ticks = append([]TickRecord(nil), inc.Ticks...)
 	c.Notes = append([]NoteRecord(nil), inc.Notes...)
 	c.Sessions = append([]NoteRecord(nil), inc.Sessions...)
+	c.Notifications = append([]NotificationRecord(nil), inc.Notifications...)
+	c.Escalations = append([]EscalationRecord(nil), inc.Escalations...)
 	c.Events = append([]Event(nil), inc.Events...)
 	c.Plan.Steps = append([]PlanStep(nil), inc.Plan.Steps...)
 	c.Plan.Checklist = append([]string(nil), inc.Plan.Checklist...)

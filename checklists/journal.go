@@ -43,6 +43,9 @@ const (
 	EventNote            EventType = "note"             // Note, Who
 	EventSession         EventType = "session"          // Note: "hung up", "resumed", "attached"
 	EventIncidentClosed  EventType = "incident_closed"  // Result (recovered, abandoned, drill-complete), Note
+	EventNotifySent      EventType = "notify_sent"      // Ref, Channel, Kind, Action, Title (the subject), Note (the text), Step, Who: written before it is sent
+	EventNotifyResult    EventType = "notify_result"    // Ref, Channel, Result (delivered, failed), Error, Attempts, Seconds
+	EventEscalationAck   EventType = "escalation_ack"   // Level, Title (the role), Result (paged, mailed, declined), Who
 )
 
 // Results of a restore, a swap, a check and an incident. A restore's result is ok only
@@ -54,6 +57,7 @@ const (
 	ResultAbandoned   = "abandoned"   // the restored copy was dropped without a swap
 	ResultInterrupted = "interrupted" // the drconsole running it ended before it finished
 	ResultUnknown     = "unknown"     // a swap was cut off and the server could not be asked
+	ResultDelivered   = "delivered"   // a notification reached its channel
 	CheckPass         = "pass"
 	CheckFail         = "fail"
 )
@@ -98,6 +102,13 @@ type Event struct {
 	TargetOID  uint32      `json:"target_oid,omitempty"`  // swap_started: the live database's OID before the swap
 	ScratchOID uint32      `json:"scratch_oid,omitempty"` // swap_started: the restored copy's OID
 	Tables     []TableRows `json:"tables,omitempty"`      // rows_counted
+
+	Ref      string `json:"ref,omitempty"`      // a notification's id, pairing notify_sent with its notify_result
+	Channel  string `json:"channel,omitempty"`  // the notify channel's name
+	Kind     string `json:"kind,omitempty"`     // a notification's kind: update, escalation, test
+	Action   string `json:"action,omitempty"`   // PagerDuty's event action: trigger, acknowledge, resolve
+	Attempts int    `json:"attempts,omitempty"` // delivery attempts made
+	Level    int    `json:"level,omitempty"`    // an escalation level, 1-based
 }
 
 // TableRows is one table's rows in a restore: in the archive (counted as the stream
@@ -387,7 +398,9 @@ func (j *Journal) Record(e Event) error {
 	if j.f == nil {
 		return fmt.Errorf("record in incident %s: journal is closed", j.id)
 	}
-	if j.inc.Closed {
+	// Messages may still be in flight when the incident closes, and the closing update is
+	// often sent just after: what was sent, and how it went, is recorded whatever the hour.
+	if j.inc.Closed && e.Type != EventNotifySent && e.Type != EventNotifyResult {
 		return fmt.Errorf("record %s in incident %s: %w", e.Type, j.id, ErrIncidentClosed)
 	}
 	if e.Type == "" {

@@ -29,15 +29,19 @@ type Report struct {
 	RPOMet             *bool    `json:"rpo_met,omitempty"`
 	PlanWarning        string   `json:"plan_warning,omitempty"`
 
-	Timeline  []ReportStep    `json:"timeline"`
-	Commands  []ReportCommand `json:"commands"`
-	Backup    *ReportBackup   `json:"backup,omitempty"`
-	Restore   *ReportRestore  `json:"restore,omitempty"`
-	Checks    []ReportCheck   `json:"checks"`
-	Checklist []ReportTick    `json:"checklist"`
-	Notes     []ReportNote    `json:"notes"`
-	Sessions  []ReportNote    `json:"sessions"`
-	Warnings  []string        `json:"warnings,omitempty"` // damage found reading the journal
+	Timeline []ReportStep `json:"timeline"`
+	// Notifications are the updates and pages sent, one per channel; Escalations the
+	// levels that fell due and what was done. Both are part of the timeline.
+	Notifications []ReportNotification `json:"notifications"`
+	Escalations   []ReportEscalation   `json:"escalations"`
+	Commands      []ReportCommand      `json:"commands"`
+	Backup        *ReportBackup        `json:"backup,omitempty"`
+	Restore       *ReportRestore       `json:"restore,omitempty"`
+	Checks        []ReportCheck        `json:"checks"`
+	Checklist     []ReportTick         `json:"checklist"`
+	Notes         []ReportNote         `json:"notes"`
+	Sessions      []ReportNote         `json:"sessions"`
+	Warnings      []string             `json:"warnings,omitempty"` // damage found reading the journal
 }
 
 // ReportStep is a row of the timeline.
@@ -52,6 +56,31 @@ type ReportStep struct {
 	OverMinutes     float64    `json:"over_minutes"` // negative: under budget; 0 for untimed
 	Over            bool       `json:"over"`
 	Note            string     `json:"note,omitempty"`
+}
+
+// ReportNotification is one message sent to one channel, and its delivery.
+type ReportNotification struct {
+	Time            time.Time `json:"time"`
+	Step            int       `json:"step,omitempty"`
+	Channel         string    `json:"channel"`
+	Kind            string    `json:"kind"`
+	Action          string    `json:"action,omitempty"`
+	Subject         string    `json:"subject"`
+	Text            string    `json:"text,omitempty"`
+	Who             string    `json:"who,omitempty"`
+	Result          string    `json:"result"` // delivered, failed, or unknown: no result recorded
+	Error           string    `json:"error,omitempty"`
+	Attempts        int       `json:"attempts"`
+	DurationSeconds float64   `json:"duration_seconds"`
+}
+
+// ReportEscalation is an escalation level answered: paged, mailed or declined.
+type ReportEscalation struct {
+	Time   time.Time `json:"time"`
+	Level  int       `json:"level"`
+	Role   string    `json:"role"`
+	Result string    `json:"result"`
+	Who    string    `json:"who,omitempty"`
 }
 
 // ReportCommand is a command run, or recorded as a drill's would-have-run.
@@ -133,7 +162,7 @@ func BuildReport(inc *Incident, warnings []string, now time.Time) *Report {
 		Closed: inc.Closed, Outcome: inc.Outcome, Warnings: warnings,
 		RTOTargetMinutes: inc.Plan.RTOMinutes, RTOAchievedMinutes: c.Elapsed.Minutes(), RTOMet: !c.OverRTO,
 		RPOTargetMinutes: inc.Plan.RPOMinutes,
-		Commands:         []ReportCommand{}, Checks: []ReportCheck{}, Checklist: []ReportTick{}, Notes: []ReportNote{}, Sessions: []ReportNote{},
+		Commands:         []ReportCommand{}, Notifications: []ReportNotification{}, Escalations: []ReportEscalation{}, Checks: []ReportCheck{}, Checklist: []ReportTick{}, Notes: []ReportNote{}, Sessions: []ReportNote{},
 	}
 	if inc.Closed {
 		r.Ended = timePtr(inc.Ended)
@@ -154,6 +183,17 @@ func BuildReport(inc *Incident, warnings []string, now time.Time) *Report {
 			row.OverMinutes = (sc.Elapsed - s.Budget).Minutes()
 		}
 		r.Timeline = append(r.Timeline, row)
+	}
+	for _, n := range inc.Notifications {
+		res := n.Result
+		if res == "" {
+			res = ResultUnknown
+		}
+		r.Notifications = append(r.Notifications, ReportNotification{Time: n.Time, Step: n.Step, Channel: n.Channel, Kind: n.Kind, Action: n.Action,
+			Subject: n.Subject, Text: n.Text, Who: n.Who, Result: res, Error: n.Error, Attempts: n.Attempts, DurationSeconds: n.Duration.Seconds()})
+	}
+	for _, e := range inc.Escalations {
+		r.Escalations = append(r.Escalations, ReportEscalation{Time: e.Time, Level: e.Level, Role: e.Role, Result: e.Result, Who: e.Who})
 	}
 	for _, cmd := range inc.Commands {
 		if !cmd.Ran && !cmd.DryRun {
@@ -300,6 +340,49 @@ func (r *Report) Markdown() string {
 			title += ": " + cell(s.Note)
 		}
 		p("| %d | %s | %s | %s | %s | %s | %s |\n", s.Number, title, start, end, dur, budget, verdict)
+	}
+
+	if len(r.Notifications) > 0 || len(r.Escalations) > 0 {
+		p("\n## Updates and pages\n\n")
+		for _, e := range r.Escalations {
+			who := ""
+			if e.Who != "" {
+				who = " by " + oneLine(e.Who)
+			}
+			p("- %s escalation level %d, %s: %s%s\n", r.clock(e.Time), e.Level, oneLine(e.Role), e.Result, who)
+		}
+		if len(r.Escalations) > 0 && len(r.Notifications) > 0 {
+			p("\n")
+		}
+		if len(r.Notifications) > 0 {
+			p("| Time | Step | Channel | Message | Delivery |\n| --- | --- | --- | --- | --- |\n")
+		}
+		for _, n := range r.Notifications {
+			step := ""
+			if n.Step > 0 {
+				step = fmt.Sprint(n.Step)
+			}
+			what := n.Kind
+			if n.Action != "" && n.Action != "trigger" {
+				what += " (" + n.Action + ")"
+			}
+			res := n.Result
+			switch n.Result {
+			case ResultDelivered:
+				res = fmt.Sprintf("delivered in %.1fs", n.DurationSeconds)
+				if n.Attempts > 1 {
+					res += fmt.Sprintf(", attempt %d", n.Attempts)
+				}
+			case ResultUnknown:
+				res = "**no result recorded**: still sending, or drconsole ended first"
+			default:
+				res = "**" + n.Result + "**"
+				if n.Error != "" {
+					res += ": " + n.Error
+				}
+			}
+			p("| %s | %s | %s | %s: %s | %s |\n", r.clock(n.Time), step, cell(n.Channel), what, cell(n.Subject), cell(res))
+		}
 	}
 
 	p("\n## Commands run\n\n")

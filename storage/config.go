@@ -37,6 +37,10 @@ type Config struct {
 	// BackupPrefix is the application's prefix in backup names (<prefix>_full_…):
 	// $BACKUP_PREFIX wins; the default is the target database's name.
 	BackupPrefix string `yaml:"backup_prefix"`
+	// Notify is the notify: list of channels, kept as written: incident/notify reads it,
+	// so that a mistake in it is reported where notifications are used and never stops a
+	// restore.
+	Notify yaml.Node `yaml:"notify"`
 }
 
 // LocationConfig is one location in the configuration file.

@@ -17,6 +17,7 @@ import (
 
 	"drconsole/checklists"
 	"drconsole/incident"
+	"drconsole/incident/notify"
 	"drconsole/recovery"
 	"drconsole/storage"
 )
@@ -57,6 +58,11 @@ type Options struct {
 	Work *sync.WaitGroup
 	// Progress is the interval progress figures are passed to the screen at; 0: 100ms.
 	Progress time.Duration
+	// Notify are the channels updates and pages go to (the config file's notify: list);
+	// NotifyErr is what was wrong with that list. Sender sends them (nil: the defaults).
+	Notify    []*notify.Channel
+	NotifyErr error
+	Sender    *notify.Sender
 }
 
 // session is what every screen shares. Only Update changes it.
@@ -79,6 +85,8 @@ type session struct {
 	// pending: notes about what was done on the server before an incident was open (a
 	// repair, a leftover dropped); they are recorded in the incident once one is.
 	pending []string
+	// offeredEvents: the incident's events already looked at for an update to offer.
+	offeredEvents int
 
 	// mu guards scratch and leaving, which work goroutines share with Update. scratch is
 	// a restored copy nobody is working on; a swap or abandon in flight takes it out and
@@ -205,6 +213,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if s.opt.Now != nil {
 			s.now = s.opt.Now()
 		}
+		m.offerNotify()
 		return m, tick()
 	case journaledMsg:
 		if msg.err != nil {
@@ -212,6 +221,16 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		if s.journal != nil {
 			s.inc = s.journal.Incident()
+		}
+		m.offerNotify()
+		return m, nil
+	case notifyDeliveredMsg:
+		return m.notified(msg)
+	case notifyFinishedMsg:
+		if msg.failed > 0 {
+			m.status = fmt.Sprintf("UPDATE NOT DELIVERED to %d of %d channels (journaled; see the report). u drafts another.", msg.failed, msg.sent+msg.failed)
+		} else {
+			m.status = fmt.Sprintf("Update delivered to all %d channels.", msg.sent)
 		}
 		return m, nil
 	case statusMsg:
@@ -247,6 +266,9 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			notes = append(notes, checklists.Event{Type: checklists.EventNote, Who: s.opt.Operator, Note: n})
 		}
 		s.pending = nil
+		if len(s.inc.Events) > 1 { // resumed: what happened before is not offered again
+			s.offeredEvents = len(s.inc.Events)
+		}
 		home := newScenarioScreen(s)
 		m.stack = []screen{home}
 		return m, tea.Batch(home.init(), s.record(notes...))
@@ -308,6 +330,10 @@ func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	case !typing && key.Matches(msg, keyHelp):
 		m.showHelp = true
 		return m, nil
+	case !typing && (key.Matches(msg, keyUpdate) || key.Matches(msg, keyPage)):
+		if cmd, ok := m.notifyKey(msg); ok {
+			return m, cmd
+		}
 	case !typing && key.Matches(msg, keyBack) && !m.top().busy():
 		if len(m.stack) > 1 {
 			m.stack = m.stack[:len(m.stack)-1]
@@ -417,7 +443,11 @@ func (m Model) Render() string {
 	s := m.s
 	w, h := max(s.width, 20), max(s.height, 8)
 	header := m.header(w)
-	km := keyMap{short: m.top().keys(), global: []key.Binding{keyUp, keyDown, keyEnter, keyBack, keyHelp, keyQuit}, typing: m.top().typing()}
+	global := []key.Binding{keyUp, keyDown, keyEnter, keyBack, keyHelp, keyQuit}
+	if s.run != nil && len(s.opt.Notify) > 0 {
+		global = append(global, keyUpdate, keyPage)
+	}
+	km := keyMap{short: m.top().keys(), global: global, typing: m.top().typing()}
 	foot := m.help.ShortHelpView(km.ShortHelp())
 	if m.showHelp {
 		foot = m.help.FullHelpView(km.FullHelp())

@@ -13,6 +13,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"drconsole/checklists"
+	"drconsole/incident"
 	"drconsole/recovery"
 )
 
@@ -181,6 +182,10 @@ func (st *stepScreen) action() tea.Cmd {
 			return status("This step names no URL to check.")
 		}
 		return st.health(st.step.URL)
+	case checklists.KindNotify:
+		if s.run != nil {
+			return push(newUpdateScreen(s, st.n, incident.OnUpdate))
+		}
 	case checklists.KindCommand:
 		if st.runnable() && !st.running {
 			st.mode = stepConfirmRun
@@ -287,6 +292,10 @@ func (st *stepScreen) view(w, h int) string {
 		b.WriteString(s.st.Accent.Render("enter: run the integrity checks") + "\n")
 	case checklists.KindHealth:
 		b.WriteString(s.st.Accent.Render(wrap("enter: check "+st.step.URL, w)) + "\n")
+	case checklists.KindNotify:
+		if len(s.opt.Notify) > 0 {
+			b.WriteString(s.st.Accent.Render(wrap("enter: draft the status update (shown, editable, sent when you confirm)", w)) + "\n")
+		}
 	}
 	for _, item := range st.step.Items {
 		b.WriteString("  • " + item + "\n")
