@@ -111,7 +111,7 @@ also a subcommand with --json output and meaningful exit codes (see the README).
 	console := newConsoleCmd(a)
 	root.AddCommand(console, newBackupsCmd(a), newRestoreCmd(a), newVerifyCmd(a), newCheckCmd(a), newBackupCmd(a),
 		newRunbookCmd(a), newIncidentsCmd(a), newReportCmd(a), newConfigCmd(a), newNotifyCmd(a), newManCmd(a),
-		newWALPushCmd(a), newWALFetchCmd(a), newWALStatusCmd(a), newBaseBackupCmd(a))
+		newWALPushCmd(a), newWALFetchCmd(a), newWALStatusCmd(a), newBaseBackupCmd(a), newDrillCmd(a))
 	return root
 }
 

@@ -574,6 +574,28 @@ func serverAccount() (*account, error) {
 	return &account{cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid: uid, gid: gid}, nil
 }
 
+// RunAsServer makes cmd run as the account PostgreSQL runs as here: this one, or
+// postgres when this is root.
+func RunAsServer(cmd *exec.Cmd) error {
+	a, err := serverAccount()
+	if err != nil {
+		return err
+	}
+	if a.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: a.cred}
+	}
+	return nil
+}
+
+// GiveToServer makes path, and what is under it, the server account's.
+func GiveToServer(path string) error {
+	a, err := serverAccount()
+	if err != nil {
+		return err
+	}
+	return chownAll(path, a)
+}
+
 func chownAll(root string, a *account) error {
 	if a.uid < 0 {
 		return nil

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"drconsole/drill"
+)
+
+type drillOptions struct {
+	scenario  string
+	size      string
+	seed      uint64
+	keep      bool
+	dir       string
+	noConsole bool
+	remove    string
+}
+
+func newDrillCmd(a *app) *cobra.Command {
+	o := &drillOptions{}
+	c := &cobra.Command{
+		Use:   "drill [flags]",
+		Short: "a training sandbox: a throwaway cluster, a week of backups, the scenario's fault, and the console on it",
+		Long: `Builds a sandbox under a temporary directory and opens the console on it, as a drill: a
+throwaway PostgreSQL cluster (as the postgres account when run as root) reachable through
+its socket only, a database shaped like the application's (quoted PascalCase tables, a large
+event table), a week of encrypted, signed backups at simulated times with the runbook's
+names in a primary and a secondary location, a drill key, and the scenario's fault done for
+real: rows deleted and a table damaged (database-corruption), the database gone
+(infrastructure-failure), the primary location unreachable (regional-outage), or users
+overwritten with the last two backups infected too (ransomware).
+
+Nothing outside the sandbox is read or touched: this machine's connection settings,
+locations, keys and incidents are not used; the console sees only the sandbox's. The sandbox
+is removed when the console closes, unless --keep.`,
+		Example: `  drconsole drill
+  drconsole drill --scenario ransomware --size medium --seed 7 --keep
+  drconsole drill --no-console          # build it, print how to reach it, keep it
+  drconsole drill --remove /tmp/drconsole-drill-123456`,
+		Args: noArgs(""),
+		RunE: func(c *cobra.Command, _ []string) error { return runDrill(c.Context(), a, o) },
+	}
+	f := c.Flags()
+	f.StringVar(&o.scenario, "scenario", drill.Corruption, "the runbook `scenario` whose fault is injected: database-corruption, infrastructure-failure, regional-outage or ransomware")
+	f.StringVar(&o.size, "size", "small", "how much data: small (ready in seconds), medium or large")
+	f.Uint64Var(&o.seed, "seed", 0, "seed of the data and the fault, to run the same drill again (default: from the clock, printed)")
+	f.BoolVar(&o.keep, "keep", false, "keep the sandbox when the console closes")
+	f.StringVar(&o.dir, "dir", "", "the `dir`ectory the sandbox goes under (default: $TMPDIR or /tmp)")
+	f.BoolVar(&o.noConsole, "no-console", false, "build the sandbox, print how to reach it and keep it, without opening the console")
+	f.StringVar(&o.remove, "remove", "", "stop and delete the sandbox in `dir` (one drill made)")
+	return c
+}
+
+// productionEnv are the settings a drill must never read: connection settings,
+// locations, keys, AWS credentials.
+func productionEnv(k string) bool {
+	for _, p := range []string{"PG", "DB_", "AWS_", "S3_"} {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	switch k {
+	case "DATABASE_URL", "BACKUP_DIR", "BACKUP_PREFIX", "DRCONSOLE_CONFIG", "DRCONSOLE_PASSPHRASE", "DRCONSOLE_SIGNER_KEY", "DRCONSOLE_SIGN_KEY", "XDG_STATE_HOME":
+		return true
+	}
+	return false
+}
+
+func runDrill(ctx context.Context, a *app, o *drillOptions) error {
+	if o.remove != "" {
+		return removeSandbox(o.remove)
+	}
+	if _, ok := drill.Sizes[o.size]; !ok {
+		return usagef("--size %q: small, medium or large", o.size)
+	}
+	if a.configPath != "" || a.backupDir != "" || a.stateDir != "" {
+		return usagef("a drill uses its sandbox's settings only: --config, --backup-dir and --state-dir do not apply")
+	}
+	// Whatever this process would otherwise reach, it must not: the libraries read some
+	// of these from the process's environment themselves.
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); productionEnv(k) {
+			os.Unsetenv(k)
+		}
+	}
+	seed := o.seed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano()%1_000_000) + 1
+	}
+	fmt.Fprintf(a.stderr, "drill: building a %s sandbox for %s (seed %d)\n", o.size, o.scenario, seed)
+	sb, err := drill.Build(ctx, drill.Options{Scenario: o.scenario, Size: o.size, Seed: seed, Parent: o.dir,
+		Log: func(s string) { fmt.Fprintln(a.stderr, "drill: "+s) }})
+	if err != nil {
+		return usageOrErr(err)
+	}
+	keep := o.keep || o.noConsole
+	if !keep {
+		defer func() {
+			if err := sb.Remove(); err != nil {
+				fmt.Fprintf(a.stderr, "drill: %v\n", err)
+			}
+		}()
+	}
+	printSandbox(a, sb, seed, o.noConsole)
+	if o.noConsole {
+		fmt.Fprintf(a.stdout, "remove it with: drconsole drill --remove %s\n", sb.Dir)
+		return nil
+	}
+	env := sb.Env()
+	in := &app{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, getenv: func(k string) string { return env[k] },
+		configPath: sb.Config, stateDir: sb.StateDir, self: a.self}
+	err = runConsole(ctx, in, &consoleOptions{drill: true, key: keyFlags{gpgKey: sb.Secret}})
+	// The answer is the facilitator's: shown once the drill is over.
+	fmt.Fprintf(a.stdout, "drill over (seed %d): %s\n", seed, sb.Fault)
+	fmt.Fprintf(a.stdout, "answer    %s\n", answer(sb))
+	if keep {
+		fmt.Fprintf(a.stdout, "the sandbox is kept in %s; remove it with: drconsole drill --remove %s\n", sb.Dir, sb.Dir)
+	}
+	return err
+}
+
+func usageOrErr(err error) error {
+	if strings.HasPrefix(err.Error(), "size ") || strings.HasPrefix(err.Error(), "scenario ") {
+		return usageError{err}
+	}
+	return err
+}
+
+func printSandbox(a *app, sb *drill.Sandbox, seed uint64, withAnswer bool) {
+	w := a.stdout
+	fmt.Fprintf(w, "sandbox   %s (seed %d)\n", sb.Dir, seed)
+	fmt.Fprintf(w, "server    socket %s, port %d, database %s (psql -h %s -p %d -U postgres %s)\n", sb.Dir, sb.Port, sb.Database, sb.Dir, sb.Port, sb.Database)
+	fmt.Fprintf(w, "backups   %d in primary and secondary (%s … %s), encrypted and signed with the drill key %s\n", len(sb.Backups), sb.Backups[0], sb.Backups[len(sb.Backups)-1], sb.Secret)
+	if withAnswer {
+		fmt.Fprintf(w, "fault     %s\n", sb.Fault)
+		fmt.Fprintf(w, "answer    %s\n", answer(sb))
+	}
+}
+
+// answer is what a correct recovery brings back, for the facilitator.
+func answer(sb *drill.Sandbox) string {
+	var names []string
+	for t := range sb.Truth {
+		names = append(names, t)
+	}
+	sort.Strings(names)
+	var truth []string
+	for _, t := range names {
+		truth = append(truth, fmt.Sprintf("%s %d", t, sb.Truth[t]))
+	}
+	return "the clean backup's rows: " + strings.Join(truth, ", ")
+}
+
+// removeSandbox stops and deletes a sandbox a drill made, and nothing else.
+func removeSandbox(dir string) error {
+	dir = filepath.Clean(dir)
+	if !strings.HasPrefix(filepath.Base(dir), "drconsole-drill-") {
+		return usagef("%s is not a drill sandbox (their directories are named drconsole-drill-…)", dir)
+	}
+	for _, f := range []string{"drconsole.yaml", "drill-secret.asc", "data/PG_VERSION"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			return usagef("%s is not a drill sandbox (no %s)", dir, f)
+		}
+	}
+	return drill.RemoveDir(dir)
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"drconsole/internal/pgtest"
+)
+
+// A drill builds its sandbox from nothing but this machine's PostgreSQL binaries, and
+// never reaches what the environment names as production: a server given by DB_* and
+// PG* settings here, which must be left exactly as it was.
+func TestDrillSandboxTouchesNothingOutside(t *testing.T) {
+	prod := pgtest.Shared(t)
+	before := strings.Join(prod.Databases(t), ",")
+	bin := drconsoleBinary(t, "")
+	state := t.TempDir()
+	for _, scenario := range []string{"database-corruption", "regional-outage"} {
+		t.Run(scenario, func(t *testing.T) {
+			cmd := exec.Command(bin, "drill", "--no-console", "--scenario", scenario, "--seed", "7")
+			cmd.Env = append(os.Environ(), "DB_HOST="+prod.Host, "DB_PORT="+strconv.Itoa(prod.Port), "DB_USER="+prod.User, "DB_PASSWORD="+prod.Password,
+				"DB_NAME=spywatcher", "PGHOST="+prod.Host, "PGPORT="+strconv.Itoa(prod.Port), "PGPASSWORD="+prod.Password, "XDG_STATE_HOME="+state,
+				"BACKUP_DIR="+t.TempDir())
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("drill: %v\n%s", err, out)
+			}
+			m := regexp.MustCompile(`remove it with: drconsole drill --remove (\S+)`).FindSubmatch(out)
+			if m == nil {
+				t.Fatalf("drill did not say where its sandbox is:\n%s", out)
+			}
+			dir := string(m[1])
+			defer func() {
+				if out, err := exec.Command(bin, "drill", "--remove", dir).CombinedOutput(); err != nil {
+					t.Errorf("drill --remove: %v: %s", err, out)
+				}
+				if _, err := os.Stat(dir); !os.IsNotExist(err) {
+					t.Errorf("the sandbox %s is still there", dir)
+				}
+			}()
+			text := string(out)
+			for _, want := range []string{"backups   9 in primary and secondary", "fault     ", "answer    the clean backup's rows: public.ApiKey"} {
+				if !strings.Contains(text, want) {
+					t.Errorf("drill output lacks %q:\n%s", want, text)
+				}
+			}
+			// A week of encrypted backups in both locations (the primary unreachable in a
+			// regional outage), readable with the drill key and signed by it.
+			primary, _ := filepath.Glob(filepath.Join(dir, "backups", "primary", "spywatcher_*.dump.gz.gpg"))
+			secondary, _ := filepath.Glob(filepath.Join(dir, "backups", "secondary", "spywatcher_*.dump.gz.gpg"))
+			wantPrimary := 9
+			if scenario == "regional-outage" {
+				wantPrimary = 0
+			}
+			if len(primary) != wantPrimary || len(secondary) != 9 {
+				t.Errorf("backups: %d in primary (want %d), %d in secondary (want 9)", len(primary), wantPrimary, len(secondary))
+			}
+			verify := exec.Command(bin, "verify", "--config", filepath.Join(dir, "drconsole.yaml"), "--gpg-key", filepath.Join(dir, "drill-secret.asc"), "--json", "latest")
+			verify.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "DB_NAME=spywatcher"}
+			if vout, err := verify.CombinedOutput(); err != nil || !strings.Contains(string(vout), `"complete": true`) || !strings.Contains(string(vout), `"trusted": true`) {
+				t.Errorf("verify latest in the sandbox: %v\n%s", err, vout)
+			}
+			// The fault is real: the sandbox's database has lost users the answer has.
+			port := regexp.MustCompile(`port (\d+), database`).FindStringSubmatch(text)
+			want := regexp.MustCompile(`public\.User (\d+)`).FindStringSubmatch(text)
+			if port == nil || want == nil {
+				t.Fatalf("drill output lacks the port or the answer:\n%s", text)
+			}
+			psql := exec.Command(filepath.Join(prod.BinDir, "psql"), "-X", "-A", "-t", "-h", dir, "-p", port[1], "-U", "postgres", "-d", "spywatcher", "-c", `SELECT count(*) FROM "User"`)
+			psql.Env = []string{"PATH=" + os.Getenv("PATH")}
+			got, err := psql.CombinedOutput()
+			if n, _ := strconv.Atoi(strings.TrimSpace(string(got))); err != nil || n == 0 || strconv.Itoa(n) == want[1] {
+				t.Errorf("the sandbox's \"User\" rows after the fault: %s (%v), the clean backup's: %s", got, err, want[1])
+			}
+			if after := strings.Join(prod.Databases(t), ","); after != before {
+				t.Errorf("the drill changed the production server's databases:\n before %s\n after  %s", before, after)
+			}
+			if entries, _ := os.ReadDir(state); len(entries) != 0 {
+				t.Errorf("the drill wrote into this machine's state directory: %v", entries)
+			}
+		})
+	}
+}
