@@ -91,6 +91,13 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 			os.Unsetenv(k)
 		}
 	}
+	if removed, err := drill.RemoveOrphans(o.dir); err != nil {
+		fmt.Fprintf(a.stderr, "drill: a sandbox left by a drill that died could not be removed: %v\n", err)
+	} else {
+		for _, d := range removed {
+			fmt.Fprintf(a.stderr, "drill: removed %s, left by a drill that died\n", d)
+		}
+	}
 	seed := o.seed
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano()%1_000_000) + 1
@@ -102,7 +109,11 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 		return usageOrErr(err)
 	}
 	keep := o.keep || o.noConsole
-	if !keep {
+	if keep {
+		if err := sb.Keep(); err != nil {
+			fmt.Fprintf(a.stderr, "drill: %v (the next drill may take the sandbox for a dead one's and remove it)\n", err)
+		}
+	} else {
 		defer func() {
 			if err := sb.Remove(); err != nil {
 				fmt.Fprintf(a.stderr, "drill: %v\n", err)

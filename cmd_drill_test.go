@@ -86,3 +86,45 @@ func TestDrillSandboxTouchesNothingOutside(t *testing.T) {
 		})
 	}
 }
+
+// A sandbox whose drill died (kill -9, a crash) is found and removed by the next drill; a
+// kept one is not.
+func TestDrillRemovesASandboxLeftByADeadDrill(t *testing.T) {
+	bin := drconsoleBinary(t, "")
+	// The server's account must reach the sandbox: not under t.TempDir(), which is root's.
+	parent, err := os.MkdirTemp("", "drill-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(parent, 0o755)
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	build := func() (string, string) {
+		t.Helper()
+		out, err := exec.Command(bin, "drill", "--no-console", "--seed", "3", "--dir", parent).CombinedOutput()
+		if err != nil {
+			t.Fatalf("drill: %v\n%s", err, out)
+		}
+		m := regexp.MustCompile(`remove it with: drconsole drill --remove (\S+)`).FindSubmatch(out)
+		if m == nil {
+			t.Fatalf("drill did not say where its sandbox is:\n%s", out)
+		}
+		return string(m[1]), string(out)
+	}
+	orphan, _ := build()
+	// As if its drill had been killed: not kept, and its process gone.
+	dead := exec.Command("true")
+	dead.Run()
+	os.Remove(filepath.Join(orphan, "kept"))
+	os.WriteFile(filepath.Join(orphan, "drill.pid"), []byte(strconv.Itoa(dead.ProcessState.Pid())), 0o644)
+	kept, out := build()
+	defer exec.Command(bin, "drill", "--remove", kept).Run()
+	if !strings.Contains(out, "removed "+orphan+", left by a drill that died") {
+		t.Errorf("the second drill did not say it removed the first's sandbox:\n%s", out)
+	}
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Errorf("the dead drill's sandbox %s is still there", orphan)
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("the kept sandbox is gone: %v", err)
+	}
+}
