@@ -21,6 +21,7 @@ import (
 // pitrFlags are restore's point-in-time recovery flags.
 type pitrFlags struct {
 	toTime   string
+	toLSN    string
 	toLatest bool
 	pgdata   string
 	port     int
@@ -29,13 +30,14 @@ type pitrFlags struct {
 
 func (p *pitrFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&p.toTime, "to-time", "", "recover to this `time` ('YYYY-MM-DD HH:MM:SS', UTC unless an offset such as +02:00 is given) from a base backup and the WAL archive: recovery stops before the first commit after it")
+	fs.StringVar(&p.toLSN, "to-lsn", "", "recover from a base backup and the WAL archive to just after this WAL `location` (e.g. 0/3000060, as pg_current_wal_lsn() gives it)")
 	fs.BoolVar(&p.toLatest, "to-latest", false, "recover from a base backup and the WAL archive to the last archived commit")
 	fs.StringVar(&p.pgdata, "pgdata", "", "with --to-time or --to-latest: the new, empty data `dir`ectory to recover into and start (a fresh DR host)")
 	fs.IntVar(&p.port, "port", 0, "with --pgdata: the recovered server's port (default: the backed-up server's)")
 	fs.StringVar(&p.workDir, "work-dir", "", "without --pgdata: the `dir`ectory for the temporary recovered cluster and its dump, which need the cluster's size (default: $TMPDIR or /tmp)")
 }
 
-func (p *pitrFlags) wanted() bool { return p.toTime != "" || p.toLatest }
+func (p *pitrFlags) wanted() bool { return p.toTime != "" || p.toLSN != "" || p.toLatest }
 
 // parseTarget reads --to-time: UTC unless it says otherwise.
 func parseTarget(s string) (time.Time, error) {
@@ -56,8 +58,8 @@ func parseTarget(s string) (time.Time, error) {
 
 func runPITR(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions) error {
 	p := o.pitr
-	if p.toTime != "" && p.toLatest {
-		return usagef("--to-time and --to-latest: give one")
+	if n := btoi(p.toTime != "") + btoi(p.toLSN != "") + btoi(p.toLatest); n > 1 {
+		return usagef("--to-time, --to-lsn and --to-latest: give one")
 	}
 	if p.pgdata == "" && p.port != 0 {
 		return usagef("--port is the port of a server recovered into --pgdata")
@@ -83,7 +85,7 @@ func runPITR(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions) e
 	if err != nil {
 		return err
 	}
-	opts := wal.PITROptions{Keys: keys, Target: target, Latest: p.toLatest, PgData: p.pgdata, Port: p.port,
+	opts := wal.PITROptions{Keys: keys, Target: target, Latest: p.toLatest, LSN: strings.ToUpper(strings.TrimSpace(p.toLSN)), PgData: p.pgdata, Port: p.port,
 		Log: func(s string) { fmt.Fprintln(a.stderr, "restore: "+s) }}
 	for _, l := range locs {
 		opts.Bases = append(opts.Bases, storage.BasesOf(l))
@@ -110,7 +112,10 @@ func runPITR(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions) e
 func printPITRPlan(w io.Writer, plan *wal.PITRPlan, into string) {
 	b := plan.Base
 	to := "the last archived commit"
-	if !plan.Latest() {
+	switch {
+	case plan.LSN() != "":
+		to = "WAL location " + plan.LSN()
+	case !plan.Latest():
 		to = plan.Target().UTC().Format("2006-01-02 15:04:05 UTC")
 	}
 	fmt.Fprintf(w, "plan: recover to %s into %s\n", to, into)
@@ -163,8 +168,13 @@ func (a *app) recoverDatabase(ctx context.Context, c *cobra.Command, o *restoreO
 		return err
 	}
 	fmt.Fprintf(a.stderr, "restore: recovered: %s; promoted to timeline %d\n", res.Stopped, res.NewTimeline)
-	at := plan.Target()
-	if plan.Latest() {
+	// The dump's name dates it, and the report's RPO follows: the last transaction the
+	// recovery replayed, else the target.
+	at := res.RecoveryPoint(ctx, cn.User)
+	if at.IsZero() {
+		at = plan.Target()
+	}
+	if at.IsZero() {
 		at = time.Now()
 	}
 	dump := filepath.Join(work, fmt.Sprintf("%s_full_%s.dump", cn.Database, at.UTC().Format("20060102_150405")))
@@ -233,4 +243,11 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -34,6 +34,7 @@ type walCycle struct {
 	wrapper string // drconsole with the test's environment, as the server runs it
 	secret  string // the key that decrypts the archive
 	t1      string // between the two batches
+	lsn1    string // where the WAL was at T1
 	last    string // the last segment archived
 }
 
@@ -80,7 +81,8 @@ exec %[2]s --config %[3]s "$@"
 	}
 	w.c.Exec(t, "app", `INSERT INTO batch SELECT 'A', g FROM generate_series(1, 1000) g`)
 	time.Sleep(200 * time.Millisecond)
-	w.t1 = w.c.Query(t, "postgres", `SELECT clock_timestamp()::text`)[0][0]
+	at := w.c.Query(t, "postgres", `SELECT clock_timestamp()::text, pg_current_wal_insert_lsn()::text`)[0]
+	w.t1, w.lsn1 = at[0], at[1]
 	time.Sleep(200 * time.Millisecond)
 	w.c.Exec(t, "app", `INSERT INTO batch SELECT 'B', g FROM generate_series(1, 1000) g`)
 	w.c.Query(t, "postgres", `SELECT pg_switch_wal()`)
@@ -208,7 +210,39 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 
 	t.Run("refusals", func(t *testing.T) { w.refusals(t) })
 	t.Run("targets refused", func(t *testing.T) { w.targetsRefused(t) })
+	t.Run("to a WAL location", func(t *testing.T) { w.toLSN(t) })
 	t.Run("into the live database", func(t *testing.T) { w.intoLive(t) })
+}
+
+// --to-lsn stops just after a WAL location: the one the server was at between A and B.
+func (w *walCycle) toLSN(t *testing.T) {
+	pgdata := filepath.Join(w.dir, "recovered-lsn")
+	port := freeTCPPort(t)
+	t.Cleanup(func() { w.c.Command("pg_ctl", "-D", pgdata, "-m", "immediate", "stop").Run() })
+	restore := exec.Command(w.wrapper, "restore", "--gpg-key", w.secret, "--to-lsn", w.lsn1, "--pgdata", pgdata, "--port", strconv.Itoa(port))
+	out, err := restore.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "recover to WAL location "+w.lsn1) || !strings.Contains(string(out), "recovery stopping after WAL location") {
+		t.Fatalf("restore --to-lsn %s: %v:\n%s\n%s", w.lsn1, err, out, tail(pgdata+".log", 2000))
+	}
+	got := queryAt(t, w.dir, port, "app", `SELECT count(*) FILTER (WHERE name = 'A') || ' ' || count(*) FILTER (WHERE name = 'B') FROM batch`)
+	if got != "1000 0" {
+		t.Errorf("recovered to %s: A and B rows %s, want 1000 0", w.lsn1, got)
+	}
+}
+
+func queryAt(t *testing.T, host string, port int, db, sql string) string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=%s sslmode=disable", host, port, db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var s string
+	if err := conn.QueryRow(ctx, sql).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // Without --pgdata the database goes back into the running server the way any backup

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"drconsole/recovery"
 	"drconsole/storage"
 )
@@ -40,6 +42,8 @@ type PITROptions struct {
 	// it); zero with Latest: replay everything the archive holds.
 	Target time.Time
 	Latest bool
+	// LSN, instead of Target: recover to just after this WAL location ("0/3000060").
+	LSN    string
 	PgData string
 	Port   int // the recovered server's port; 0 keeps the backup's
 	// Private: a temporary server only this machine's drconsole reaches: no TCP, its
@@ -62,6 +66,7 @@ type PITRPlan struct {
 	Reaches  time.Time
 	opts     PITROptions
 	folder   storage.Folder // where the base backup is read from
+	lsn      uint64         // opts.LSN read
 }
 
 // Target is the moment recovery stops at (zero with Latest).
@@ -69,6 +74,9 @@ func (p *PITRPlan) Target() time.Time { return p.opts.Target }
 
 // Latest: recovery replays everything archived.
 func (p *PITRPlan) Latest() bool { return p.opts.Latest }
+
+// LSN is the WAL location recovery stops after ("" when it stops at a time).
+func (p *PITRPlan) LSN() string { return p.opts.LSN }
 
 // SetPgData sets where Restore recovers to: a new data directory, the server's port, and
 // whether it is a private, temporary server (PITROptions.Private).
@@ -87,12 +95,24 @@ func PlanPITR(ctx context.Context, o PITROptions) (*PITRPlan, error) {
 		return nil, fmt.Errorf("%w: %s", ErrTarget, why)
 	}
 	p := &PITRPlan{opts: o}
+	if o.LSN != "" {
+		v, err := parseLSN(o.LSN)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --to-lsn %s: give a WAL location such as 0/3000060", ErrTarget, o.LSN)
+		}
+		p.lsn = v
+	}
 	chosen := -1
 	for i, b := range bases {
-		if o.Latest || !b.StopTime.After(o.Target) {
+		stop, _ := parseLSN(b.StopLSN)
+		if o.Latest || o.LSN != "" && stop <= p.lsn || o.LSN == "" && !b.StopTime.After(o.Target) {
 			chosen = i
 			break
 		}
+	}
+	if chosen < 0 && o.LSN != "" {
+		oldest := bases[len(bases)-1]
+		return nil, fmt.Errorf("%w: %s is before every base backup: the oldest, %s, is consistent from %s", ErrTarget, o.LSN, oldest.Name, oldest.StopLSN)
 	}
 	if chosen < 0 {
 		oldest := bases[len(bases)-1]
@@ -181,7 +201,7 @@ func (p *PITRPlan) checkArchive(ctx context.Context) error {
 		if !ok {
 			break
 		}
-		if !p.opts.Latest && at.After(p.opts.Target) {
+		if !p.opts.Latest && p.opts.LSN == "" && at.After(p.opts.Target) {
 			p.say("timeline %d began about %s, after the target: not followed", tli, stamp(at))
 			break
 		}
@@ -195,7 +215,7 @@ func (p *PITRPlan) checkArchive(ctx context.Context) error {
 				begin, descends = h.end, true
 			}
 		}
-		if !descends {
+		if !descends || p.opts.LSN != "" && begin > p.lsn {
 			break
 		}
 		path = append(path, branch{tli, begin})
@@ -231,6 +251,12 @@ func (p *PITRPlan) checkArchive(ctx context.Context) error {
 			if segno <= stop/seg {
 				return fmt.Errorf("%w: the archive lacks %s, which base backup %s needs to be consistent", ErrTarget, name, b.Name)
 			}
+			if p.opts.LSN != "" && segno <= p.lsn/seg {
+				return fmt.Errorf("%w: the archive lacks %s, and %s is in it or after it: recovery could not reach it", ErrTarget, name, p.opts.LSN)
+			}
+			if p.opts.LSN != "" {
+				break
+			}
 			if later := laterIn(have, name); later != "" && (p.opts.Latest || !last.After(p.opts.Target)) {
 				return fmt.Errorf("%w: the archive lacks %s although it holds %s: recovery could not go past %s (archived %s); choose a time before it, or find the missing segment",
 					ErrTarget, name, later, p.Newest, stamp(last))
@@ -243,7 +269,10 @@ func (p *PITRPlan) checkArchive(ctx context.Context) error {
 		}
 		n++
 		p.Newest, last = name, at
-		if !p.opts.Latest && at.After(p.opts.Target.Add(time.Minute)) && segno > stop/seg {
+		if p.opts.LSN != "" && segno > p.lsn/seg {
+			break // the one after the target's: PostgreSQL reads on to it
+		}
+		if !p.opts.Latest && p.opts.LSN == "" && at.After(p.opts.Target.Add(time.Minute)) && segno > stop/seg {
 			// Archived after the target: it holds the target's moment, or a later one.
 			// Segments past it are not needed.
 			break
@@ -332,7 +361,10 @@ func (p *PITRPlan) Restore(ctx context.Context) (*PITRResult, error) {
 		return nil, err
 	}
 	target := "recovery_target_timeline = '" + strconv.Itoa(p.Timeline) + "'\n"
-	if !o.Latest {
+	switch {
+	case o.LSN != "":
+		target += "recovery_target_lsn = '" + o.LSN + "'\n"
+	case !o.Latest:
 		target += "recovery_target_time = '" + o.Target.UTC().Format("2006-01-02 15:04:05.999999") + "+00'\n"
 	}
 	conf := "\n# drconsole restore: point-in-time recovery from " + p.Base.Name + "\n" +
@@ -398,7 +430,11 @@ func (p *PITRPlan) Restore(ctx context.Context) (*PITRResult, error) {
 		case strings.Contains(text, "database system is ready to accept connections") && res.NewTimeline > 0 &&
 			strings.Contains(text, "archive recovery complete"):
 			if !o.Latest && res.Stopped == "" {
-				return res, fmt.Errorf("the server promoted to timeline %d without reaching %s: the archive ends before it (its log: %s)", res.NewTimeline, stamp(o.Target), logFile)
+				to := stamp(o.Target)
+				if o.LSN != "" {
+					to = o.LSN
+				}
+				return res, fmt.Errorf("the server promoted to timeline %d without reaching %s: the archive ends before it (its log: %s)", res.NewTimeline, to, logFile)
 			}
 			return res, nil
 		case strings.Contains(text, "FATAL") || strings.Contains(text, "PANIC"):
@@ -428,6 +464,21 @@ func (r *PITRResult) Stop() error {
 		return fmt.Errorf("stopping the recovered server: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// RecoveryPoint is the time of the last transaction the recovered server replayed: the
+// moment the data is from. Zero when it cannot tell (nothing replayed).
+func (r *PITRResult) RecoveryPoint(ctx context.Context, role string) time.Time {
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable", filepath.Dir(filepath.Clean(r.PgData)), r.Port, role))
+	if err != nil {
+		return time.Time{}
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var t *time.Time
+	if conn.QueryRow(ctx, `SELECT pg_last_xact_replay_timestamp()`).Scan(&t) != nil || t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
 // Dump writes database of a Private recovered server as a custom-format archive to
