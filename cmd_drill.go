@@ -11,7 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"drconsole/checklists"
 	"drconsole/drill"
+	"drconsole/storage"
 )
 
 type drillOptions struct {
@@ -22,6 +24,8 @@ type drillOptions struct {
 	dir       string
 	noConsole bool
 	remove    string
+	auto      bool
+	backup    string
 }
 
 func newDrillCmd(a *app) *cobra.Command {
@@ -56,6 +60,8 @@ is removed when the console closes, unless --keep.`,
 	f.StringVar(&o.dir, "dir", "", "the `dir`ectory the sandbox goes under (default: $TMPDIR or /tmp)")
 	f.BoolVar(&o.noConsole, "no-console", false, "build the sandbox, print how to reach it and keep it, without opening the console")
 	f.StringVar(&o.remove, "remove", "", "stop and delete the sandbox in `dir` (one drill made)")
+	f.BoolVar(&o.auto, "auto", false, "perform the recovery headlessly in the sandbox (restore --yes of the right backup) and print the scored report; exit 0 only when the data is right and the RTO met: the monthly restore test")
+	f.StringVar(&o.backup, "backup", "", "with --auto: restore this backup instead of the right one, or newest (to see a mistake scored)")
 	return c
 }
 
@@ -120,6 +126,9 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 			}
 		}()
 	}
+	if o.auto {
+		return autoDrill(ctx, a, sb, o, seed)
+	}
 	printSandbox(a, sb, seed, o.noConsole)
 	if o.noConsole {
 		fmt.Fprintf(a.stdout, "remove it with: drconsole drill --remove %s\n", sb.Dir)
@@ -137,6 +146,112 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	}
 	return err
 }
+
+// autoDrill recovers the sandbox as an operator would, with the same restore as the
+// command line's (a real incident of the sandbox: nothing outside it exists for it), and
+// scores the result against what the sandbox knows is right.
+func autoDrill(ctx context.Context, a *app, sb *drill.Sandbox, o *drillOptions, seed uint64) error {
+	env := sb.Env()
+	var out strings.Builder
+	in := &app{stdin: strings.NewReader(""), stdout: &out, stderr: a.stderr, getenv: func(k string) string { return env[k] },
+		configPath: sb.Config, stateDir: sb.StateDir, self: a.self}
+	backup := sb.Clean
+	switch o.backup {
+	case "":
+	case "newest": // the newest backup of all, as a hurried operator would take it
+		backup = sb.Backups[len(sb.Backups)-1]
+	default:
+		backup = o.backup
+	}
+	rb, _, err := loadRunbook(in)
+	if err != nil {
+		return err
+	}
+	sc, ok := rb.Scenario(o.scenario)
+	if !ok {
+		return usagef("the runbook has no scenario %q", o.scenario)
+	}
+	start := time.Now()
+	code := in.main([]string{"restore", "--yes", "--gpg-key", sb.Secret, "--scenario", o.scenario, "--new-incident", "--json", backup})
+	took := time.Since(start)
+	prints, perr := sb.Fingerprints(ctx)
+
+	w := a.stdout
+	fmt.Fprintf(w, "drill     %s (%s, seed %d): automatic recovery in %s\n", sc.Name, o.size, seed, sb.Dir)
+	fmt.Fprintf(w, "fault     %s\n", sb.Fault)
+	var mistakes []string
+	pick := "the right one"
+	switch {
+	case backup == sb.Clean:
+	case contains(sb.Infected, backup):
+		pick = "INFECTED: taken after the attack began"
+		mistakes = append(mistakes, "restored an infected backup ("+backup+"); the clean one is "+sb.Clean)
+	default:
+		pick = "not the newest clean one (" + sb.Clean + ")"
+		mistakes = append(mistakes, "restored "+backup+", older than the clean one, losing data")
+	}
+	fmt.Fprintf(w, "backup    %s: %s\n", backup, pick)
+	if code != 0 {
+		mistakes = append(mistakes, fmt.Sprintf("the restore failed (exit %d)", code))
+	}
+	rtoMet := took <= sc.RTO
+	fmt.Fprintf(w, "RTO       %s of %s: %s\n", took.Round(time.Second), checklistsDuration(sc.RTO), metWord(rtoMet))
+	if t, ok := backupTime(backup); ok {
+		rpo := start.Sub(t)
+		fmt.Fprintf(w, "RPO       %s of data lost (the backup is from %s), target %s: %s\n", checklistsDuration(rpo.Round(time.Minute)), t.Format("2006-01-02 15:04 UTC"), checklistsDuration(sc.RPO), metWord(rpo <= sc.RPO))
+	}
+	right := perr == nil
+	fmt.Fprintln(w, "data      each table against the clean backup's:")
+	for _, t := range drill.Tables {
+		name := "public." + t
+		got, want := prints[name], sb.Prints[name]
+		verdict := "right"
+		if got != want {
+			verdict, right = "WRONG", false
+		}
+		fmt.Fprintf(w, "  %-6s  %-15s %s\n", verdict, name, strings.SplitN(got, " ", 2)[0]+" rows")
+	}
+	if perr != nil {
+		fmt.Fprintf(w, "  the sandbox's database cannot be read: %v\n", perr)
+	}
+	if !right {
+		mistakes = append(mistakes, "the recovered data is not the clean backup's")
+	}
+	for _, m := range mistakes {
+		fmt.Fprintf(w, "mistake   %s\n", m)
+	}
+	score := "PASS: the data is right and the RTO met"
+	if !right || !rtoMet || len(mistakes) > 0 {
+		score = "FAIL"
+	}
+	fmt.Fprintf(w, "score     %s\n", score)
+	if score != "PASS: the data is right and the RTO met" {
+		return fmt.Errorf("the drill failed: %s", strings.Join(append(mistakes, notMet(rtoMet)...), "; "))
+	}
+	return nil
+}
+
+func metWord(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func notMet(rtoMet bool) []string {
+	if rtoMet {
+		return nil
+	}
+	return []string{"the RTO was missed"}
+}
+
+// backupTime is when a backup was taken, from its name.
+func backupTime(name string) (time.Time, bool) {
+	b := storage.ParseName(name)
+	return b.Time, !b.Time.IsZero()
+}
+
+func checklistsDuration(d time.Duration) string { return checklists.FormatDuration(d) }
 
 func usageOrErr(err error) error {
 	if strings.HasPrefix(err.Error(), "size ") || strings.HasPrefix(err.Error(), "scenario ") {

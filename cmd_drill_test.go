@@ -128,3 +128,37 @@ func TestDrillRemovesASandboxLeftByADeadDrill(t *testing.T) {
 		t.Errorf("the kept sandbox is gone: %v", err)
 	}
 }
+
+// Every scenario's drill passes when recovered automatically, in its sandbox, with the
+// right backup; a ransomware drill that restores an infected backup fails, saying so.
+func TestDrillAutoScoresEveryScenario(t *testing.T) {
+	bin := drconsoleBinary(t, "")
+	drill := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, append([]string{"drill", "--auto", "--seed", "11"}, args...)...)
+		cmd.Env = append(os.Environ(), "DB_HOST=203.0.113.1", "PGHOST=203.0.113.1") // production: never reached
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, scenario := range []string{"database-corruption", "infrastructure-failure", "regional-outage", "ransomware"} {
+		t.Run(scenario, func(t *testing.T) {
+			t.Parallel()
+			out, err := drill("--scenario", scenario)
+			if err != nil || !strings.Contains(out, "score     PASS") || strings.Contains(out, "WRONG") {
+				t.Errorf("drill --auto --scenario %s: %v\n%s", scenario, err, out)
+			}
+			if m := regexp.MustCompile(`automatic recovery in (\S+)`).FindStringSubmatch(out); m == nil {
+				t.Errorf("no sandbox named:\n%s", out)
+			} else if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
+				t.Errorf("the sandbox %s is left", m[1])
+			}
+		})
+	}
+	t.Run("ransomware, an infected backup restored", func(t *testing.T) {
+		t.Parallel()
+		// The newest backup of a ransomware drill was taken after the attack.
+		out, err := drill("--scenario", "ransomware", "--backup", "newest")
+		if err == nil || !strings.Contains(out, "score     FAIL") || !strings.Contains(out, "INFECTED") || !strings.Contains(out, "WRONG") {
+			t.Errorf("an infected backup restored is not scored a failure: %v\n%s", err, out)
+		}
+	})
+}

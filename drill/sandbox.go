@@ -67,8 +67,15 @@ type Sandbox struct {
 	Fault    string // what was done, in a sentence, for the facilitator
 	// Truth is each table's rows before the fault: what a correct recovery brings back
 	// (for the backup the trainee should choose).
-	Truth   map[string]int64
+	Truth map[string]int64
+	// Prints are each table's fingerprint (rows and an MD5 of them in key order) at the
+	// same moment: what Score compares the recovered database with.
+	Prints  map[string]string
 	Backups []string // names, oldest first
+	// Clean is the backup a correct recovery restores: the newest, or in a ransomware
+	// drill the last one taken before the attack. Infected are those taken after it.
+	Clean    string
+	Infected []string
 
 	bin     string // the server's binaries
 	started bool
@@ -191,8 +198,12 @@ func Build(ctx context.Context, o Options) (s *Sandbox, err error) {
 				return s, err
 			}
 		}
-		if i == infectedFrom-1 || (infectedFrom < 0 && i == len(times)-1) {
+		truth := i == infectedFrom-1 || (infectedFrom < 0 && i == len(times)-1)
+		if truth {
 			if s.Truth, err = s.counts(ctx); err != nil {
+				return s, err
+			}
+			if s.Prints, err = s.Fingerprints(ctx); err != nil {
 				return s, err
 			}
 		}
@@ -216,6 +227,12 @@ func Build(ctx context.Context, o Options) (s *Sandbox, err error) {
 			os.Chtimes(filepath.Join(root, b.Name), t, t)
 		}
 		s.Backups = append(s.Backups, b.Name)
+		if truth {
+			s.Clean = b.Name
+		}
+		if infectedFrom >= 0 && i >= infectedFrom {
+			s.Infected = append(s.Infected, b.Name)
+		}
 	}
 	// Between the last backup and now, the day goes on: writes the RPO puts at risk.
 	if err := s.sql(ctx, s.Database, fmt.Sprintf(dataStep, users, 10, 2, 100, r.Int64N(1<<30))); err != nil {
@@ -263,9 +280,38 @@ func (s *Sandbox) inject(ctx context.Context, scenario string, r *rand.Rand) err
 // ransom is what the attack writes.
 const ransom = `UPDATE "User" SET bio = 'YOUR DATA IS ENCRYPTED. PAY 10 BTC.' WHERE id % 3 <> 0`
 
+// Tables are the application's tables, as rows and fingerprints name them.
+var Tables = []string{"User", "Guild", "ApiKey", "Session", "Event"}
+
+// Fingerprints reads each table's rows and an MD5 of them in key order, from the
+// sandbox's database now; a table that is not there is "missing".
+func (s *Sandbox) Fingerprints(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	for _, t := range Tables {
+		exists, err := s.query(ctx, s.Database, `SELECT to_regclass('"`+t+`"') IS NOT NULL`)
+		if err != nil {
+			if strings.Contains(err.Error(), "does not exist") {
+				out["public."+t] = "missing"
+				continue
+			}
+			return nil, err
+		}
+		if exists != "t" {
+			out["public."+t] = "missing"
+			continue
+		}
+		v, err := s.query(ctx, s.Database, `SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, '|' ORDER BY t.id)), '-') FROM "`+t+`" t`)
+		if err != nil {
+			return nil, err
+		}
+		out["public."+t] = v
+	}
+	return out, nil
+}
+
 func (s *Sandbox) counts(ctx context.Context) (map[string]int64, error) {
 	out := map[string]int64{}
-	for _, t := range []string{"User", "Guild", "ApiKey", "Session", "Event"} {
+	for _, t := range Tables {
 		v, err := s.query(ctx, s.Database, `SELECT count(*) FROM "`+t+`"`)
 		if err != nil {
 			return nil, err
