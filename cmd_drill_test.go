@@ -115,7 +115,7 @@ func TestDrillRemovesASandboxLeftByADeadDrill(t *testing.T) {
 	dead := exec.Command("true")
 	dead.Run()
 	os.Remove(filepath.Join(orphan, "kept"))
-	os.WriteFile(filepath.Join(orphan, "drill.pid"), []byte(strconv.Itoa(dead.ProcessState.Pid())), 0o644)
+	os.WriteFile(filepath.Join(orphan, "drconsole.pid"), []byte(strconv.Itoa(dead.ProcessState.Pid())), 0o644)
 	kept, out := build()
 	defer exec.Command(bin, "drill", "--remove", kept).Run()
 	if !strings.Contains(out, "removed "+orphan+", left by a drill that died") {

@@ -149,11 +149,23 @@ func (a *app) recoverDatabase(ctx context.Context, c *cobra.Command, o *restoreO
 	if err != nil {
 		return err
 	}
+	// A temporary cluster a killed run left (still running, and the size of the
+	// cluster on disk) goes first.
+	if removed, err := wal.RemoveOrphans(o.pitr.workDir, "drconsole-pitr-*", "pgdata"); err != nil {
+		fmt.Fprintf(a.stderr, "restore: a temporary cluster left by a run that died could not be removed: %v\n", err)
+	} else {
+		for _, d := range removed {
+			fmt.Fprintf(a.stderr, "restore: removed %s, the temporary cluster of a run that died\n", d)
+		}
+	}
 	work, err := os.MkdirTemp(o.pitr.workDir, "drconsole-pitr-")
 	if err != nil {
 		return fmt.Errorf("%w: %v", recovery.ErrPreflight, err)
 	}
 	defer os.RemoveAll(work)
+	if err := wal.MarkOwner(work); err != nil {
+		return err
+	}
 	printPITRPlan(a.stderr, plan, "a temporary cluster in "+work+", then "+cn.Database+" through a restore")
 	port, err := freePort()
 	if err != nil {

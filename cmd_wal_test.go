@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -255,6 +256,30 @@ func (w *walCycle) intoLive(t *testing.T) {
 	work := filepath.Join(w.dir, "work") // the server's account must reach it; t.TempDir() is root's
 	os.Mkdir(work, 0o755)
 	restore.Args = append(restore.Args, "--work-dir", work)
+
+	// First a run killed while its temporary cluster recovers: the cluster keeps running
+	// and fills the disk until the next run removes it.
+	killed := exec.Command(w.wrapper, "restore", "--yes", "--gpg-key", w.secret, "--to-time", w.t1, "--db-url", w.c.URL("app"), "--work-dir", work)
+	killed.Env = restore.Env
+	stderr, _ := killed.StderrPipe()
+	killed.Stdout = io.Discard
+	if err := killed.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "starting the server on") {
+			break
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	killed.Process.Kill()
+	killed.Wait()
+	left, _ := filepath.Glob(filepath.Join(work, "drconsole-pitr-*"))
+	if len(left) != 1 {
+		t.Fatalf("after kill -9 mid-recovery: %v in the work directory, want the temporary cluster", left)
+	}
+
 	out, err := restore.CombinedOutput()
 	t.Logf("drconsole restore --to-time into the live database:\n%s", out)
 	if err != nil {
@@ -271,8 +296,17 @@ func (w *walCycle) intoLive(t *testing.T) {
 	if !kept || !strings.Contains(string(out), "kept as app_pre_restore_") {
 		t.Errorf("the damaged app is not kept")
 	}
+	if !strings.Contains(string(out), "removed "+left[0]+", the temporary cluster of a run that died") {
+		t.Errorf("the next run did not say it removed the killed run's cluster %s", left[0])
+	}
 	if left, _ := os.ReadDir(work); len(left) != 0 {
 		t.Errorf("the temporary cluster is left in %s: %v", work, left)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), left[0]) {
+			t.Errorf("a process of the killed run's temporary cluster still runs: %s", strings.ReplaceAll(string(b), "\x00", " "))
+		}
 	}
 }
 

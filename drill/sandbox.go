@@ -19,7 +19,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -138,7 +137,7 @@ func Build(ctx context.Context, o Options) (s *Sandbox, err error) {
 		return s, err
 	}
 	// Whose it is: a sandbox whose drill died without removing it is found by the next.
-	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+	if err := wal.MarkOwner(dir); err != nil {
 		return s, err
 	}
 	if s.Port, err = freePort(); err != nil {
@@ -480,63 +479,21 @@ INSERT INTO "Event" ("guildId", kind, payload)
   FROM generate_series(1, %[4]d) g;
 `
 
-// ownerFile holds the PID of the drill that made a sandbox; keptFile marks one kept on
-// purpose (--keep).
-const (
-	ownerFile = "drill.pid"
-	keptFile  = "kept"
-)
-
 // Keep marks the sandbox as kept on purpose: RemoveOrphans leaves it.
 func (s *Sandbox) Keep() error {
-	return os.WriteFile(filepath.Join(s.Dir, keptFile), nil, 0o644)
+	return os.WriteFile(filepath.Join(s.Dir, wal.KeptFile), nil, 0o644)
 }
 
 // RemoveOrphans removes the sandboxes under parent whose drill is dead and that were not
 // kept on purpose (a drill killed with -9, a crash), and returns their directories.
 func RemoveOrphans(parent string) ([]string, error) {
-	if parent == "" {
-		parent = os.TempDir()
-	}
-	dirs, _ := filepath.Glob(filepath.Join(parent, "drconsole-drill-*"))
-	var removed []string
-	var errs []error
-	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, keptFile)); err == nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(d, ownerFile))
-		if err != nil {
-			continue // not ours to judge
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid <= 0 || alive(pid) {
-			continue
-		}
-		if err := RemoveDir(d); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		removed = append(removed, d)
-	}
-	return removed, errors.Join(errs...)
-}
-
-func alive(pid int) bool {
-	p, err := os.FindProcess(pid)
-	if err != nil {
-		return false
-	}
-	err = p.Signal(syscall.Signal(0))
-	return err == nil || errors.Is(err, syscall.EPERM)
+	return wal.RemoveOrphans(parent, "drconsole-drill-*", "data")
 }
 
 // RemoveDir stops the cluster of a sandbox kept in dir and deletes it.
 func RemoveDir(dir string) error {
-	bin, err := serverBinaries()
-	if err != nil {
+	if err := wal.StopCluster(filepath.Join(dir, "data")); err != nil {
 		return err
 	}
-	s := &Sandbox{Dir: dir, bin: bin, started: true}
-	return s.Remove()
+	return os.RemoveAll(dir)
 }
