@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"drconsole/checklists"
 	"drconsole/drill"
@@ -87,8 +88,14 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	if _, ok := drill.Sizes[o.size]; !ok {
 		return usagef("--size %q: small, medium or large", o.size)
 	}
-	if a.configPath != "" || a.backupDir != "" || a.stateDir != "" {
-		return usagef("a drill uses its sandbox's settings only: --config, --backup-dir and --state-dir do not apply")
+	if a.backupDir != "" || a.stateDir != "" {
+		return usagef("a drill uses its sandbox's settings only: --backup-dir and --state-dir do not apply")
+	}
+	// The one thing a drill takes from this machine's configuration: its notify channels
+	// marked drills: true, and the secrets they name.
+	extra, pass, err := drillChannels(a)
+	if err != nil {
+		return err
 	}
 	// Whatever this process would otherwise reach, it must not: the libraries read some
 	// of these from the process's environment themselves.
@@ -109,11 +116,12 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 		seed = uint64(time.Now().UnixNano()%1_000_000) + 1
 	}
 	fmt.Fprintf(a.stderr, "drill: building a %s sandbox for %s (seed %d)\n", o.size, o.scenario, seed)
-	sb, err := drill.Build(ctx, drill.Options{Scenario: o.scenario, Size: o.size, Seed: seed, Parent: o.dir,
+	sb, err := drill.Build(ctx, drill.Options{Scenario: o.scenario, Size: o.size, Seed: seed, Parent: o.dir, ConfigExtra: extra,
 		Log: func(s string) { fmt.Fprintln(a.stderr, "drill: "+s) }})
 	if err != nil {
 		return usageOrErr(err)
 	}
+	sb.PassEnv = pass
 	keep := o.keep || o.noConsole
 	if keep {
 		if err := sb.Keep(); err != nil {
@@ -297,4 +305,52 @@ func removeSandbox(dir string) error {
 		}
 	}
 	return drill.RemoveDir(dir)
+}
+
+// drillChannels are the configuration's notify channels marked drills: true, as a
+// notify: section for the sandbox's configuration, and the variables their secrets come
+// from. Nothing else of the configuration goes into a drill.
+func drillChannels(a *app) (string, map[string]string, error) {
+	cfg, err := storage.LoadConfig(a.configPath, a.getenv)
+	if err != nil {
+		return "", nil, usageError{err}
+	}
+	if cfg.Notify.Kind != yaml.SequenceNode {
+		return "", nil, nil
+	}
+	keep := &yaml.Node{Kind: yaml.SequenceNode}
+	pass := map[string]string{}
+	for _, ch := range cfg.Notify.Content {
+		if ch.Kind != yaml.MappingNode {
+			continue
+		}
+		drills := false
+		var envs []string
+		for i := 0; i+1 < len(ch.Content); i += 2 {
+			k, v := ch.Content[i].Value, ch.Content[i+1]
+			if k == "drills" && v.Value == "true" {
+				drills = true
+			}
+			if strings.HasSuffix(k, "_env") && v.Kind == yaml.ScalarNode {
+				envs = append(envs, v.Value)
+			}
+		}
+		if !drills {
+			continue
+		}
+		keep.Content = append(keep.Content, ch)
+		for _, e := range envs {
+			if v := a.getenv(e); v != "" {
+				pass[e] = v
+			}
+		}
+	}
+	if len(keep.Content) == 0 {
+		return "", nil, nil
+	}
+	out, err := yaml.Marshal(&yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: "notify"}, keep}})
+	if err != nil {
+		return "", nil, err
+	}
+	return string(out), pass, nil
 }

@@ -162,3 +162,33 @@ func TestDrillAutoScoresEveryScenario(t *testing.T) {
 		}
 	})
 }
+
+// A drill takes nothing from this machine's configuration but the notify channels marked
+// for drills, and the secrets those name.
+func TestDrillCarriesOnlyDrillChannels(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "drconsole.yaml")
+	writeFile(t, cfg, `locations:
+  - name: prod
+    path: /var/backups/prod
+notify:
+  - name: drill-chat
+    type: slack
+    url_env: DRILL_HOOK
+    drills: true
+  - name: prod-pager
+    type: pagerduty
+    routing_key_env: PROD_KEY
+`, 0o600)
+	env := map[string]string{"DRILL_HOOK": "https://hooks.example/drill", "PROD_KEY": "secret-prod-key"}
+	a := &app{configPath: cfg, getenv: func(k string) string { return env[k] }}
+	extra, pass, err := drillChannels(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(extra, "drill-chat") || strings.Contains(extra, "prod-pager") || strings.Contains(extra, "/var/backups/prod") {
+		t.Errorf("the drill's configuration gets:\n%s", extra)
+	}
+	if pass["DRILL_HOOK"] != env["DRILL_HOOK"] || pass["PROD_KEY"] != "" || len(pass) != 1 {
+		t.Errorf("variables passed into the drill: %v", pass)
+	}
+}

@@ -49,9 +49,12 @@ type Options struct {
 	Scenario string
 	Size     string
 	Seed     uint64
-	Parent   string    // where the sandbox's directory goes ("" = the temp dir)
-	Now      time.Time // the drill's "now"; zero = time.Now()
-	Log      func(string)
+	Parent   string // where the sandbox's directory goes ("" = the temp dir)
+	// ConfigExtra is appended to the sandbox's drconsole.yaml: the operator's notify
+	// channels marked for drills, and only those.
+	ConfigExtra string
+	Now         time.Time // the drill's "now"; zero = time.Now()
+	Log         func(string)
 }
 
 // Sandbox is a built sandbox.
@@ -67,6 +70,9 @@ type Sandbox struct {
 	// Truth is each table's rows before the fault: what a correct recovery brings back
 	// (for the backup the trainee should choose).
 	Truth map[string]int64
+	// PassEnv are variables of this machine the sandbox's console may read: the secrets
+	// its drill notify channels name (url_env, password_env, routing_key_env).
+	PassEnv map[string]string
 	// Prints are each table's fingerprint (rows and an MD5 of them in key order) at the
 	// same moment: what Score compares the recovered database with.
 	Prints  map[string]string
@@ -83,7 +89,7 @@ type Sandbox struct {
 // Env is the whole environment the sandbox's console and commands see: the sandbox's
 // server, locations, state and key, and nothing of this machine's own settings.
 func (s *Sandbox) Env() map[string]string {
-	return map[string]string{
+	env := map[string]string{
 		"DB_HOST":          s.Dir,
 		"DB_PORT":          strconv.Itoa(s.Port),
 		"DB_USER":          "postgres",
@@ -96,6 +102,12 @@ func (s *Sandbox) Env() map[string]string {
 		"NO_COLOR":         os.Getenv("NO_COLOR"),
 		"PATH":             os.Getenv("PATH"),
 	}
+	for k, v := range s.PassEnv {
+		if _, taken := env[k]; !taken {
+			env[k] = v
+		}
+	}
+	return env
 }
 
 // Build makes the sandbox. On failure nothing is left.
@@ -238,7 +250,7 @@ func Build(ctx context.Context, o Options) (s *Sandbox, err error) {
 		return s, err
 	}
 	cfg := fmt.Sprintf("locations:\n  - name: primary\n    path: %s\n  - name: secondary\n    path: %s\nsigner_key: %s\nbackup_prefix: %s\n",
-		primary.String(), secondary.String(), s.Public, s.Database)
+		primary.String(), secondary.String(), s.Public, s.Database) + o.ConfigExtra
 	s.Config = filepath.Join(dir, "drconsole.yaml")
 	if err := os.WriteFile(s.Config, []byte(cfg), 0o600); err != nil {
 		return s, err
