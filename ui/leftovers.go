@@ -21,6 +21,9 @@ type leftoversScreen struct {
 	working bool
 	err     error
 	loaded  bool
+	// seen hands each fresh look at the server to the screen that opened this one, so
+	// that what it says (the start screen's summary) is not the look before a drop.
+	seen func(serverCheckedMsg)
 }
 
 type (
@@ -58,8 +61,8 @@ func checkServer(s *session) tea.Cmd {
 	}
 }
 
-func newLeftoversScreen(s *session, list []recovery.Leftover) *leftoversScreen {
-	l := &leftoversScreen{s: s, list: list, loaded: true}
+func newLeftoversScreen(s *session, list []recovery.Leftover, seen func(serverCheckedMsg)) *leftoversScreen {
+	l := &leftoversScreen{s: s, list: list, loaded: true, seen: seen}
 	l.cur.setLen(len(list))
 	return l
 }
@@ -72,6 +75,9 @@ func (l *leftoversScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 	case serverCheckedMsg:
 		l.loaded, l.err, l.list = true, msg.err, msg.leftovers
 		l.cur.setLen(len(l.list))
+		if l.seen != nil {
+			l.seen(msg)
+		}
 	case leftoverDroppedMsg:
 		l.working, l.err = false, msg.err
 		note := "dropped " + msg.name + " (left on the server by an earlier restore)"

@@ -92,7 +92,10 @@ func (st *startScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			return st, nil
 		}
 		if key.Matches(msg, keyLeftovers) && st.server != nil && st.server.err == nil {
-			return st, push(newLeftoversScreen(st.s, st.server.leftovers))
+			return st, push(newLeftoversScreen(st.s, st.server.leftovers, func(m serverCheckedMsg) {
+				m.repaired = nil // said when first seen
+				st.server = &m
+			}))
 		}
 		if msg.String() == "enter" && st.cur.n > 0 {
 			ch := st.choices[st.cur.i]
