@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -160,8 +161,17 @@ func laterSegment(ctx context.Context, locs []storage.Folder, name string) strin
 func fetchOne(ctx context.Context, w storage.Folder, o storage.Backup, name, dest string, keys *recovery.Keys) error {
 	st, _ := parseStored(path.Base(o.Key), name)
 	dir := filepath.Dir(dest)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".drconsole-*")
+	pattern := "." + filepath.Base(dest) + ".drconsole-*"
+	removeStale(filepath.Join(dir, pattern))
+	tmp, err := os.CreateTemp(dir, pattern)
 	if err != nil {
+		return fmt.Errorf("%w: %v", errLocal, err)
+	}
+	// Locked while it is written: the lock dies with this process, however it dies, so
+	// the next fetch knows a temporary file nobody holds is a killed fetch's.
+	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
 		return fmt.Errorf("%w: %v", errLocal, err)
 	}
 	done := false
@@ -193,6 +203,22 @@ func fetchOne(ctx context.Context, w storage.Folder, o storage.Backup, name, des
 		d.Close()
 	}
 	return nil
+}
+
+// removeStale removes the temporary files matching glob that no fetch holds: a killed
+// fetch's, which would otherwise stay in pg_wal for good.
+func removeStale(glob string) {
+	files, _ := filepath.Glob(glob)
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(fh.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			os.Remove(f)
+		}
+		fh.Close()
+	}
 }
 
 // errLocal: writing on this machine failed, not the archive.

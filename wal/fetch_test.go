@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"drconsole/storage"
@@ -135,5 +136,35 @@ func TestPrefetchSpoolsOnlyGoodCopies(t *testing.T) {
 	}
 	if _, err := f.Fetch(ctx, names[1], dest); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("fetch of the damaged segment: %v", err)
+	}
+}
+
+// A fetch killed while it wrote leaves its temporary file beside the destination; the
+// next fetch removes it, but never one a running fetch holds.
+func TestFetchRemovesAKilledFetchsFile(t *testing.T) {
+	loc, names, _ := archiveOf(t, 1)
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "RECOVERYXLOG")
+	stale := filepath.Join(dir, ".RECOVERYXLOG.drconsole-123")
+	held := filepath.Join(dir, ".RECOVERYXLOG.drconsole-456")
+	os.WriteFile(stale, []byte("half a segment"), 0o600)
+	os.WriteFile(held, []byte("being written"), 0o600)
+	h, err := os.Open(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := syscall.Flock(int(h.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	f := &Fetcher{Locations: []storage.Folder{loc}}
+	if _, err := f.Fetch(context.Background(), names[0], dest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the killed fetch's file is still there")
+	}
+	if _, err := os.Stat(held); err != nil {
+		t.Errorf("a file another fetch holds was removed: %v", err)
 	}
 }
