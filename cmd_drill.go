@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -191,7 +192,7 @@ func autoDrill(ctx context.Context, a *app, sb *drill.Sandbox, o *drillOptions, 
 	pick := "the right one"
 	switch {
 	case backup == sb.Clean:
-	case contains(sb.Infected, backup):
+	case slices.Contains(sb.Infected, backup):
 		pick = "INFECTED: taken after the attack began"
 		mistakes = append(mistakes, "restored an infected backup ("+backup+"); the clean one is "+sb.Clean)
 	default:
@@ -203,10 +204,10 @@ func autoDrill(ctx context.Context, a *app, sb *drill.Sandbox, o *drillOptions, 
 		mistakes = append(mistakes, fmt.Sprintf("the restore failed (exit %d)", code))
 	}
 	rtoMet := took <= sc.RTO
-	fmt.Fprintf(w, "RTO       %s of %s: %s\n", took.Round(time.Second), checklistsDuration(sc.RTO), metWord(rtoMet))
+	fmt.Fprintf(w, "RTO       %s of %s: %s\n", took.Round(time.Second), checklists.FormatDuration(sc.RTO), metWord(rtoMet))
 	if t, ok := backupTime(backup); ok {
 		rpo := start.Sub(t)
-		fmt.Fprintf(w, "RPO       %s of data lost (the backup is from %s), target %s: %s\n", checklistsDuration(rpo.Round(time.Minute)), t.Format("2006-01-02 15:04 UTC"), checklistsDuration(sc.RPO), metWord(rpo <= sc.RPO))
+		fmt.Fprintf(w, "RPO       %s of data lost (the backup is from %s), target %s: %s\n", checklists.FormatDuration(rpo.Round(time.Minute)), t.Format("2006-01-02 15:04 UTC"), checklists.FormatDuration(sc.RPO), metWord(rpo <= sc.RPO))
 	}
 	right := perr == nil
 	fmt.Fprintln(w, "data      each table against the clean backup's:")
@@ -258,8 +259,6 @@ func backupTime(name string) (time.Time, bool) {
 	b := storage.ParseName(name)
 	return b.Time, !b.Time.IsZero()
 }
-
-func checklistsDuration(d time.Duration) string { return checklists.FormatDuration(d) }
 
 func usageOrErr(err error) error {
 	if strings.HasPrefix(err.Error(), "size ") || strings.HasPrefix(err.Error(), "scenario ") {

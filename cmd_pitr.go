@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -167,7 +166,7 @@ func (a *app) recoverDatabase(ctx context.Context, c *cobra.Command, o *restoreO
 		return err
 	}
 	printPITRPlan(a.stderr, plan, "a temporary cluster in "+work+", then "+cn.Database+" through a restore")
-	port, err := freePort()
+	port, err := wal.FreePort()
 	if err != nil {
 		return err
 	}
@@ -196,16 +195,6 @@ func (a *app) recoverDatabase(ctx context.Context, c *cobra.Command, o *restoreO
 	}
 	res.Stop()
 	return runRestore(ctx, a, c, o, dump)
-}
-
-// freePort is a TCP port nothing listens on now, for a private server's socket name.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // restoreCommand is restore_command for a recovered server: this drconsole's wal-fetch

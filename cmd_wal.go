@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,37 +21,30 @@ import (
 	"drconsole/wal"
 )
 
-// walLocations is the WAL archive of every configured location, or of those named.
-func (a *app) walLocations(ctx context.Context, only []string) ([]storage.Folder, error) {
+// folders is one folder (storage.WALOf, storage.BasesOf) of every configured location,
+// or of those named, in configuration order; a name no location has is a usage error.
+func (a *app) folders(ctx context.Context, only []string, of func(storage.Location) storage.Folder) ([]storage.Folder, error) {
 	locs, err := a.locations(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []storage.Folder
 	for _, name := range only {
-		found := false
-		for _, l := range locs {
-			found = found || l.Name() == name
-		}
-		if !found {
+		if !slices.ContainsFunc(locs, func(l storage.Location) bool { return l.Name() == name }) {
 			return nil, usagef("no location named %q is configured", name)
 		}
 	}
+	var out []storage.Folder
 	for _, l := range locs {
-		if len(only) == 0 || contains(only, l.Name()) {
-			out = append(out, storage.WALOf(l))
+		if len(only) == 0 || slices.Contains(only, l.Name()) {
+			out = append(out, of(l))
 		}
 	}
 	return out, nil
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
+// walLocations is the WAL archive of every configured location, or of those named.
+func (a *app) walLocations(ctx context.Context, only []string) ([]storage.Folder, error) {
+	return a.folders(ctx, only, storage.WALOf)
 }
 
 type walPushOptions struct {
@@ -422,17 +416,8 @@ func runBaseBackup(ctx context.Context, a *app, o *baseBackupOptions) error {
 	} else {
 		fmt.Fprintln(a.stderr, "drconsole basebackup: warning: not encrypted (give --gpg-recipient): the base backup holds every database of the cluster in the clear")
 	}
-	locs, err := a.locations(ctx)
-	if err != nil {
+	if opts.Targets, err = a.folders(ctx, o.locations, storage.BasesOf); err != nil {
 		return err
-	}
-	for _, l := range locs {
-		if len(o.locations) == 0 || contains(o.locations, l.Name()) {
-			opts.Targets = append(opts.Targets, storage.BasesOf(l))
-		}
-	}
-	if len(opts.Targets) == 0 {
-		return usagef("no location named %s is configured", strings.Join(o.locations, ", "))
 	}
 	if !o.json {
 		opts.Log = func(s string) { fmt.Fprintln(a.stderr, "basebackup: "+s) }

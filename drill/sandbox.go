@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,8 +81,7 @@ type Sandbox struct {
 	Clean    string
 	Infected []string
 
-	bin     string // the server's binaries
-	started bool
+	bin string // the server's binaries
 }
 
 // Env is the whole environment the sandbox's console and commands see: the sandbox's
@@ -152,7 +150,7 @@ func Build(ctx context.Context, o Options) (s *Sandbox, err error) {
 	if err := wal.MarkOwner(dir); err != nil {
 		return s, err
 	}
-	if s.Port, err = freePort(); err != nil {
+	if s.Port, err = wal.FreePort(); err != nil {
 		return s, err
 	}
 	say("starting a throwaway PostgreSQL cluster in %s", dir)
@@ -338,17 +336,7 @@ func (s *Sandbox) Remove() error {
 	if s == nil || s.Dir == "" {
 		return nil
 	}
-	var err error
-	if s.started {
-		cmd := exec.Command(filepath.Join(s.bin, "pg_ctl"), "-D", filepath.Join(s.Dir, "data"), "-m", "immediate", "-w", "stop")
-		if werr := wal.RunAsServer(cmd); werr == nil {
-			if out, cerr := cmd.CombinedOutput(); cerr != nil {
-				err = fmt.Errorf("stopping the sandbox's cluster: %v: %s", cerr, bytes.TrimSpace(out))
-			}
-		}
-		s.started = false
-	}
-	return errors.Join(err, os.RemoveAll(s.Dir))
+	return RemoveDir(s.Dir)
 }
 
 func (s *Sandbox) startCluster(ctx context.Context) error {
@@ -379,13 +367,14 @@ func (s *Sandbox) startCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	f.WriteString(conf)
-	f.Close()
-	if err := run("pg_ctl", "-D", data, "-l", filepath.Join(s.Dir, "server.log"), "-w", "-t", "60", "start"); err != nil {
+	if _, err := f.WriteString(conf); err != nil {
+		f.Close()
 		return err
 	}
-	s.started = true
-	return nil
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return run("pg_ctl", "-D", data, "-l", filepath.Join(s.Dir, "server.log"), "-w", "-t", "60", "start")
 }
 
 // makeKey makes the drill's key: it encrypts and signs the backups, and decrypts them.
@@ -448,15 +437,6 @@ func serverBinaries() (string, error) {
 func majorOf(dir string) int {
 	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
 	return n
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // appSchema is shaped like the application's: quoted PascalCase tables, an enum, keys

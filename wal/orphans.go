@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,6 +83,17 @@ func StopCluster(pgdata string) error {
 		return fmt.Errorf("stopping the cluster in %s: %v: %s", pgdata, err, bytes.TrimSpace(out))
 	}
 	return nil
+}
+
+// FreePort is a TCP port nothing listens on now: a throwaway cluster's port (its socket's
+// name when it listens on no TCP address).
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func alive(pid int) bool {
