@@ -29,6 +29,10 @@ type consoleOptions struct {
 	key   keyFlags
 	drill bool
 	load  loadFlags
+	// sandbox: the server is a drill's sandbox (drconsole drill): restores swap and the
+	// runbook's psql commands run there for real. score scores the drill at its close.
+	sandbox bool
+	score   func() (string, error)
 }
 
 // newConsoleCmd is the console: the root command (drconsole with no subcommand) and the
@@ -91,12 +95,15 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 		Context:   ctx,
 		StateDir:  checklists.StateDir(a.stateDir, a.getenv),
 		Runbook:   rb,
+		Vars:      templateVars(dbConn, locs),
 		Locations: locs,
 		Conn:      dbConn,
 		ConnErr:   connErr,
 		Keys:      *keys,
 		Load:      o.load.options(recovery.Options{}),
 		Drill:     o.drill,
+		Sandbox:   o.sandbox,
+		Score:     o.score,
 		Operator:  checklists.Operator(a.getenv),
 		Host:      host,
 		Work:      work,

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -94,10 +92,12 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	}
 	// The one thing a drill takes from this machine's configuration: its notify channels
 	// marked drills: true, and the secrets they name.
-	extra, pass, err := drillChannels(a)
+	extra, pass, reachable, err := drillChannels(a)
 	if err != nil {
 		return err
 	}
+	// The one thing a drill writes outside its sandbox: its scorecard, for report --drills.
+	records := drill.RecordDir(checklists.StateDir("", a.getenv))
 	// Whatever this process would otherwise reach, it must not: the libraries read some
 	// of these from the process's environment themselves.
 	for _, kv := range os.Environ() {
@@ -136,7 +136,7 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 		}()
 	}
 	if o.auto {
-		return autoDrill(ctx, a, sb, o, seed)
+		return autoDrill(ctx, a, sb, o, seed, records)
 	}
 	printSandbox(a, sb, seed, o.noConsole)
 	if o.noConsole {
@@ -145,25 +145,49 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	}
 	env := sb.Env()
 	in := &app{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, getenv: func(k string) string { return env[k] },
-		configPath: sb.Config, stateDir: sb.StateDir, self: a.self}
-	err = runConsole(ctx, in, &consoleOptions{drill: true, key: keyFlags{gpgKey: sb.Secret}})
-	// The answer is the facilitator's: shown once the drill is over.
+		configPath: sb.Config, self: a.self} // journals under the sandbox's XDG_STATE_HOME
+	// The scorecard is shown in the console when the drill is closed, and printed here
+	// once the console is gone, closed or not.
+	var card *scored
+	score := func() (string, error) {
+		c, err := scoreDrill(ctx, in, sb, drill.ModeConsole, o, seed, reachable)
+		if err != nil {
+			return "", err
+		}
+		card = c
+		text := c.Text()
+		if path, err := c.Save(records, c.report); err == nil {
+			text += "kept      " + path + "\n"
+		}
+		return text, nil
+	}
+	err = runConsole(ctx, in, &consoleOptions{drill: true, sandbox: true, score: score, key: keyFlags{gpgKey: sb.Secret}})
+	if card == nil || !card.Closed() {
+		if _, serr := score(); serr != nil {
+			fmt.Fprintf(a.stderr, "drill: it could not be scored: %v\n", serr)
+		}
+	}
 	fmt.Fprintf(a.stdout, "drill over (seed %d): %s\n", seed, sb.Fault)
-	fmt.Fprintf(a.stdout, "answer    %s\n", answer(sb))
+	fmt.Fprintf(a.stdout, "answer    %s\n", sb.Answer())
 	if keep {
 		fmt.Fprintf(a.stdout, "the sandbox is kept in %s; remove it with: drconsole drill --remove %s\n", sb.Dir, sb.Dir)
+	}
+	if card != nil {
+		if serr := card.print(a, records); serr != nil && err == nil {
+			err = serr
+		}
 	}
 	return err
 }
 
 // autoDrill recovers the sandbox as an operator would, with the same restore as the
 // command line's (a real incident of the sandbox: nothing outside it exists for it), and
-// scores the result against what the sandbox knows is right.
-func autoDrill(ctx context.Context, a *app, sb *drill.Sandbox, o *drillOptions, seed uint64) error {
+// scores the result with the same scorer as the console's drills.
+func autoDrill(ctx context.Context, a *app, sb *drill.Sandbox, o *drillOptions, seed uint64, records string) error {
 	env := sb.Env()
 	var out strings.Builder
 	in := &app{stdin: strings.NewReader(""), stdout: &out, stderr: a.stderr, getenv: func(k string) string { return env[k] },
-		configPath: sb.Config, stateDir: sb.StateDir, self: a.self}
+		configPath: sb.Config, self: a.self} // journals under the sandbox's XDG_STATE_HOME
 	backup := sb.Clean
 	switch o.backup {
 	case "":
@@ -172,92 +196,74 @@ func autoDrill(ctx context.Context, a *app, sb *drill.Sandbox, o *drillOptions, 
 	default:
 		backup = o.backup
 	}
-	rb, _, err := loadRunbook(in)
+	if _, _, err := drillScenario(in, o.scenario); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "sandbox   automatic recovery in %s\n", sb.Dir)
+	if code := in.main([]string{"restore", "--yes", "--gpg-key", sb.Secret, "--scenario", o.scenario, "--new-incident", "--json", backup}); code != 0 {
+		fmt.Fprintf(a.stderr, "drill: the restore of %s failed (exit %d)\n", backup, code)
+	}
+	card, err := scoreDrill(ctx, in, sb, drill.ModeAuto, o, seed, nil)
 	if err != nil {
 		return err
 	}
-	sc, ok := rb.Scenario(o.scenario)
-	if !ok {
-		return usagef("the runbook has no scenario %q", o.scenario)
-	}
-	start := time.Now()
-	code := in.main([]string{"restore", "--yes", "--gpg-key", sb.Secret, "--scenario", o.scenario, "--new-incident", "--json", backup})
-	took := time.Since(start)
-	prints, perr := sb.Fingerprints(ctx)
+	return card.print(a, records)
+}
 
-	w := a.stdout
-	fmt.Fprintf(w, "drill     %s (%s, seed %d): automatic recovery in %s\n", sc.Name, o.size, seed, sb.Dir)
-	fmt.Fprintf(w, "fault     %s\n", sb.Fault)
-	var mistakes []string
-	pick := "the right one"
-	switch {
-	case backup == sb.Clean:
-	case slices.Contains(sb.Infected, backup):
-		pick = "INFECTED: taken after the attack began"
-		mistakes = append(mistakes, "restored an infected backup ("+backup+"); the clean one is "+sb.Clean)
-	default:
-		pick = "not the newest clean one (" + sb.Clean + ")"
-		mistakes = append(mistakes, "restored "+backup+", older than the clean one, losing data")
+// drillScenario is the sandbox runbook's scenario id.
+func drillScenario(in *app, id string) (*checklists.Runbook, *checklists.Scenario, error) {
+	rb, _, err := loadRunbook(in)
+	if err != nil {
+		return nil, nil, err
 	}
-	fmt.Fprintf(w, "backup    %s: %s\n", backup, pick)
-	if code != 0 {
-		mistakes = append(mistakes, fmt.Sprintf("the restore failed (exit %d)", code))
+	sc, ok := rb.Scenario(id)
+	if !ok {
+		return nil, nil, usagef("the runbook has no scenario %q", id)
 	}
-	rtoMet := took <= sc.RTO
-	fmt.Fprintf(w, "RTO       %s of %s: %s\n", took.Round(time.Second), checklists.FormatDuration(sc.RTO), metWord(rtoMet))
-	if t, ok := backupTime(backup); ok {
-		rpo := start.Sub(t)
-		fmt.Fprintf(w, "RPO       %s of data lost (the backup is from %s), target %s: %s\n", checklists.FormatDuration(rpo.Round(time.Minute)), t.Format("2006-01-02 15:04 UTC"), checklists.FormatDuration(sc.RPO), metWord(rpo <= sc.RPO))
+	return rb, sc, nil
+}
+
+// scored is a drill's scorecard and its incident's report.
+type scored struct {
+	*drill.Scorecard
+	report string
+}
+
+// scoreDrill scores the sandbox's latest incident against what the sandbox knows.
+func scoreDrill(ctx context.Context, in *app, sb *drill.Sandbox, mode string, o *drillOptions, seed uint64, reachable []string) (*scored, error) {
+	rb, sc, err := drillScenario(in, o.scenario)
+	if err != nil {
+		return nil, err
 	}
-	right := perr == nil
-	fmt.Fprintln(w, "data      each table against the clean backup's:")
-	for _, t := range drill.Tables {
-		name := "public." + t
-		got, want := prints[name], sb.Prints[name]
-		verdict := "right"
-		if got != want {
-			verdict, right = "WRONG", false
+	inc, err := drill.LatestIncident(checklists.StateDir("", in.getenv))
+	if err != nil {
+		return nil, fmt.Errorf("read the drill's journal: %w", err)
+	}
+	prints, perr := sb.Fingerprints(ctx)
+	now := time.Now()
+	out := &scored{Scorecard: drill.Score(drill.ScoreInput{Mode: mode, Size: o.size, Seed: seed, Incident: inc, Runbook: rb, Scenario: sc,
+		Sandbox: sb, Prints: prints, PrintsErr: perr, Reachable: reachable, Now: now})}
+	if inc != nil {
+		out.report = checklists.BuildReport(inc, nil, now).Markdown()
+	}
+	return out, nil
+}
+
+// print prints the scorecard, keeps it for report --drills, and is the drill's exit: an
+// error when it failed.
+func (card *scored) print(a *app, records string) error {
+	fmt.Fprint(a.stdout, card.Text())
+	if records != "" {
+		if path, err := card.Save(records, card.report); err != nil {
+			fmt.Fprintf(a.stderr, "drill: the scorecard could not be kept for report --drills: %v\n", err)
+		} else {
+			fmt.Fprintf(a.stdout, "kept      %s (drconsole report --drills shows the trend)\n", path)
 		}
-		fmt.Fprintf(w, "  %-6s  %-15s %s\n", verdict, name, strings.SplitN(got, " ", 2)[0]+" rows")
 	}
-	if perr != nil {
-		fmt.Fprintf(w, "  the sandbox's database cannot be read: %v\n", perr)
-	}
-	if !right {
-		mistakes = append(mistakes, "the recovered data is not the clean backup's")
-	}
-	for _, m := range mistakes {
-		fmt.Fprintf(w, "mistake   %s\n", m)
-	}
-	score := "PASS: the data is right and the RTO met"
-	if !right || !rtoMet || len(mistakes) > 0 {
-		score = "FAIL"
-	}
-	fmt.Fprintf(w, "score     %s\n", score)
-	if score != "PASS: the data is right and the RTO met" {
-		return fmt.Errorf("the drill failed: %s", strings.Join(append(mistakes, notMet(rtoMet)...), "; "))
+	if !card.Pass {
+		return fmt.Errorf("the drill failed: %s", card.Why())
 	}
 	return nil
-}
-
-func metWord(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "MISSED"
-}
-
-func notMet(rtoMet bool) []string {
-	if rtoMet {
-		return nil
-	}
-	return []string{"the RTO was missed"}
-}
-
-// backupTime is when a backup was taken, from its name.
-func backupTime(name string) (time.Time, bool) {
-	b := storage.ParseName(name)
-	return b.Time, !b.Time.IsZero()
 }
 
 func usageOrErr(err error) error {
@@ -274,22 +280,8 @@ func printSandbox(a *app, sb *drill.Sandbox, seed uint64, withAnswer bool) {
 	fmt.Fprintf(w, "backups   %d in primary and secondary (%s … %s), encrypted and signed with the drill key %s\n", len(sb.Backups), sb.Backups[0], sb.Backups[len(sb.Backups)-1], sb.Secret)
 	if withAnswer {
 		fmt.Fprintf(w, "fault     %s\n", sb.Fault)
-		fmt.Fprintf(w, "answer    %s\n", answer(sb))
+		fmt.Fprintf(w, "answer    %s\n", sb.Answer())
 	}
-}
-
-// answer is what a correct recovery brings back, for the facilitator.
-func answer(sb *drill.Sandbox) string {
-	var names []string
-	for t := range sb.Truth {
-		names = append(names, t)
-	}
-	sort.Strings(names)
-	var truth []string
-	for _, t := range names {
-		truth = append(truth, fmt.Sprintf("%s %d", t, sb.Truth[t]))
-	}
-	return "the clean backup's rows: " + strings.Join(truth, ", ")
 }
 
 // removeSandbox stops and deletes a sandbox a drill made, and nothing else.
@@ -308,27 +300,35 @@ func removeSandbox(dir string) error {
 
 // drillChannels are the configuration's notify channels marked drills: true, as a
 // notify: section for the sandbox's configuration, and the variables their secrets come
-// from. Nothing else of the configuration goes into a drill.
-func drillChannels(a *app) (string, map[string]string, error) {
+// from, and the escalation roles they reach. Nothing else of the configuration goes into
+// a drill.
+func drillChannels(a *app) (string, map[string]string, []string, error) {
 	cfg, err := storage.LoadConfig(a.configPath, a.getenv)
 	if err != nil {
-		return "", nil, usageError{err}
+		return "", nil, nil, usageError{err}
 	}
 	if cfg.Notify.Kind != yaml.SequenceNode {
-		return "", nil, nil
+		return "", nil, nil, nil
 	}
 	keep := &yaml.Node{Kind: yaml.SequenceNode}
 	pass := map[string]string{}
+	var roles []string
 	for _, ch := range cfg.Notify.Content {
 		if ch.Kind != yaml.MappingNode {
 			continue
 		}
 		drills := false
-		var envs []string
+		var envs, reach []string
 		for i := 0; i+1 < len(ch.Content); i += 2 {
 			k, v := ch.Content[i].Value, ch.Content[i+1]
 			if k == "drills" && v.Value == "true" {
 				drills = true
+			}
+			if k == "escalation" {
+				reach = append(reach, v.Value) // a scalar, or a list:
+				for _, r := range v.Content {
+					reach = append(reach, r.Value)
+				}
 			}
 			if strings.HasSuffix(k, "_env") && v.Kind == yaml.ScalarNode {
 				envs = append(envs, v.Value)
@@ -338,6 +338,7 @@ func drillChannels(a *app) (string, map[string]string, error) {
 			continue
 		}
 		keep.Content = append(keep.Content, ch)
+		roles = append(roles, reach...)
 		for _, e := range envs {
 			if v := a.getenv(e); v != "" {
 				pass[e] = v
@@ -345,11 +346,11 @@ func drillChannels(a *app) (string, map[string]string, error) {
 		}
 	}
 	if len(keep.Content) == 0 {
-		return "", nil, nil
+		return "", nil, nil, nil
 	}
 	out, err := yaml.Marshal(&yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: "notify"}, keep}})
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	return string(out), pass, nil
+	return string(out), pass, roles, nil
 }

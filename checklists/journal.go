@@ -646,6 +646,25 @@ func List(stateDir string) ([]IncidentSummary, error) {
 	return out, nil
 }
 
+// LatestPath is the journal of the incident started last in the state directory, open or
+// closed; "" when there is none.
+func LatestPath(stateDir string) (string, error) {
+	list, err := List(stateDir)
+	if err != nil {
+		return "", err
+	}
+	var latest *IncidentSummary
+	for i := range list {
+		if s := &list[i]; s.Err == "" && (latest == nil || s.Started.After(latest.Started)) {
+			latest = s
+		}
+	}
+	if latest == nil {
+		return "", nil
+	}
+	return latest.Path, nil
+}
+
 // FindIncident resolves an incident named by id, unique id prefix, or path.
 func FindIncident(stateDir, name string) (string, error) {
 	if strings.ContainsRune(name, os.PathSeparator) || strings.HasSuffix(name, ".jsonl") {

@@ -121,12 +121,12 @@ func (a *Attempt) finish(e checklists.Event) {
 // before it happens — if that record cannot be written, there is no swap — and after it,
 // with what the server's catalog says happened. accept: the operator confirmed a swap
 // that a check would otherwise block (tables live has and the copy lacks). A drill never
-// swaps.
+// swaps, but in its own sandbox.
 func (a *Attempt) Swap(ctx context.Context, rep recovery.Reporter, accept bool) (*recovery.Swapped, error) {
 	r := a.run
 	restored := a.Restored()
 	switch {
-	case r.drill:
+	case r.drill && !r.Sandbox:
 		return nil, ErrDrill
 	case restored == nil:
 		return nil, fmt.Errorf("the restore of %s is not waiting for a swap", a.Plan.Target)

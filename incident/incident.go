@@ -52,6 +52,10 @@ type Run struct {
 	Operator string
 	Engine   Engine
 
+	// Sandbox: the server is a drill's sandbox (drconsole drill), where a drill's restore
+	// is swapped in for real. Only the drill command's console sets it.
+	Sandbox bool
+
 	j     *checklists.Journal
 	drill bool
 

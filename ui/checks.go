@@ -100,7 +100,7 @@ func (c *checksScreen) waiting() bool {
 
 func (c *checksScreen) canSwap() bool {
 	r := c.restored
-	return c.waiting() && r != nil && !c.s.drill && r.Plan.Mode != recovery.ModeTest && len(recovery.Failed(r.Checks)) == 0
+	return c.waiting() && r != nil && (!c.s.drill || c.s.opt.Sandbox) && r.Plan.Mode != recovery.ModeTest && len(recovery.Failed(r.Checks)) == 0
 }
 
 func (c *checksScreen) update(msg tea.Msg) (screen, tea.Cmd) {
@@ -287,7 +287,7 @@ func (c *checksScreen) layout(w, h int) (top, checks string, rowsH int) {
 		b.WriteString(s.st.Warning.Render(wrap("The copy lacks tables the live database has (see HOLD below): s swaps it in only after you confirm; a abandons it.", w)) + "\n")
 	case c.canSwap():
 		b.WriteString(s.st.Success.Render("All blocking checks passed:") + " s swaps it in, a abandons it.\n")
-	case c.restored != nil && s.drill:
+	case c.restored != nil && s.drill && !s.opt.Sandbox:
 		b.WriteString(s.st.Drill.Render(" DRILL ") + " nothing is swapped: a drops the scratch database.\n")
 	case c.restored != nil:
 		b.WriteString(s.st.Danger.Render("Blocking checks failed: this copy cannot be swapped in.") + " a abandons it.\n")

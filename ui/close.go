@@ -6,7 +6,9 @@ import (
 	"strings"
 
 	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/viewport"
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 
 	"drconsole/checklists"
 	"drconsole/storage"
@@ -22,10 +24,23 @@ type closeScreen struct {
 	working  bool
 	path     string
 	err      error
+	// A sandbox drill's scored report, shown once it is closed: scoring (running),
+	// score (its lines, scrolled) or scoreErr.
+	scoring   bool
+	score     viewport.Model
+	scored    bool
+	scoreErr  error
+	scoreText string
 }
 
 type incidentClosedMsg struct {
 	path string
+	err  error
+}
+
+// scoredMsg is a drill's scored report.
+type scoredMsg struct {
+	text string
 	err  error
 }
 
@@ -57,7 +72,21 @@ func (c *closeScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 	case incidentClosedMsg:
 		c.working, c.path, c.err = false, msg.path, msg.err
 		s.inc = s.journal.Incident() // closed even when the report could not be written
+		if s.opt.Score != nil && s.inc.Closed && !c.scoring && !c.scored {
+			c.scoring = true
+			score := s.opt.Score
+			return c, func() tea.Msg { text, err := score(); return scoredMsg{text, err} }
+		}
+	case scoredMsg:
+		c.scoring, c.scored, c.scoreErr = false, true, msg.err
+		c.score = viewport.New(viewport.WithWidth(max(s.width, 20)))
+		c.scoreText = msg.text
 	case tea.KeyPressMsg:
+		if c.scored {
+			var cmd tea.Cmd
+			c.score, cmd = c.score.Update(msg)
+			return c, cmd
+		}
 		if c.path != "" || c.working {
 			return c, nil
 		}
@@ -159,6 +188,9 @@ func (c *closeScreen) view(w, h int) string {
 	}
 	kv("Checklist", fmt.Sprintf("%d of %d ticked", ticked, len(s.checklist())))
 	b.WriteString("\n")
+	if c.scoring || c.scored {
+		return c.scoreView(w, h)
+	}
 	if c.path != "" {
 		b.WriteString(s.st.Success.Render("Closed as "+c.outcomes[c.pick]+".") + "\n")
 		b.WriteString(wrap("Report written to "+c.path, w) + "\n")
@@ -185,6 +217,43 @@ func (c *closeScreen) view(w, h int) string {
 	if c.confirm {
 		b.WriteString(s.st.Danger.Render("Close the incident as "+c.outcomes[c.pick]+"? This cannot be reopened. (y/n)") + "\n")
 	}
+	return b.String()
+}
+
+// scoreView is a closed drill's scored report: the report's path, then the scorecard,
+// scrolled when it is longer than the screen.
+func (c *closeScreen) scoreView(w, h int) string {
+	s := c.s
+	var b strings.Builder
+	b.WriteString(s.st.Header.Render("Drill closed as "+c.outcomes[c.pick]+": the scored report") + "\n")
+	b.WriteString(s.st.Muted.Render(wrap("Report: "+c.path, w)) + "\n")
+	switch {
+	case c.scoring:
+		b.WriteString("\nScoring: reading the sandbox's database…\n")
+		return b.String()
+	case c.scoreErr != nil:
+		b.WriteString("\n" + s.st.Danger.Render(wrap("The drill could not be scored: "+c.scoreErr.Error(), w)) + "\n\nq quits.\n")
+		return b.String()
+	}
+	top := strings.Count(b.String(), "\n")
+	// Each line wrapped at words under its label (the first 10 columns), never cut.
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(c.scoreText, "\n"), "\n") {
+		if ansi.StringWidth(l) <= w || len(l) < 10 {
+			lines = append(lines, l)
+			continue
+		}
+		lines = append(lines, l[:10]+strings.TrimPrefix(indent(l[10:], w, 10), strings.Repeat(" ", 10)))
+	}
+	c.score.SetContent(strings.Join(lines, "\n"))
+	c.score.SetWidth(w)
+	c.score.SetHeight(max(h-top-1, 3))
+	b.WriteString(c.score.View() + "\n")
+	more := "q quits: the scorecard is printed again"
+	if !c.score.AtBottom() || !c.score.AtTop() {
+		more = fmt.Sprintf("↑/↓ scroll (%d%%) · ", int(c.score.ScrollPercent()*100)) + more
+	}
+	b.WriteString(s.st.Muted.Render(more))
 	return b.String()
 }
 

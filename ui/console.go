@@ -47,8 +47,13 @@ type Options struct {
 	Keys      recovery.Keys // from --gpg-key and --passphrase-file; the console asks for a missing passphrase
 	// Load is the command line's part of every restore's options: NoOwner,
 	// AllowUnsigned (restore backups no trusted signer signed), TrustBackup.
-	Load     recovery.Options
-	Drill    bool // --drill: every incident started is a drill
+	Load  recovery.Options
+	Drill bool // --drill: every incident started is a drill
+	// Sandbox: the server is a drill's sandbox (drconsole drill), nothing else is
+	// reachable: restores are swapped in and the runbook's psql commands run, there.
+	Sandbox bool
+	// Score, in a sandbox drill, scores it once it is closed: the text is shown.
+	Score    func() (string, error)
 	Operator string
 	Host     string
 	Now      func() time.Time // nil: time.Now; tests fix it
@@ -254,6 +259,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		s.journal, s.inc = msg.journal, msg.journal.Incident()
 		s.drill = s.inc.Drill
 		s.run = incident.New(msg.journal, s.opt.Operator, s.drill)
+		s.run.Sandbox = s.opt.Sandbox
 		s.run.Engine = s.engine
 		if sc, ok := s.opt.Runbook.Scenario(s.inc.Scenario); ok {
 			s.scenario = sc

@@ -238,7 +238,9 @@ func (p *preflightScreen) view(w, h int) string {
 		if pl.Kept != "" {
 			kv("kept as", pl.Kept)
 		}
-		if s.drill {
+		if s.drill && s.opt.Sandbox {
+			b.WriteString(s.st.Drill.Render(" DRILL ") + " " + wrap("in the sandbox: "+modeSentence(pl), w-8) + "\n")
+		} else if s.drill {
 			b.WriteString(s.st.Drill.Render(" DRILL ") + " " + wrap("restore and checks run for real in the scratch database, which is then dropped; nothing is swapped.", w-8) + "\n")
 		} else {
 			b.WriteString(wrap(modeSentence(pl), w) + "\n")

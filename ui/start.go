@@ -63,7 +63,11 @@ func (st *startScreen) build() {
 	if !st.s.opt.Drill {
 		st.choices = append(st.choices, startChoice{label: "Start a new incident (real recovery)"})
 	}
-	st.choices = append(st.choices, startChoice{label: "Start a drill (tabletop or training: nothing is run for real)", drill: true})
+	label := "Start a drill (tabletop or training: nothing is run for real)"
+	if st.s.opt.Sandbox {
+		label = "Start the drill (in the sandbox: restores, swaps and psql run for real there)"
+	}
+	st.choices = append(st.choices, startChoice{label: label, drill: true})
 	st.cur.setLen(len(st.choices))
 }
 
@@ -178,7 +182,9 @@ func (st *startScreen) view(w, h int) string {
 	for _, l := range s.rows(st.cur, h-6-used, func(i int) string { return st.choices[i].label }) {
 		b.WriteString(l + "\n")
 	}
-	if s.opt.Drill {
+	if s.opt.Sandbox {
+		b.WriteString("\n" + s.st.Muted.Render(wrap("A sandbox drill: the server, locations and key above are the sandbox's; nothing outside it is reachable.", w)) + "\n")
+	} else if s.opt.Drill {
 		b.WriteString("\n" + s.st.Muted.Render("--drill: only drills can be started in this session.") + "\n")
 	}
 	return b.String()

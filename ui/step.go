@@ -194,12 +194,22 @@ func (st *stepScreen) action() tea.Cmd {
 	return nil
 }
 
-// run runs the selected command (dry-run in a drill) and records it.
+// inSandbox is how command c runs for real in a drill's sandbox, or false.
+func (st *stepScreen) inSandbox(c checklists.Command) ([]string, bool) {
+	if !st.s.drill || !st.s.opt.Sandbox {
+		return nil, false
+	}
+	return sandboxArgv(c, st.s.opt.Conn)
+}
+
+// run runs the selected command (dry-run in a drill, but psql in its sandbox) and records it.
 func (st *stepScreen) run() tea.Cmd {
 	s := st.s
 	c := st.step.Commands[st.cur.i]
 	text := commandText(c)
 	n, j, drill := st.n, s.journal, s.drill
+	argv, inSandbox := st.inSandbox(c)
+	drill = drill && !inSandbox
 	var env []string
 	if s.opt.Conn != nil {
 		env = s.opt.Conn.Env(s.opt.Conn.Database)
@@ -210,10 +220,17 @@ func (st *stepScreen) run() tea.Cmd {
 	if c.SQL != "" {
 		req.Argv = []string{"psql", "-X", "-v", "ON_ERROR_STOP=1", "-c", c.SQL}
 	}
+	if inSandbox {
+		req.Argv = argv
+	}
 	if drill {
+		why := "drill: recorded, not run:\n"
+		if s.opt.Sandbox {
+			why = "drill: recorded, not run (in a drill only psql against the sandbox runs):\n"
+		}
 		return func() tea.Msg {
 			_, err := checklists.RunCommand(context.Background(), j, req)
-			return commandFinishedMsg{output: "drill: recorded, not run:\n" + text, err: err}
+			return commandFinishedMsg{output: why + text, err: err}
 		}
 	}
 	ctx, done := s.startWork() // quitting or a hang-up kills it, and the exit waits for it
@@ -321,11 +338,13 @@ func (st *stepScreen) view(w, h int) string {
 	}
 	switch st.mode {
 	case stepConfirmRun:
-		what := "Run"
-		if s.drill {
-			what = "Record (drill: dry run)"
+		ask := "Run this command now? (y/n)"
+		if _, ok := st.inSandbox(st.step.Commands[st.cur.i]); ok {
+			ask = "Run this command in the sandbox now? (y/n)"
+		} else if s.drill {
+			ask = "Record (drill: dry run) this command now? (y/n)"
 		}
-		b.WriteString("\n" + s.st.Warning.Render(what+" this command now? (y/n)") + "\n")
+		b.WriteString("\n" + s.st.Warning.Render(ask) + "\n")
 		b.WriteString(indent(commandText(st.step.Commands[st.cur.i]), w, 2) + "\n")
 	case stepNoteDone, stepNoteSkip:
 		b.WriteString("\n" + st.note.View() + "\n" + s.st.Muted.Render("enter to save · esc to cancel") + "\n")
