@@ -28,6 +28,8 @@ type drillOptions struct {
 	remove    string
 	auto      bool
 	backup    string
+	tabletop  bool
+	injects   string
 }
 
 func newDrillCmd(a *app) *cobra.Command {
@@ -50,7 +52,9 @@ is removed when the console closes, unless --keep.`,
 		Example: `  drconsole drill
   drconsole drill --scenario ransomware --size medium --seed 7 --keep
   drconsole drill --no-console          # build it, print how to reach it, keep it
-  drconsole drill --remove /tmp/drconsole-drill-123456`,
+  drconsole drill --remove /tmp/drconsole-drill-123456
+  drconsole drill --injects example     # the scenario's shipped injects, applied for real
+  drconsole drill --tabletop --scenario ransomware --injects injects.yaml`,
 		Args: noArgs(""),
 		RunE: func(c *cobra.Command, _ []string) error { return runDrill(c.Context(), a, o) },
 	}
@@ -64,6 +68,8 @@ is removed when the console closes, unless --keep.`,
 	f.StringVar(&o.remove, "remove", "", "stop and delete the sandbox in `dir` (one drill made)")
 	f.BoolVar(&o.auto, "auto", false, "perform the recovery headlessly in the sandbox (restore --yes of the right backup) and print the scored report; exit 0 only when the data is right and the RTO met: the monthly restore test")
 	f.StringVar(&o.backup, "backup", "", "with --auto: restore this backup instead of the right one, or newest (to see a mistake scored)")
+	f.BoolVar(&o.tabletop, "tabletop", false, "a tabletop exercise: no sandbox and no server, every step talked through and recorded, nothing run; journals in --dir (default ~/.local/state/drconsole/drills/tabletop)")
+	f.StringVar(&o.injects, "injects", "", "the facilitator's inject `file` (YAML), or example for the scenario's shipped one: each inject is shown when due and journaled, and in a sandbox applied for real")
 	return c
 }
 
@@ -85,6 +91,9 @@ func productionEnv(k string) bool {
 func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	if o.remove != "" {
 		return removeSandbox(o.remove)
+	}
+	if o.tabletop || o.injects != "" {
+		return runInjectDrill(ctx, a, o)
 	}
 	if _, ok := drill.Sizes[o.size]; !ok {
 		return usagef("--size %q: small, medium or large", o.size)
