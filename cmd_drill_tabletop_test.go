@@ -150,7 +150,6 @@ func TestTabletopReadsNoProductionSettings(t *testing.T) {
 			t.Errorf("the tabletop offers or shows something of production:\n%s", s)
 		}
 	}
-	t.Logf("%s\n%s", screens[0], screens[1])
 	if !strings.Contains(screens[1], "Ransomware") || !strings.Contains(screens[1], "DRILL") {
 		t.Errorf("no ransomware drill opened:\n%s", screens[1])
 	}
@@ -176,6 +175,14 @@ func TestTabletopReadsNoProductionSettings(t *testing.T) {
 	errb.Reset()
 	if code := a.main([]string{"drill", "--tabletop", "--dir", t.TempDir(), "--injects", bad}); code != exitUsage || !strings.Contains(errb.String(), bad+":1: inject 1: at \"10\" has no unit") {
 		t.Errorf("a bad inject file: exit %d: %s", code, errb.String())
+	}
+	// A sandbox drill checks its inject file before it builds anything.
+	errb.Reset()
+	if code := a.main([]string{"drill", "--injects", bad}); code != exitUsage || strings.Contains(errb.String(), "building") {
+		t.Errorf("a sandbox drill with a bad inject file: exit %d: %s", code, errb.String())
+	}
+	if code := a.main([]string{"drill", "--injects", "example", "--auto"}); code != exitUsage {
+		t.Errorf("--injects with --auto: exit %d", code)
 	}
 }
 

@@ -373,7 +373,7 @@ func (r *Report) Markdown() string {
 			}
 			p(" **%s**", oneLine(in.Event))
 			if in.Detail != "" {
-				p(": %s", oneLine(in.Detail))
+				p(": %s", strings.TrimRight(oneLine(in.Detail), "."))
 			}
 			switch {
 			case in.Result == ResultFailed:

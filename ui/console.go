@@ -98,6 +98,7 @@ type session struct {
 	offeredEvents int
 	// injectsFired: the injects shown or journaled (by ref); banners: those on the screen
 	// waiting for their acknowledgement, oldest first.
+	injectsOf    string // the incident they are of
 	injectsFired map[string]bool
 	banners      []shownInject
 

@@ -50,10 +50,22 @@ func (m *Model) fireInjects() tea.Cmd {
 	if inc == nil || inc.Closed || inc.Started.IsZero() || (s.opt.InjectScenario != "" && inc.Scenario != s.opt.InjectScenario) {
 		return nil
 	}
-	if s.injectsFired == nil {
-		s.injectsFired = map[string]bool{}
-		for _, r := range inc.Injects { // resumed: what fell due before is not shown again
+	if s.injectsOf != inc.ID { // this incident's first look: it may be a resumed one
+		s.injectsOf, s.injectsFired, s.banners = inc.ID, map[string]bool{}, nil
+		for _, r := range inc.Injects {
+			// What fell due before is not journaled or applied again; what the team had
+			// not acknowledged is shown again.
 			s.injectsFired[r.Ref] = true
+			if r.Acked.IsZero() {
+				n := 0
+				fmt.Sscanf(r.Ref, "inject-%d", &n)
+				b := shownInject{ref: r.Ref, n: n, level: r.Level, applied: r.Applied, failed: r.Error,
+					in: inject.Inject{Step: r.Step, Event: r.Event, Detail: r.Detail, Apply: r.Apply}}
+				if n >= 1 && n <= len(s.opt.Injects) {
+					b.in.At = s.opt.Injects[n-1].At
+				}
+				s.banners = append(s.banners, b)
+			}
 		}
 	}
 	elapsed := s.now.Sub(inc.Started)
@@ -71,8 +83,10 @@ func (m *Model) fireInjects() tea.Cmd {
 		}
 		if s.opt.ApplyInject != nil && in.Apply != "" && in.Apply != inject.Escalate {
 			b.pending = true
-			apply, ctx, what := s.opt.ApplyInject, s.opt.Context, in.Apply
+			apply, ctx, what, work := s.opt.ApplyInject, s.opt.Context, in.Apply, s.opt.Work
+			work.Add(1) // the console waits for it before it exits: the sandbox is not removed under it
 			cmds = append(cmds, func() tea.Msg {
+				defer work.Done()
 				detail, err := apply(ctx, what)
 				return injectAppliedMsg{ref: ref, detail: detail, err: err}
 			})

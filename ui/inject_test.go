@@ -115,3 +115,29 @@ func TestInjectAppliedOnStepAndEscalation(t *testing.T) {
 		t.Errorf("applied again: %v", applied)
 	}
 }
+
+// A drill resumed after the console ended shows again the injects the team had not
+// acknowledged, without journaling or applying them again.
+func TestResumedDrillShowsUnacknowledgedInjects(t *testing.T) {
+	injects := []inject.Inject{{At: time.Minute, Event: "The primary bucket is unreachable", Apply: inject.PrimaryUnreachable}}
+	applied := 0
+	apply := func(context.Context, string) (string, error) { applied++; return "moved away", nil }
+	h := injectHarness(t, injects, apply)
+	h.startIncident()
+	h.after(time.Minute)
+	h.m.s.journal.Close()
+	h2 := &harness{t: t, now: h.now.Add(time.Minute)}
+	h2.m = New(Options{StateDir: h.m.s.opt.StateDir, Theme: PlainTheme(), Operator: "bob", Drill: true,
+		Now: func() time.Time { return h2.now }, Injects: injects, ApplyInject: apply})
+	h2.send(h2.top().init()())
+	h2.key("enter") // resume the drill
+	h2.after(time.Second)
+	if !strings.Contains(h2.screen(), "INJECT 1 · at 1m") || !strings.Contains(h2.screen(), "In the sandbox: moved away") {
+		t.Fatalf("the unacknowledged inject is not shown again:\n%s", h2.screen())
+	}
+	h2.key("enter")
+	inc := h2.m.s.journal.Incident()
+	if applied != 1 || len(inc.Injects) != 1 || inc.Injects[0].AckedBy != "bob" {
+		t.Fatalf("applied %d times; injects %+v", applied, inc.Injects)
+	}
+}
