@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"drconsole/checklists"
+	"drconsole/drill/inject"
 	"drconsole/recovery"
 	"drconsole/storage"
 	"drconsole/ui"
@@ -33,6 +34,10 @@ type consoleOptions struct {
 	// runbook's psql commands run there for real. score scores the drill at its close.
 	sandbox bool
 	score   func() (string, error)
+	// A drill's injects, and what applies them for real (a sandbox's; nil in a tabletop).
+	injects        []inject.Inject
+	injectScenario string
+	applyInject    func(context.Context, string) (string, error)
 }
 
 // newConsoleCmd is the console: the root command (drconsole with no subcommand) and the
@@ -107,7 +112,18 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 		Operator:  checklists.Operator(a.getenv),
 		Host:      host,
 		Work:      work,
+
+		Injects:        o.injects,
+		InjectScenario: o.injectScenario,
+		ApplyInject:    o.applyInject,
 	}
+	return runConsoleProgram(ctx, a, opt)
+}
+
+// runConsoleProgram runs the console with opt until it is quit or the terminal hangs up,
+// and waits for the work it started (opt.Work) to clean up.
+func runConsoleProgram(ctx context.Context, a *app, opt ui.Options) error {
+	work := opt.Work
 	if a.getenv("NO_COLOR") != "" {
 		opt.Theme = ui.PlainTheme()
 	} else {

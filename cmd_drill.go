@@ -13,6 +13,7 @@ import (
 
 	"drconsole/checklists"
 	"drconsole/drill"
+	"drconsole/drill/inject"
 	"drconsole/storage"
 )
 
@@ -26,6 +27,8 @@ type drillOptions struct {
 	remove    string
 	auto      bool
 	backup    string
+	tabletop  bool
+	injects   string
 }
 
 func newDrillCmd(a *app) *cobra.Command {
@@ -48,7 +51,9 @@ is removed when the console closes, unless --keep.`,
 		Example: `  drconsole drill
   drconsole drill --scenario ransomware --size medium --seed 7 --keep
   drconsole drill --no-console          # build it, print how to reach it, keep it
-  drconsole drill --remove /tmp/drconsole-drill-123456`,
+  drconsole drill --remove /tmp/drconsole-drill-123456
+  drconsole drill --injects example     # the scenario's shipped injects, applied for real
+  drconsole drill --tabletop --scenario ransomware --injects injects.yaml`,
 		Args: noArgs(""),
 		RunE: func(c *cobra.Command, _ []string) error { return runDrill(c.Context(), a, o) },
 	}
@@ -62,6 +67,8 @@ is removed when the console closes, unless --keep.`,
 	f.StringVar(&o.remove, "remove", "", "stop and delete the sandbox in `dir` (one drill made)")
 	f.BoolVar(&o.auto, "auto", false, "perform the recovery headlessly in the sandbox (restore --yes of the right backup) and print the scored report; exit 0 only when the data is right and the RTO met: the monthly restore test")
 	f.StringVar(&o.backup, "backup", "", "with --auto: restore this backup instead of the right one, or newest (to see a mistake scored)")
+	f.BoolVar(&o.tabletop, "tabletop", false, "a tabletop exercise: no sandbox and no server, every step talked through and recorded, nothing run; journals in --dir (default ~/.local/state/drconsole/drills/tabletop)")
+	f.StringVar(&o.injects, "injects", "", "the facilitator's inject `file` (YAML), or example for the scenario's shipped one: each inject is shown when due and journaled, and in a sandbox applied for real")
 	return c
 }
 
@@ -84,11 +91,25 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	if o.remove != "" {
 		return removeSandbox(o.remove)
 	}
+	if a.backupDir != "" || a.stateDir != "" {
+		return usagef("a drill uses its sandbox's settings only: --backup-dir and --state-dir do not apply")
+	}
+	if o.tabletop {
+		return runTabletop(ctx, a, o)
+	}
 	if _, ok := drill.Sizes[o.size]; !ok {
 		return usagef("--size %q: small, medium or large", o.size)
 	}
-	if a.backupDir != "" || a.stateDir != "" {
-		return usagef("a drill uses its sandbox's settings only: --backup-dir and --state-dir do not apply")
+	// The facilitator's injects: shown when due, and applied for real to the sandbox.
+	var injects []inject.Inject
+	if o.injects != "" {
+		if o.auto || o.noConsole {
+			return usagef("--injects are for a team at the console: --auto and --no-console do not apply")
+		}
+		var err error
+		if _, injects, err = loadInjects(checklists.Default(), o.scenario, o.injects); err != nil {
+			return err
+		}
 	}
 	// The one thing a drill takes from this machine's configuration: its notify channels
 	// marked drills: true, and the secrets they name.
@@ -146,37 +167,55 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	env := sb.Env()
 	in := &app{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, getenv: func(k string) string { return env[k] },
 		configPath: sb.Config, self: a.self} // journals under the sandbox's XDG_STATE_HOME
-	// The scorecard is shown in the console when the drill is closed, and printed here
-	// once the console is gone, closed or not.
-	var card *scored
-	score := func() (string, error) {
-		c, err := scoreDrill(ctx, in, sb, drill.ModeConsole, o, seed, reachable)
-		if err != nil {
-			return "", err
-		}
-		card = c
-		text := c.Text()
-		if path, err := c.Save(records, c.report); err == nil {
-			text += "kept      " + path + "\n"
-		}
-		return text, nil
+	sc := &drillScorer{records: records, score: func() (*scored, error) {
+		return scoreDrill(ctx, in, sb, drill.ModeConsole, o, seed, reachable)
+	}}
+	if len(injects) > 0 {
+		fmt.Fprintf(a.stderr, "drill: %d injects from %s, shown when due and applied for real to the sandbox\n", len(injects), o.injects)
 	}
-	err = runConsole(ctx, in, &consoleOptions{drill: true, sandbox: true, score: score, key: keyFlags{gpgKey: sb.Secret}})
-	if card == nil || !card.Closed() {
-		if _, serr := score(); serr != nil {
-			fmt.Fprintf(a.stderr, "drill: it could not be scored: %v\n", serr)
-		}
-	}
+	err = runConsole(ctx, in, &consoleOptions{drill: true, sandbox: true, score: sc.atClose, key: keyFlags{gpgKey: sb.Secret},
+		injects: injects, injectScenario: o.scenario, applyInject: sb.ApplyInject})
 	fmt.Fprintf(a.stdout, "drill over (seed %d): %s\n", seed, sb.Fault)
 	fmt.Fprintf(a.stdout, "answer    %s\n", sb.Answer())
 	if keep {
 		fmt.Fprintf(a.stdout, "the sandbox is kept in %s; remove it with: drconsole drill --remove %s\n", sb.Dir, sb.Dir)
 	}
-	if card != nil {
-		if serr := card.print(a, records); serr != nil && err == nil {
-			err = serr
-		}
+	return sc.atExit(a, err)
+}
+
+// drillScorer scores a drill at the console: when it is closed (the console shows the
+// scorecard), and again once the console is gone if it was not; the scorecard is kept.
+type drillScorer struct {
+	score   func() (*scored, error)
+	records string
+	card    *scored
+}
+
+func (d *drillScorer) atClose() (string, error) {
+	c, err := d.score()
+	if err != nil {
+		return "", err
 	}
+	d.card = c
+	text := c.Text()
+	if path, err := c.Save(d.records, c.report); err == nil {
+		text += "kept      " + path + "\n"
+	}
+	return text, nil
+}
+
+// atExit prints the scorecard; the drill's exit is the console's (err): a trainee's drill
+// that scored a failure has still run as it should (only --auto's exit is its score).
+func (d *drillScorer) atExit(a *app, err error) error {
+	if d.card == nil || !d.card.Closed() {
+		c, serr := d.score()
+		if serr != nil {
+			fmt.Fprintf(a.stderr, "drill: it could not be scored: %v\n", serr)
+			return err
+		}
+		d.card = c
+	}
+	d.card.print(a, d.records)
 	return err
 }
 

@@ -31,8 +31,10 @@ type Incident struct {
 	// Notifications are the messages sent, one per channel, in the order they were sent.
 	Notifications []NotificationRecord
 	Escalations   []EscalationRecord
-	Events        []Event
-	LastEvent     time.Time
+	// Injects are a drill's injects that fell due, in order.
+	Injects   []InjectRecord
+	Events    []Event
+	LastEvent time.Time
 }
 
 // StepStatus is where a step stands.
@@ -187,6 +189,23 @@ type EscalationRecord struct {
 	Role   string
 	Result string // paged, mailed, declined
 	Who    string
+}
+
+// InjectRecord is a drill's inject that fell due: what the team was shown, what was
+// applied to the sandbox, and when they acknowledged it (zero: not yet).
+type InjectRecord struct {
+	Ref     string
+	Time    time.Time
+	Step    int // the step it was due on; 0: due at a time
+	Event   string
+	Detail  string
+	Apply   string // primary-unreachable, newest-backup-corrupt, escalate or ""
+	Level   int    // escalate: the level due
+	Result  string // applied, failed, shown
+	Error   string
+	Applied string // what was done
+	Acked   time.Time
+	AckedBy string
 }
 
 // NoteRecord is a timestamped line of text.
@@ -344,6 +363,15 @@ func (inc *Incident) apply(e Event) {
 		}
 	case EventEscalationAck:
 		inc.Escalations = append(inc.Escalations, EscalationRecord{Time: e.Time, Level: e.Level, Role: e.Title, Result: e.Result, Who: e.Who})
+	case EventInject:
+		inc.Injects = append(inc.Injects, InjectRecord{Ref: e.Ref, Time: e.Time, Step: e.Step, Event: e.Title, Detail: e.Note,
+			Apply: e.Kind, Level: e.Level, Result: e.Result, Error: e.Error, Applied: e.Detail})
+	case EventInjectAck:
+		for i := range inc.Injects {
+			if in := &inc.Injects[i]; in.Ref == e.Ref && in.Acked.IsZero() {
+				in.Acked, in.AckedBy = e.Time, e.Who
+			}
+		}
 	case EventIncidentClosed:
 		inc.Closed, inc.Ended, inc.Outcome = true, e.Time, e.Result
 		for i := range inc.Steps {
@@ -440,6 +468,7 @@ func (inc *Incident) clone() *Incident {
 	c.Sessions = append([]NoteRecord(nil), inc.Sessions...)
 	c.Notifications = append([]NotificationRecord(nil), inc.Notifications...)
 	c.Escalations = append([]EscalationRecord(nil), inc.Escalations...)
+	c.Injects = append([]InjectRecord(nil), inc.Injects...)
 	c.Events = append([]Event(nil), inc.Events...)
 	c.Plan.Steps = append([]PlanStep(nil), inc.Plan.Steps...)
 	c.Plan.Checklist = append([]string(nil), inc.Plan.Checklist...)

@@ -46,11 +46,20 @@ const (
 	EventNotifySent      EventType = "notify_sent"      // Ref, Channel, Kind, Action, Title (the subject), Note (the text), Step, Who: written before it is sent
 	EventNotifyResult    EventType = "notify_result"    // Ref, Channel, Result (delivered, failed), Error, Attempts, Seconds
 	EventEscalationAck   EventType = "escalation_ack"   // Level, Title (the role), Result (paged, mailed, declined), Who
+	// A drill's inject fell due: Ref (inject-N, N its place in the inject file), Title (the
+	// event shown), Note (its detail), Step (the step whose start it was due on; 0: due at a
+	// time), Kind (what it applies: primary-unreachable, newest-backup-corrupt, escalate, or
+	// ""), Level (escalate: the escalation level due), Result (applied, failed, or shown:
+	// nothing applied, as in a tabletop), Error, Detail (what was done to the sandbox).
+	EventInject    EventType = "inject"
+	EventInjectAck EventType = "inject_ack" // Ref, Who: the team acknowledged the inject on the screen
 )
 
 // Results of a restore, a swap, a check and an incident. A restore's result is ok only
 // when the restored copy is live (swapped in or created) or, for a test restore, made.
 const (
+	ResultApplied     = "applied" // an inject done for real in a sandbox
+	ResultShown       = "shown"   // an inject shown, nothing applied
 	ResultOK          = "ok"
 	ResultFailed      = "failed"
 	ResultCancelled   = "cancelled"

@@ -30,6 +30,8 @@ type Report struct {
 	PlanWarning        string   `json:"plan_warning,omitempty"`
 
 	Timeline []ReportStep `json:"timeline"`
+	// Injects are a drill's injects that fell due, listed under the timeline.
+	Injects []ReportInject `json:"injects,omitempty"`
 	// Notifications are the updates and pages sent, one per channel; Escalations the
 	// levels that fell due and what was done. Both are part of the timeline.
 	Notifications []ReportNotification `json:"notifications"`
@@ -56,6 +58,22 @@ type ReportStep struct {
 	OverMinutes     float64    `json:"over_minutes"` // negative: under budget; 0 for untimed
 	Over            bool       `json:"over"`
 	Note            string     `json:"note,omitempty"`
+}
+
+// ReportInject is a drill's inject that fell due: what the team was shown, what was
+// applied to the sandbox, and when they acknowledged it.
+type ReportInject struct {
+	Time    time.Time  `json:"time"`
+	Step    int        `json:"step,omitempty"`
+	Event   string     `json:"event"`
+	Detail  string     `json:"detail,omitempty"`
+	Apply   string     `json:"apply,omitempty"`
+	Level   int        `json:"level,omitempty"`
+	Result  string     `json:"result"`
+	Error   string     `json:"error,omitempty"`
+	Applied string     `json:"applied,omitempty"`
+	Acked   *time.Time `json:"acknowledged,omitempty"`
+	AckedBy string     `json:"acknowledged_by,omitempty"`
 }
 
 // ReportNotification is one message sent to one channel, and its delivery.
@@ -183,6 +201,10 @@ func BuildReport(inc *Incident, warnings []string, now time.Time) *Report {
 			row.OverMinutes = (sc.Elapsed - s.Budget).Minutes()
 		}
 		r.Timeline = append(r.Timeline, row)
+	}
+	for _, in := range inc.Injects {
+		r.Injects = append(r.Injects, ReportInject{Time: in.Time, Step: in.Step, Event: in.Event, Detail: in.Detail, Apply: in.Apply, Level: in.Level,
+			Result: in.Result, Error: in.Error, Applied: in.Applied, Acked: timePtr(in.Acked), AckedBy: in.AckedBy})
 	}
 	for _, n := range inc.Notifications {
 		res := n.Result
@@ -340,6 +362,37 @@ func (r *Report) Markdown() string {
 			title += ": " + cell(s.Note)
 		}
 		p("| %d | %s | %s | %s | %s | %s | %s |\n", s.Number, title, start, end, dur, budget, verdict)
+	}
+
+	if len(r.Injects) > 0 {
+		p("\nInjects:\n\n")
+		for _, in := range r.Injects {
+			p("- %s", r.clock(in.Time))
+			if in.Step > 0 {
+				p(" (step %d)", in.Step)
+			}
+			p(" **%s**", oneLine(in.Event))
+			if in.Detail != "" {
+				p(": %s", strings.TrimRight(oneLine(in.Detail), "."))
+			}
+			switch {
+			case in.Result == ResultFailed:
+				p("; %s **could not be applied**: %s", in.Apply, oneLine(in.Error))
+			case in.Apply == "escalate" && in.Level > 0:
+				p("; escalation level %d due", in.Level)
+			case in.Result == ResultApplied:
+				p("; applied: %s", oneLine(in.Applied))
+			}
+			if in.Acked != nil {
+				p("; acknowledged %s", r.clock(*in.Acked))
+				if in.AckedBy != "" {
+					p(" by %s", oneLine(in.AckedBy))
+				}
+			} else {
+				p("; **not acknowledged**")
+			}
+			p("\n")
+		}
 	}
 
 	if len(r.Notifications) > 0 || len(r.Escalations) > 0 {

@@ -81,7 +81,14 @@ type Sandbox struct {
 	Clean    string
 	Infected []string
 
-	bin string // the server's binaries
+	bin     string              // the server's binaries
+	answers map[string]answerOf // what restoring a backup brings back, for the last two
+}
+
+// answerOf is what restoring one backup brings back: each table's rows and fingerprint.
+type answerOf struct {
+	truth  map[string]int64
+	prints map[string]string
 }
 
 // Env is the whole environment the sandbox's console and commands see: the sandbox's
@@ -136,7 +143,7 @@ func Build(ctx context.Context, o Options) (s *Sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s = &Sandbox{Dir: dir, Database: "spywatcher", bin: bin, StateDir: filepath.Join(dir, "state")}
+	s = &Sandbox{Dir: dir, Database: "spywatcher", bin: bin, StateDir: filepath.Join(dir, "state"), answers: map[string]answerOf{}}
 	defer func() {
 		if err != nil {
 			s.Remove()
@@ -208,13 +215,19 @@ func Build(ctx context.Context, o Options) (s *Sandbox, err error) {
 			}
 		}
 		truth := i == infectedFrom-1 || (infectedFrom < 0 && i == len(times)-1)
+		// The right answer, and the one before it: the answer an inject that damages the
+		// newest backup leaves.
+		var now answerOf
+		if truth || i == len(times)-2 {
+			if now.truth, err = s.counts(ctx); err != nil {
+				return s, err
+			}
+			if now.prints, err = s.Fingerprints(ctx); err != nil {
+				return s, err
+			}
+		}
 		if truth {
-			if s.Truth, err = s.counts(ctx); err != nil {
-				return s, err
-			}
-			if s.Prints, err = s.Fingerprints(ctx); err != nil {
-				return s, err
-			}
+			s.Truth, s.Prints = now.truth, now.prints
 		}
 		kind := storage.KindFull
 		if t.Hour() != 2 {
@@ -236,6 +249,9 @@ func Build(ctx context.Context, o Options) (s *Sandbox, err error) {
 			os.Chtimes(filepath.Join(root, b.Name), t, t)
 		}
 		s.Backups = append(s.Backups, b.Name)
+		if now.prints != nil {
+			s.answers[b.Name] = now
+		}
 		if truth {
 			s.Clean = b.Name
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"drconsole/checklists"
+	"drconsole/drill/inject"
 	"drconsole/storage"
 )
 
@@ -185,6 +186,27 @@ func (c *Scorecard) scoreSteps(in ScoreInput, inc *checklists.Incident, end time
 				list = append(slices.Clone(list[:3]), "…")
 			}
 			c.Mistakes = append(c.Mistakes, fmt.Sprintf("%d of %d post-recovery checklist items left unticked: %s", len(open), len(in.Runbook.PostRecovery), strings.Join(list, "; ")))
+		}
+	}
+	// The facilitator's injects: each one acknowledged, and an escalation it made due
+	// answered (paged or declined, at its level or a later one).
+	for _, ij := range inc.Injects {
+		if ij.Acked.IsZero() {
+			c.Mistakes = append(c.Mistakes, fmt.Sprintf("the inject %q was never acknowledged", ij.Event))
+		}
+		if ij.Apply != inject.Escalate || ij.Level < 1 {
+			continue
+		}
+		answered := false
+		for l := ij.Level; l <= max(len(path), ij.Level); l++ {
+			answered = answered || inc.Acknowledged(l)
+		}
+		if !answered {
+			role := fmt.Sprintf("level %d", ij.Level)
+			if ij.Level <= len(path) {
+				role = path[ij.Level-1].Role
+			}
+			c.Mistakes = append(c.Mistakes, fmt.Sprintf("the inject %q made the escalation to %s due, and it was never paged or declined", ij.Event, role))
 		}
 	}
 	// Escalation: a level reached during the drill that a channel could page, never

@@ -16,6 +16,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"drconsole/checklists"
+	"drconsole/drill/inject"
 	"drconsole/incident"
 	"drconsole/incident/notify"
 	"drconsole/recovery"
@@ -68,6 +69,14 @@ type Options struct {
 	Notify    []*notify.Channel
 	NotifyErr error
 	Sender    *notify.Sender
+	// Injects are a drill's injects (drill --injects): each is shown over every screen when
+	// it falls due, until acknowledged, and journaled. ApplyInject does what one applies
+	// for real (a sandbox drill) and says what it did; nil: they are shown only (a tabletop).
+	// InjectScenario is the scenario the injects were written for: they fall due only in
+	// a drill of it ("": any).
+	Injects        []inject.Inject
+	InjectScenario string
+	ApplyInject    func(ctx context.Context, apply string) (string, error)
 }
 
 // session is what every screen shares. Only Update changes it.
@@ -92,6 +101,11 @@ type session struct {
 	pending []string
 	// offeredEvents: the incident's events already looked at for an update to offer.
 	offeredEvents int
+	// injectsFired: the injects shown or journaled (by ref); banners: those on the screen
+	// waiting for their acknowledgement, oldest first.
+	injectsOf    string // the incident they are of
+	injectsFired map[string]bool
+	banners      []shownInject
 
 	// mu guards scratch and leaving, which work goroutines share with Update. scratch is
 	// a restored copy nobody is working on; a swap or abandon in flight takes it out and
@@ -219,7 +233,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			s.now = s.opt.Now()
 		}
 		m.offerNotify()
-		return m, tick()
+		return m, tea.Batch(m.fireInjects(), tick())
 	case journaledMsg:
 		if msg.err != nil {
 			m.status = msg.err.Error()
@@ -228,7 +242,9 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			s.inc = s.journal.Incident()
 		}
 		m.offerNotify()
-		return m, nil
+		return m, m.fireInjects() // an inject due when a step starts
+	case injectAppliedMsg:
+		return m, m.injectApplied(msg)
 	case notifyDeliveredMsg:
 		return m.notified(msg)
 	case notifyFinishedMsg:
@@ -318,6 +334,9 @@ func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			return m, tea.Sequence(m.s.record(checklists.Event{Type: checklists.EventSession, Note: "operator quit; work in progress cancelled"}), m.s.dropScratch(), tea.Quit)
 		}
 		return m, nil
+	}
+	if len(m.s.banners) > 0 && k != "ctrl+c" {
+		return m.injectKey(msg)
 	}
 	if m.showHelp {
 		m.showHelp = false
@@ -454,6 +473,9 @@ func (m Model) Render() string {
 		global = append(global, keyUpdate, keyPage)
 	}
 	km := keyMap{short: m.top().keys(), global: global, typing: m.top().typing()}
+	if ik := s.injectKeys(); ik != nil {
+		km = keyMap{short: ik, global: ik, typing: true} // the inject has the keys: ctrl+c still quits
+	}
 	foot := m.help.ShortHelpView(km.ShortHelp())
 	if m.showHelp {
 		foot = m.help.FullHelpView(km.FullHelp())
@@ -479,7 +501,7 @@ func (m Model) Render() string {
 	bodyH := h - 2 - len(footLines) - len(statusLines)
 	body := m.top().view(w, bodyH)
 	lines := []string{header, ""}
-	lines = append(lines, fit(body, w, bodyH)...)
+	lines = append(lines, s.overlay(fit(body, w, bodyH), w)...)
 	for _, l := range statusLines {
 		lines = append(lines, fitLine(s.st.Danger.Render(l), w))
 	}

@@ -32,6 +32,7 @@ func PlainTheme() Theme { return Theme{Plain: true} }
 // Styles are built from a theme in one place.
 type Styles struct {
 	Title, Header, Muted, Accent, Danger, Success, Warning, Selected, Drill, Bold lipgloss.Style
+	Banner                                                                        lipgloss.Style // a drill's inject, over every screen
 	Help                                                                          help.Styles
 	Input                                                                         textinput.Styles
 	BarFull, BarEmpty                                                             color.Color // the progress bar's; nil in the plain theme
@@ -56,6 +57,10 @@ func newStyles(t Theme) Styles {
 		Selected: fg(t.Accent).Bold(true),
 		Drill:    fg(t.Warning).Bold(true).Reverse(true),
 		Bold:     base.Bold(true),
+		Banner:   base.Border(lipgloss.RoundedBorder()).Padding(0, 1),
+	}
+	if !t.Plain {
+		s.Banner = s.Banner.BorderForeground(t.Warning)
 	}
 	s.Input = textinput.Styles{
 		Focused: textinput.StyleState{Prompt: s.Bold, Text: base, Placeholder: s.Muted},
