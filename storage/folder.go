@@ -51,7 +51,7 @@ func folderOf(loc Location, dirName, s3Prefix string) Folder {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return &s3WAL{S3: &S3{name: l.name, bucket: l.bucket, prefix: l.prefix + s3Prefix, client: l.client, opts: l.opts, config: l.config,
-			region: l.region, regionKnown: l.regionKnown, endpointDesc: l.endpointDesc}}
+			region: l.region, regionKnown: l.regionKnown, endpointDesc: l.endpointDesc}, contentNamed: dirName == walDirName}
 	case *unavailable:
 		return &unavailableWAL{u: l}
 	}
@@ -90,7 +90,16 @@ func (d *dirWAL) Find(ctx context.Context, prefix string) ([]Backup, error) {
 	return out, nil // ReadDir sorts by name
 }
 
-type s3WAL struct{ *S3 }
+type s3WAL struct {
+	*S3
+	// contentNamed: the WAL archive, whose files drconsole names by their content's
+	// SHA-256 after listing the name (wal.Pusher), so Put need not look again.
+	contentNamed bool
+}
+
+func (s *s3WAL) Put(ctx context.Context, name string, r io.Reader) (Backup, error) {
+	return s.put(ctx, name, r, s.contentNamed)
+}
 
 func (s *s3WAL) String() string { return "s3://" + s.bucket + "/" + s.prefix }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -389,5 +390,46 @@ func TestS3StreamResumesAHungConnection(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("took %v: the hung connections were not given up", d)
+	}
+}
+
+// A WAL file goes up in one PUT, with no HEAD before or after it (its name carries its
+// content's hash and wal.Pusher has just listed it), and If-None-Match alone still refuses
+// a second copy under the name.
+func TestS3WALPutIsOneRequestAndNeverOverwrites(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.CreateBucket(t, "backups")
+	proxy := s3test.StartProxy(t, srv.Endpoint)
+	wal := WALOf(openS3(t, "primary", proxy.Endpoint, "backups", "db1"))
+	ctx := context.Background()
+	name := "000000010000000000000001-" + strings.Repeat("ab", 20) + ".zst.gpg"
+	data := randomBytes(3<<20, 5)
+	b, err := wal.Put(ctx, name, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Key != "db1/wal/"+name || b.Size != int64(len(data)) {
+		t.Errorf("Put said %s, %d bytes; want db1/wal/%s, %d", b.Key, b.Size, name, len(data))
+	}
+	var methods []string
+	for _, r := range proxy.Requests() {
+		methods = append(methods, r.Method)
+	}
+	if !slices.Equal(methods, []string{http.MethodPut}) {
+		t.Errorf("requests %v; want one PUT", methods)
+	}
+	if _, err := wal.Put(ctx, name, bytes.NewReader(randomBytes(1<<10, 6))); !errors.Is(err, ErrExists) {
+		t.Errorf("second Put: %v; want ErrExists", err)
+	}
+	if got := srv.Keys(t, "backups"); len(got) != 1 {
+		t.Errorf("objects %v; want one", got)
+	}
+	rc, err := wal.Open(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if got, err := io.ReadAll(rc); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("read back %d bytes (%v); want the %d stored", len(got), err, len(data))
 	}
 }
