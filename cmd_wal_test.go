@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -176,13 +177,15 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 	pgdata := filepath.Join(w.dir, "recovered")
 	port := freeTCPPort(t)
 	t.Cleanup(func() { w.c.Command("pg_ctl", "-D", pgdata, "-m", "immediate", "stop").Run() })
-	restore := exec.Command(w.wrapper, "restore", "--gpg-key", w.secret, "--to-time", w.t1, "--pgdata", pgdata, "--port", strconv.Itoa(port))
+	restore := exec.Command(w.wrapper, "restore", "--gpg-key", w.secret, "--to-time", w.t1, "--pgdata", pgdata, "--port", strconv.Itoa(port),
+		"--new-incident", "--scenario", "regional-outage")
 	restore.Dir = w.dir
 	outb, err := restore.CombinedOutput()
 	if err != nil || !strings.Contains(string(outb), "recovery stopping before commit") {
 		t.Fatalf("restore --to-time: %v:\n%s\n%s", err, outb, tail(pgdata+".log", 3000))
 	}
 	t.Logf("drconsole restore --to-time:\n%s", outb)
+	w.reportSaysPITR(t, string(outb), "the data directory `"+pgdata+"`")
 	logFile := pgdata + ".log"
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=app sslmode=disable", w.dir, port))
@@ -213,6 +216,70 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 	t.Run("targets refused", func(t *testing.T) { w.targetsRefused(t) })
 	t.Run("to a WAL location", func(t *testing.T) { w.toLSN(t) })
 	t.Run("into the live database", func(t *testing.T) { w.intoLive(t) })
+}
+
+// reportSaysPITR reads the report of the incident a restore --to-time recorded in (its
+// "journal:" line) and checks that it states the target, the base backup, the WAL range,
+// the timelines, the recovery point and the RPO achieved, in Markdown and JSON.
+func (w *walCycle) reportSaysPITR(t *testing.T, out, into string) {
+	t.Helper()
+	var journal string
+	for _, l := range strings.Split(out, "\n") {
+		if p, ok := strings.CutPrefix(l, "journal: "); ok {
+			journal = strings.TrimSpace(p)
+		}
+	}
+	if journal == "" {
+		t.Fatalf("the restore names no incident journal:\n%s", out)
+	}
+	t1, err := parseTarget(w.t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, errb, code := runCLI(t, nil, "report", journal)
+	if code != 0 {
+		t.Fatalf("report %s: exit %d: %s", journal, code, errb)
+	}
+	for _, want := range []string{
+		"## Point in time",
+		"- Result: ok",
+		"- Target: " + t1.UTC().Format("2006-01-02 15:04:05.999999") + " UTC",
+		"- Base backup: `postgres_base_",
+		"- WAL: `000000010000000000000",
+		"- Timeline: followed 1, promoted to 2",
+		"- Recovery point: " + t1.UTC().Format("2006-01-02 "),
+		"(the server: recovery stopping before commit",
+		"- RPO achieved: ",
+		"against the scenario's 1h: met",
+		"- Into: " + into,
+		"(incident start minus the recovery point) | met |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q:\n%s", want, md)
+		}
+	}
+	js, errb, code := runCLI(t, nil, "report", "--json", journal)
+	var r struct {
+		PointInTime *struct {
+			TargetTime    time.Time  `json:"target_time"`
+			BaseBackup    string     `json:"base_backup"`
+			FirstSegment  string     `json:"first_segment"`
+			LastSegment   string     `json:"last_segment"`
+			Timeline      int        `json:"timeline"`
+			NewTimeline   int        `json:"new_timeline"`
+			RecoveryPoint *time.Time `json:"recovery_point"`
+			RPO           *float64   `json:"rpo_achieved_minutes"`
+		} `json:"point_in_time"`
+		RPO *float64 `json:"rpo_achieved_minutes"`
+	}
+	if code != 0 || json.Unmarshal([]byte(js), &r) != nil || r.PointInTime == nil {
+		t.Fatalf("report --json %s: exit %d, no point_in_time: %s%s", journal, code, js, errb)
+	}
+	p := r.PointInTime
+	if !p.TargetTime.Equal(t1) || !strings.HasPrefix(p.BaseBackup, "postgres_base_") || p.FirstSegment == "" || p.LastSegment < p.FirstSegment ||
+		p.Timeline != 1 || p.NewTimeline != 2 || p.RecoveryPoint == nil || p.RecoveryPoint.After(t1) || p.RPO == nil || r.RPO == nil || *r.RPO != *p.RPO || *p.RPO < 0 || *p.RPO > 10 {
+		t.Errorf("report --json's point_in_time: %s", js)
+	}
 }
 
 // --to-lsn stops just after a WAL location: the one the server was at between A and B.
@@ -251,7 +318,7 @@ func queryAt(t *testing.T, host string, port int, db, sql string) string {
 // checked, swapped in, the damaged one kept, and the temporary cluster gone.
 func (w *walCycle) intoLive(t *testing.T) {
 	state := filepath.Join(w.dir, "state-live")
-	restore := exec.Command(w.wrapper, "restore", "--yes", "--gpg-key", w.secret, "--to-time", w.t1, "--db-url", w.c.URL("app"))
+	restore := exec.Command(w.wrapper, "restore", "--yes", "--gpg-key", w.secret, "--to-time", w.t1, "--db-url", w.c.URL("app"), "--new-incident", "--scenario", "ransomware")
 	restore.Env = append(os.Environ(), "XDG_STATE_HOME="+state)
 	work := filepath.Join(w.dir, "work") // the server's account must reach it; t.TempDir() is root's
 	os.Mkdir(work, 0o755)
@@ -296,6 +363,7 @@ func (w *walCycle) intoLive(t *testing.T) {
 	if !kept || !strings.Contains(string(out), "kept as app_pre_restore_") {
 		t.Errorf("the damaged app is not kept")
 	}
+	w.reportSaysPITR(t, string(out), "the database `app`, through the restore below")
 	if !strings.Contains(string(out), "removed "+left[0]+", the temporary cluster of a run that died") {
 		t.Errorf("the next run did not say it removed the killed run's cluster %s", left[0])
 	}

@@ -31,8 +31,10 @@ type Incident struct {
 	// Notifications are the messages sent, one per channel, in the order they were sent.
 	Notifications []NotificationRecord
 	Escalations   []EscalationRecord
-	Events        []Event
-	LastEvent     time.Time
+	// PITR is the last point-in-time recovery (pitr_recovered), or nil.
+	PITR      *PITRRecord
+	Events    []Event
+	LastEvent time.Time
 }
 
 // StepStatus is where a step stands.
@@ -142,6 +144,18 @@ func (r RestoreRecord) State() string {
 
 // Unfinished reports whether the attempt has no outcome yet.
 func (r RestoreRecord) Unfinished() bool { return r.Result == "" }
+
+// PITRRecord is a point-in-time recovery: what it aimed at and reached, and into what.
+type PITRRecord struct {
+	PITRPoint
+	Time     time.Time
+	Step     int
+	Database string // the database brought back through a restore ("" for a data directory)
+	PgData   string // the data directory recovered into, when it is kept
+	Result   string
+	Error    string
+	Duration time.Duration
+}
 
 // CheckRecord is one integrity or health check's result.
 type CheckRecord struct {
@@ -344,6 +358,15 @@ func (inc *Incident) apply(e Event) {
 		}
 	case EventEscalationAck:
 		inc.Escalations = append(inc.Escalations, EscalationRecord{Time: e.Time, Level: e.Level, Role: e.Title, Result: e.Result, Who: e.Who})
+	case EventPITRRecovered:
+		rec := &PITRRecord{Time: e.Time, Step: e.Step, Database: e.Database, Result: e.Result, Error: e.Error, Duration: seconds(e.Seconds)}
+		if e.Database == "" {
+			rec.PgData = e.Detail
+		}
+		if e.PITR != nil {
+			rec.PITRPoint = *e.PITR
+		}
+		inc.PITR = rec
 	case EventIncidentClosed:
 		inc.Closed, inc.Ended, inc.Outcome = true, e.Time, e.Result
 		for i := range inc.Steps {
@@ -446,6 +469,10 @@ func (inc *Incident) clone() *Incident {
 	if inc.Backup != nil {
 		b := *inc.Backup
 		c.Backup = &b
+	}
+	if inc.PITR != nil {
+		p := *inc.PITR
+		c.PITR = &p
 	}
 	return &c
 }
