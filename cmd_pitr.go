@@ -41,19 +41,11 @@ func (p *pitrFlags) wanted() bool { return p.toTime != "" || p.toLSN != "" || p.
 
 // parseTarget reads --to-time: UTC unless it says otherwise.
 func parseTarget(s string) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	for _, layout := range []string{"2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05Z0700", "2006-01-02 15:04:05 Z07:00", "2006-01-02 15:04:05 MST",
-		"2006-01-02T15:04:05Z07:00", "2006-01-02 15:04:05.999999Z07:00", "2006-01-02 15:04:05.999999Z07", "2006-01-02 15:04:05Z07"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
+	t, err := wal.ParseTarget(s)
+	if err != nil {
+		return t, fmt.Errorf("--to-time %w", err)
 	}
-	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04:05.999999", "2006-01-02T15:04:05", "2006-01-02 15:04"} {
-		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("--to-time %q: give 'YYYY-MM-DD HH:MM:SS' (UTC), with an offset such as +02:00 for another zone", s)
+	return t, nil
 }
 
 func runPITR(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions) error {

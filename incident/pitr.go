@@ -83,11 +83,15 @@ func (r *Run) RecoverDatabase(ctx context.Context, plan *wal.PITRPlan, step int,
 	plan.SetPgData(filepath.Join(work, "pgdata"), port, true)
 	start := time.Now()
 	res, err := plan.Restore(ctx)
-	if res != nil {
-		defer res.Stop()
+	// The server is stopped before its directory goes, however it ends.
+	stop := func() {
+		if res != nil {
+			res.Stop()
+		}
 	}
 	if err != nil {
 		r.Record(pitrEvent(plan, res, err, step, time.Time{}, start, database, ""))
+		stop()
 		return fail(err)
 	}
 	say("recovered: %s; promoted to timeline %d", res.Stopped, res.NewTimeline)
@@ -108,6 +112,7 @@ func (r *Run) RecoverDatabase(ctx context.Context, plan *wal.PITRPlan, step int,
 	d.File, d.Point, d.Result = filepath.Join(work, fmt.Sprintf("%s_full_%s.dump", database, name.UTC().Format("20060102_150405"))), at, res
 	say("dumping %s from the recovered cluster", database)
 	if err := res.Dump(ctx, database, role, d.File); err != nil {
+		stop()
 		return fail(err)
 	}
 	if err := res.Stop(); err != nil {

@@ -109,6 +109,24 @@ func (p *PITRPlan) SetPgData(dir string, port int, private bool) {
 	p.opts.PgData, p.opts.Port, p.opts.Private = dir, port, private
 }
 
+// ParseTarget reads a recovery target time as an operator writes it: UTC unless it says
+// otherwise ("2026-11-30 14:29:00", "2026-11-30 14:29:00+02:00", "2026-11-30 14:29").
+func ParseTarget(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	for _, layout := range []string{"2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05Z0700", "2006-01-02 15:04:05 Z07:00", "2006-01-02 15:04:05 MST",
+		"2006-01-02T15:04:05Z07:00", "2006-01-02 15:04:05.999999Z07:00", "2006-01-02 15:04:05.999999Z07", "2006-01-02 15:04:05Z07"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04:05.999999", "2006-01-02T15:04:05", "2006-01-02 15:04"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: write YYYY-MM-DD HH:MM:SS (UTC), or add an offset such as +02:00", s)
+}
+
 // SetReporting sets who is told how the recovery goes (PITROptions.Log, Progress) and
 // the role a Private server is asked where replay is (PITROptions.Role).
 func (p *PITRPlan) SetReporting(log func(string), progress func(PITRProgress), role string) {
