@@ -18,6 +18,7 @@ import (
 	"drconsole/recovery"
 	"drconsole/storage"
 	"drconsole/ui"
+	"drconsole/wal"
 )
 
 // consoleWait bounds how long a hang-up waits for a cancelled restore to drop its
@@ -100,6 +101,16 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 		Operator:  checklists.Operator(a.getenv),
 		Host:      host,
 		Work:      work,
+	}
+	// A point in time is planned as restore --to-time plans it, and recovered through the
+	// same incident.Run.RecoverDatabase.
+	opt.PITR = func(ctx context.Context, target time.Time) (*wal.PITRPlan, error) {
+		opts, err := a.pitrOptions(ctx, &o.key, keys)
+		if err != nil {
+			return nil, err
+		}
+		opts.Target = target
+		return wal.PlanPITR(ctx, opts)
 	}
 	if a.getenv("NO_COLOR") != "" {
 		opt.Theme = ui.PlainTheme()

@@ -216,6 +216,118 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 	t.Run("targets refused", func(t *testing.T) { w.targetsRefused(t) })
 	t.Run("to a WAL location", func(t *testing.T) { w.toLSN(t) })
 	t.Run("into the live database", func(t *testing.T) { w.intoLive(t) })
+	t.Run("console", func(t *testing.T) { w.console(t) })
+}
+
+// The console recovers the live database to T1 by keystrokes alone, at 80×24: the restore
+// step's point in time, a typo and a time before the base backup refused in a line, the
+// plan, the typed name, the replay's phases as they pass, then the ordinary checks and
+// swap. Batch A is back, batch B and the damage are not, and the report says so.
+func (w *walCycle) console(t *testing.T) {
+	requireTmux(t)
+	// The damage: A's rows gone, rows that never existed at T1 added.
+	w.c.Exec(t, "app", `DELETE FROM batch WHERE name = 'A'; INSERT INTO batch SELECT 'X', g FROM generate_series(1, 5) g`)
+	state := filepath.Join(w.dir, "state-console")
+	work := filepath.Join(w.dir, "work-console") // TMPDIR: the server's account must reach it
+	os.Mkdir(work, 0o755)
+	s := &tmuxSession{t: t, name: "drconsole", sock: filepath.Join(t.TempDir(), "tmux.sock")}
+	cmdline := "exec env NO_COLOR=1 TERM=xterm-256color USER=alice TMPDIR=" + work + " " + w.wrapper + " --state-dir=" + state +
+		" --db-url='" + w.c.URL("app") + "' --gpg-key=" + w.secret
+	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", cmdline)
+	t.Cleanup(func() { exec.Command("tmux", "-S", s.sock, "kill-server").Run() })
+
+	s.waitFor("Start a new incident", 10*time.Second)
+	s.keys("Enter")
+	s.waitFor("Which scenario is this?", 5*time.Second)
+	s.keys("Enter")
+	s.waitFor("Escalation level 1 now", 5*time.Second)
+	s.keys("Down", "Down", "Down", "Enter")
+	s.waitFor("t: a point in time instead", 5*time.Second)
+	s.keys("t")
+	s.waitFor("recover to (UTC):", 15*time.Second)
+	s.keys("C-u")
+	s.typeText("2026-11-3O 10:00")
+	s.keys("Enter")
+	s.waitFor(`"2026-11-3O 10:00" is not a time`, 5*time.Second)
+	t1, err := parseTarget(w.t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.keys("C-u")
+	s.typeText(t1.Add(-time.Hour).UTC().Format("2006-01-02 15:04:05"))
+	s.keys("Enter")
+	s.waitFor("is before every base backup", 15*time.Second)
+	s.keys("C-u")
+	s.typeText(w.t1)
+	s.keys("Enter")
+	plan := s.waitFor("type app to start:", 15*time.Second)
+	t.Logf("the plan:\n%s", plan)
+	for _, want := range []string{"base backup postgres_base_", " segments, 0000000100000000000000", "RPO ", "within the scenario's 1h RPO"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("the plan lacks %q", want)
+		}
+	}
+	s.typeText("app")
+	s.keys("Enter")
+
+	// What the screen shows as the recovery goes, until the safe restore takes over.
+	var phases []string
+	var shown []string
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		sc := s.screen()
+		if strings.Contains(sc, "All blocking checks passed") || strings.Contains(sc, "✗") {
+			shown = append(shown, sc)
+			break
+		}
+		for _, l := range strings.Split(sc, "\n") {
+			if strings.HasPrefix(l, "Phase ✓") || strings.HasPrefix(l, "Phase [") {
+				ph := l[strings.Index(l, "[")+1 : strings.Index(l, "]")]
+				if len(phases) == 0 || phases[len(phases)-1] != ph {
+					phases = append(phases, ph)
+					shown = append(shown, sc)
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checks screen in 90s; phases seen %v; the screen:\n%s", phases, sc)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("phases seen: %v", phases)
+	last := shown[len(shown)-1]
+	if !strings.Contains(last, "All blocking checks passed") {
+		t.Fatalf("after the recovery, not the checks screen:\n%s", strings.Join(shown, "\n----\n"))
+	}
+	if len(phases) < 2 || phases[0] != "unpacking" && phases[0] != "starting" {
+		t.Errorf("phases seen %v: want the recovery's phases in order, from unpacking", phases)
+	}
+	replayShown := false
+	for _, sc := range shown {
+		replayShown = replayShown || strings.Contains(sc, "WAL segments fetched") && strings.Contains(sc, "Target      "+t1.UTC().Format("2006-01-02 15:04:05"))
+	}
+	if !replayShown {
+		t.Errorf("the recovery's screen never showed segments fetched and the target:\n%s", strings.Join(shown, "\n----\n"))
+	}
+	s.keys("s")
+	s.waitFor("to swap:", 5*time.Second)
+	s.typeText("app")
+	s.keys("Enter")
+	s.waitFor("Post-recovery checklist", 30*time.Second)
+	s.keys("q")
+
+	got := w.c.Query(t, "app", `SELECT count(*) FILTER (WHERE name = 'A'), count(*) FILTER (WHERE name = 'B'), count(*) FILTER (WHERE name = 'X') FROM batch`)[0]
+	if got[0] != "1000" || got[1] != "0" || got[2] != "0" {
+		t.Errorf("app after the console's recovery to T1: A=%s B=%s X=%s, want 1000, 0, 0", got[0], got[1], got[2])
+	}
+	if left, _ := os.ReadDir(work); len(left) != 0 {
+		t.Errorf("the temporary cluster or the dump is left in %s: %v", work, left)
+	}
+	journals, _ := filepath.Glob(filepath.Join(state, "incidents", "*.jsonl"))
+	if len(journals) != 1 {
+		t.Fatalf("journals: %v", journals)
+	}
+	w.reportSaysPITR(t, "journal: "+journals[0]+"\n", "the database `app`, through the restore below")
 }
 
 // reportSaysPITR reads the report of the incident a restore --to-time recorded in (its
