@@ -26,10 +26,11 @@ import (
 const consoleWait = 2 * time.Minute
 
 type consoleOptions struct {
-	conn  connFlags
-	key   keyFlags
-	drill bool
-	load  loadFlags
+	conn    connFlags
+	key     keyFlags
+	drill   bool
+	load    loadFlags
+	workDir string
 }
 
 // newConsoleCmd is the console: the root command (drconsole with no subcommand) and the
@@ -54,6 +55,7 @@ It works at 80×24, needs no mouse, honours NO_COLOR; ? shows every key.`,
 	o.key.add(f)
 	f.BoolVar(&o.drill, "drill", false, "drill or tabletop mode: commands are recorded, not run, and nothing is swapped")
 	o.load.add(f)
+	f.StringVar(&o.workDir, "work-dir", "", "the `dir`ectory for a point-in-time recovery's temporary cluster and its dump, which need the cluster's size (default: $TMPDIR or /tmp)")
 	return c
 }
 
@@ -101,6 +103,7 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 		Operator:  checklists.Operator(a.getenv),
 		Host:      host,
 		Work:      work,
+		WorkDir:   o.workDir,
 	}
 	// A point in time is planned as restore --to-time plans it, and recovered through the
 	// same incident.Run.RecoverDatabase.
