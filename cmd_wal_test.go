@@ -217,6 +217,83 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 	t.Run("to a WAL location", func(t *testing.T) { w.toLSN(t) })
 	t.Run("into the live database", func(t *testing.T) { w.intoLive(t) })
 	t.Run("console", func(t *testing.T) { w.console(t) })
+	t.Run("console hang-up", func(t *testing.T) { w.consoleHangUp(t) })
+}
+
+// startConsole runs the console at 80×24 in tmux on the archiving cluster's app, its
+// state in state and its temporary clusters under work.
+func (w *walCycle) startConsole(t *testing.T, state, work string) *tmuxSession {
+	t.Helper()
+	os.Mkdir(work, 0o755)
+	s := &tmuxSession{t: t, name: "drconsole", sock: filepath.Join(t.TempDir(), "tmux.sock")}
+	cmdline := "exec env NO_COLOR=1 TERM=xterm-256color USER=alice TMPDIR=" + work + " " + w.wrapper + " --state-dir=" + state +
+		" --db-url='" + w.c.URL("app") + "' --gpg-key=" + w.secret
+	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", cmdline)
+	t.Cleanup(func() { exec.Command("tmux", "-S", s.sock, "kill-server").Run() })
+	return s
+}
+
+// A hang-up while the console recovers a point in time: the temporary cluster is stopped
+// and removed, the live database is as it was, and the journal says the recovery was
+// cancelled and why.
+func (w *walCycle) consoleHangUp(t *testing.T) {
+	requireTmux(t)
+	before := w.c.Query(t, "app", `SELECT count(*)::text FROM batch`)[0][0]
+	state := filepath.Join(w.dir, "state-hangup")
+	work := filepath.Join(w.dir, "work-hangup")
+	s := w.startConsole(t, state, work)
+	s.waitFor("Start a new incident", 10*time.Second)
+	s.keys("Enter")
+	s.waitFor("Which scenario is this?", 5*time.Second)
+	s.keys("Enter")
+	s.waitFor("Escalation level 1 now", 5*time.Second)
+	s.keys("Down", "Down", "Down", "Enter")
+	s.waitFor("t: a point in time instead", 5*time.Second)
+	s.keys("t")
+	s.waitFor("recover to (UTC):", 15*time.Second)
+	s.keys("C-u")
+	s.typeText(w.t1)
+	s.keys("Enter")
+	s.waitFor("type app to start:", 15*time.Second)
+	s.typeText("app")
+	s.keys("Enter")
+	s.waitFor("[starting]", 30*time.Second)
+	s.tmux("kill-session", "-t", s.name) // SIGHUP, as a dropped SSH session
+
+	// drconsole cleans up and exits: no process of its, nor of its temporary cluster.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var left []string
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if b, err := os.ReadFile(p); err == nil && (strings.Contains(string(b), state) || strings.Contains(string(b), work+"/")) {
+				left = append(left, strings.ReplaceAll(string(b), "\x00", " "))
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a minute after the hang-up, still running: %v", left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if left, _ := os.ReadDir(work); len(left) != 0 {
+		t.Errorf("the temporary cluster is left in %s: %v", work, left)
+	}
+	if got := w.c.Query(t, "app", `SELECT count(*)::text FROM batch`)[0][0]; got != before {
+		t.Errorf("app has %s rows after the hang-up, %s before", got, before)
+	}
+	journals, _ := filepath.Glob(filepath.Join(state, "incidents", "*.jsonl"))
+	if len(journals) != 1 {
+		t.Fatalf("journals: %v", journals)
+	}
+	md, errb, code := runCLI(t, nil, "report", journals[0])
+	for _, want := range []string{"## Point in time", "- Result: **cancelled**", "hung up"} {
+		if code != 0 || !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q (exit %d %s):\n%s", want, code, errb, md)
+		}
+	}
 }
 
 // The console recovers the live database to T1 by keystrokes alone, at 80×24: the restore
@@ -229,13 +306,7 @@ func (w *walCycle) console(t *testing.T) {
 	w.c.Exec(t, "app", `DELETE FROM batch WHERE name = 'A'; INSERT INTO batch SELECT 'X', g FROM generate_series(1, 5) g`)
 	state := filepath.Join(w.dir, "state-console")
 	work := filepath.Join(w.dir, "work-console") // TMPDIR: the server's account must reach it
-	os.Mkdir(work, 0o755)
-	s := &tmuxSession{t: t, name: "drconsole", sock: filepath.Join(t.TempDir(), "tmux.sock")}
-	cmdline := "exec env NO_COLOR=1 TERM=xterm-256color USER=alice TMPDIR=" + work + " " + w.wrapper + " --state-dir=" + state +
-		" --db-url='" + w.c.URL("app") + "' --gpg-key=" + w.secret
-	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", cmdline)
-	t.Cleanup(func() { exec.Command("tmux", "-S", s.sock, "kill-server").Run() })
-
+	s := w.startConsole(t, state, work)
 	s.waitFor("Start a new incident", 10*time.Second)
 	s.keys("Enter")
 	s.waitFor("Which scenario is this?", 5*time.Second)
@@ -294,7 +365,7 @@ func (w *walCycle) console(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Logf("phases seen: %v", phases)
+	t.Logf("phases seen: %v; the screens:\n%s", phases, strings.Join(shown, "\n----\n"))
 	last := shown[len(shown)-1]
 	if !strings.Contains(last, "All blocking checks passed") {
 		t.Fatalf("after the recovery, not the checks screen:\n%s", strings.Join(shown, "\n----\n"))

@@ -164,6 +164,10 @@ func (p *pitrScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		// The dump is a backup like any other from here: pre-flight (already confirmed),
 		// the restore into a scratch database, its checks and the typed swap. It is
 		// removed once that restore ends, or with the console.
+		var drop tea.Cmd
+		if old := s.pitrDump; old != nil { // an earlier recovery's dump that never got restored
+			drop = func() tea.Msg { old.Remove(); return nil }
+		}
 		s.pitrDump = msg.dump
 		b := msg.src.Backup
 		var taken *time.Time
@@ -177,7 +181,7 @@ func (p *pitrScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		p.state = pitrEditing
 		p.field = newField(s, "recover to (UTC): ", false)
 		p.field.SetValue(p.target.Format("2006-01-02 15:04:05"))
-		return p, tea.Sequence(rec, push(pf))
+		return p, tea.Batch(drop, tea.Sequence(rec, push(pf)))
 	case spinner.TickMsg:
 		if p.state != pitrRecovering {
 			return p, nil
@@ -465,8 +469,10 @@ func (p *pitrScreen) viewProgress(b *strings.Builder, w, h int) {
 	if !e.Replay.IsZero() {
 		replay = stampUTC(e.Replay)
 		if !p.target.IsZero() {
-			if d := p.target.Sub(e.Replay); d > 0 {
+			if d := p.target.Sub(e.Replay); d >= time.Minute {
 				replay += " (" + checklists.FormatDuration(d.Round(time.Second)) + " before the target)"
+			} else if d > 0 {
+				replay += fmt.Sprintf(" (%.1fs before the target)", d.Seconds())
 			} else {
 				replay += " (the target)"
 			}
