@@ -19,6 +19,7 @@ import (
 	"drconsole/recovery"
 	"drconsole/storage"
 	"drconsole/ui"
+	"drconsole/wal"
 )
 
 // consoleWait bounds how long a hang-up waits for a cancelled restore to drop its
@@ -38,6 +39,7 @@ type consoleOptions struct {
 	injects        []inject.Inject
 	injectScenario string
 	applyInject    func(context.Context, string) (string, error)
+	workDir        string
 }
 
 // newConsoleCmd is the console: the root command (drconsole with no subcommand) and the
@@ -62,6 +64,7 @@ It works at 80×24, needs no mouse, honours NO_COLOR; ? shows every key.`,
 	o.key.add(f)
 	f.BoolVar(&o.drill, "drill", false, "drill or tabletop mode: commands are recorded, not run, and nothing is swapped")
 	o.load.add(f)
+	f.StringVar(&o.workDir, "work-dir", "", "the `dir`ectory for a point-in-time recovery's temporary cluster and its dump, which need the cluster's size (default: $TMPDIR or /tmp)")
 	return c
 }
 
@@ -116,6 +119,17 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 		Injects:        o.injects,
 		InjectScenario: o.injectScenario,
 		ApplyInject:    o.applyInject,
+		WorkDir:        o.workDir,
+	}
+	// A point in time is planned as restore --to-time plans it, and recovered through the
+	// same incident.Run.RecoverDatabase.
+	opt.PITR = func(ctx context.Context, target time.Time) (*wal.PITRPlan, error) {
+		opts, err := a.pitrOptions(ctx, &o.key, keys)
+		if err != nil {
+			return nil, err
+		}
+		opts.Target = target
+		return wal.PlanPITR(ctx, opts)
 	}
 	return runConsoleProgram(ctx, a, opt)
 }

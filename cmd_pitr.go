@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -12,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"drconsole/checklists"
+	"drconsole/incident"
 	"drconsole/recovery"
 	"drconsole/storage"
 	"drconsole/wal"
@@ -40,19 +41,11 @@ func (p *pitrFlags) wanted() bool { return p.toTime != "" || p.toLSN != "" || p.
 
 // parseTarget reads --to-time: UTC unless it says otherwise.
 func parseTarget(s string) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	for _, layout := range []string{"2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05Z0700", "2006-01-02 15:04:05 Z07:00", "2006-01-02 15:04:05 MST",
-		"2006-01-02T15:04:05Z07:00", "2006-01-02 15:04:05.999999Z07:00", "2006-01-02 15:04:05.999999Z07", "2006-01-02 15:04:05Z07"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
+	t, err := wal.ParseTarget(s)
+	if err != nil {
+		return t, fmt.Errorf("--to-time %w", err)
 	}
-	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04:05.999999", "2006-01-02T15:04:05", "2006-01-02 15:04"} {
-		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("--to-time %q: give 'YYYY-MM-DD HH:MM:SS' (UTC), with an offset such as +02:00 for another zone", s)
+	return t, nil
 }
 
 func runPITR(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions) error {
@@ -80,17 +73,12 @@ func runPITR(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions) e
 	if err != nil {
 		return err
 	}
-	locs, err := a.locations(ctx)
+	opts, err := a.pitrOptions(ctx, &o.key, keys)
 	if err != nil {
 		return err
 	}
-	opts := wal.PITROptions{Keys: keys, Target: target, Latest: p.toLatest, LSN: strings.ToUpper(strings.TrimSpace(p.toLSN)), PgData: p.pgdata, Port: p.port,
-		Log: func(s string) { fmt.Fprintln(a.stderr, "restore: "+s) }}
-	for _, l := range locs {
-		opts.Bases = append(opts.Bases, storage.BasesOf(l))
-		opts.WAL = append(opts.WAL, storage.WALOf(l))
-	}
-	opts.RestoreCommand = a.restoreCommand(o)
+	opts.Target, opts.Latest, opts.LSN, opts.PgData, opts.Port = target, p.toLatest, strings.ToUpper(strings.TrimSpace(p.toLSN)), p.pgdata, p.port
+	opts.Log = func(s string) { fmt.Fprintln(a.stderr, "restore: "+s) }
 	if p.pgdata == "" {
 		return a.recoverDatabase(ctx, c, o, opts)
 	}
@@ -98,14 +86,42 @@ func runPITR(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions) e
 	if err != nil {
 		return err
 	}
+	// A fresh DR host's recovery is an incident's too: its journal and report say what
+	// it reached.
+	j, err := a.restoreJournal(ctx, c, o, nil, keys)
+	if err != nil {
+		return err
+	}
+	if j != nil {
+		defer j.Close()
+	}
+	run := incident.New(j, checklists.Operator(a.getenv), o.drill)
 	printPITRPlan(a.stdout, plan, p.pgdata)
-	res, err := plan.Restore(ctx)
+	res, err := run.RecoverDataDir(ctx, plan, restoreStep(j))
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "recovered: %s; promoted to timeline %d\n", res.Stopped, res.NewTimeline)
 	fmt.Fprintf(a.stdout, "the server runs on %s (log %s); archive_mode is off there: turn it on, with a new archive, once it is production\n", res.PgData, res.Log)
+	if err := run.Err(); err != nil {
+		return fmt.Errorf("the recovery itself is done, but %w", err)
+	}
 	return nil
+}
+
+// pitrOptions are a point-in-time recovery's options from every configured location,
+// restore_command included; the target and the destination are the caller's.
+func (a *app) pitrOptions(ctx context.Context, k *keyFlags, keys *recovery.Keys) (wal.PITROptions, error) {
+	locs, err := a.locations(ctx)
+	if err != nil {
+		return wal.PITROptions{}, err
+	}
+	opts := wal.PITROptions{Keys: keys, RestoreCommand: a.restoreCommand(k)}
+	for _, l := range locs {
+		opts.Bases = append(opts.Bases, storage.BasesOf(l))
+		opts.WAL = append(opts.WAL, storage.WALOf(l))
+	}
+	return opts, nil
 }
 
 func printPITRPlan(w io.Writer, plan *wal.PITRPlan, into string) {
@@ -127,7 +143,8 @@ func printPITRPlan(w io.Writer, plan *wal.PITRPlan, into string) {
 // cluster is recovered into a temporary, private data directory, the database is dumped
 // from it, and that dump goes through the same restore as any backup (scratch database,
 // checks, the typed swap, the old database kept, the journal). The temporary cluster and
-// the dump are removed however it ends.
+// the dump are removed however it ends; the console recovers through the same
+// incident.Run.RecoverDatabase.
 func (a *app) recoverDatabase(ctx context.Context, c *cobra.Command, o *restoreOptions, opts wal.PITROptions) error {
 	cn, err := o.conn.resolve(a)
 	if err != nil {
@@ -148,60 +165,29 @@ func (a *app) recoverDatabase(ctx context.Context, c *cobra.Command, o *restoreO
 	if err != nil {
 		return err
 	}
-	// A temporary cluster a killed run left (still running, and the size of the
-	// cluster on disk) goes first.
-	if removed, err := wal.RemoveOrphans(o.pitr.workDir, "drconsole-pitr-*", "pgdata"); err != nil {
-		fmt.Fprintf(a.stderr, "restore: a temporary cluster left by a run that died could not be removed: %v\n", err)
-	} else {
-		for _, d := range removed {
-			fmt.Fprintf(a.stderr, "restore: removed %s, the temporary cluster of a run that died\n", d)
-		}
-	}
-	work, err := os.MkdirTemp(o.pitr.workDir, "drconsole-pitr-")
-	if err != nil {
-		return fmt.Errorf("%w: %v", recovery.ErrPreflight, err)
-	}
-	defer os.RemoveAll(work)
-	if err := wal.MarkOwner(work); err != nil {
-		return err
-	}
-	printPITRPlan(a.stderr, plan, "a temporary cluster in "+work+", then "+cn.Database+" through a restore")
-	port, err := wal.FreePort()
+	j, err := a.restoreJournal(ctx, c, o, cn, opts.Keys)
 	if err != nil {
 		return err
 	}
-	plan.SetPgData(filepath.Join(work, "pgdata"), port, true)
-	res, err := plan.Restore(ctx)
-	if res != nil {
-		defer res.Stop()
+	if j != nil {
+		defer j.Close()
 	}
+	run := incident.New(j, checklists.Operator(a.getenv), o.drill)
+	printPITRPlan(a.stderr, plan, "a temporary cluster, then "+cn.Database+" through a restore")
+	dump, err := run.RecoverDatabase(ctx, plan, restoreStep(j), o.pitr.workDir, cn.Database, cn.User, opts.Log)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stderr, "restore: recovered: %s; promoted to timeline %d\n", res.Stopped, res.NewTimeline)
-	// The dump's name dates it, and the report's RPO follows: the last transaction the
-	// recovery replayed, else the target.
-	at := res.RecoveryPoint(ctx, cn.User)
-	if at.IsZero() {
-		at = plan.Target()
-	}
-	if at.IsZero() {
-		at = time.Now()
-	}
-	dump := filepath.Join(work, fmt.Sprintf("%s_full_%s.dump", cn.Database, at.UTC().Format("20060102_150405")))
-	fmt.Fprintf(a.stderr, "restore: dumping %s from the recovered cluster\n", cn.Database)
-	if err := res.Dump(ctx, cn.Database, cn.User, dump); err != nil {
-		return err
-	}
-	res.Stop()
-	return runRestore(ctx, a, c, o, dump)
+	defer dump.Remove()
+	o.journal = j
+	return runRestore(ctx, a, c, o, dump.File)
 }
 
 // restoreCommand is restore_command for a recovered server: this drconsole's wal-fetch
 // with the same locations and decryption key. The server runs it in its own environment
 // and its data directory: paths are made absolute, and the settings that name locations
 // (never secrets: AWS credentials come from the server account's own chain) are given.
-func (a *app) restoreCommand(o *restoreOptions) string {
+func (a *app) restoreCommand(k *keyFlags) string {
 	abs := func(p string) string {
 		if x, err := filepath.Abs(p); err == nil {
 			return x
@@ -229,11 +215,11 @@ func (a *app) restoreCommand(o *restoreOptions) string {
 		cmd += " --backup-dir " + shellQuote(abs(a.backupDir))
 	}
 	cmd += " wal-fetch"
-	if o.key.gpgKey != "" {
-		cmd += " --gpg-key " + shellQuote(abs(o.key.gpgKey))
+	if k.gpgKey != "" {
+		cmd += " --gpg-key " + shellQuote(abs(k.gpgKey))
 	}
-	if o.key.passphraseFile != "" {
-		cmd += " --passphrase-file " + shellQuote(abs(o.key.passphraseFile))
+	if k.passphraseFile != "" {
+		cmd += " --passphrase-file " + shellQuote(abs(k.passphraseFile))
 	}
 	return cmd + " %f %p"
 }

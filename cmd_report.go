@@ -21,7 +21,8 @@ func newReportCmd(a *app) *cobra.Command {
 		Short: "write an incident's report as Markdown or JSON",
 		Long: `Writes the report of INCIDENT (an id, a unique prefix of one, or a journal's path; default:
 the most recent incident): summary, RTO and RPO achieved, the timeline against each step's
-budget, commands run, the restore and its swap, checks, the checklist and notes.
+budget, commands run, a point-in-time recovery (target, base backup, WAL, timelines, recovery
+point), the restore and its swap, checks, the checklist and notes.
 
 With --drills: the trend of past drills (drconsole drill keeps each one's scorecard in
 the state directory's drills/), for the quarterly review: each drill's time to recovery

@@ -60,6 +60,9 @@ type restoreOptions struct {
 	incident    string
 	newIncident bool
 	pitr        pitrFlags
+	// journal is the incident a point-in-time recovery already opened and recorded in:
+	// the restore of its dump goes on in it.
+	journal *checklists.Journal
 }
 
 func newRestoreCmd(a *app) *cobra.Command {
@@ -133,26 +136,19 @@ func runRestore(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions
 		return err
 	}
 
-	var j *checklists.Journal
-	if !o.noJournal {
-		choice := journalChoice{scenario: o.scenario, scenarioSet: c.Flags().Changed("scenario"), drill: o.drill, incident: o.incident, newIncident: o.newIncident}
-		if j, err = a.incidentJournal(ctx, choice); err != nil {
-			if isUsageError(err) {
-				return err
-			}
-			return fmt.Errorf("%w: %v", incident.ErrJournal, err)
+	j := o.journal
+	if j == nil {
+		if j, err = a.restoreJournal(ctx, c, o, cn, keys); err != nil {
+			return err
 		}
-		defer j.Close()
-		j.AddSecret(cn.Password)
-		j.AddSecret(string(keys.Passphrase))
+		if j != nil {
+			defer j.Close()
+		}
 	}
 	run := incident.New(j, checklists.Operator(a.getenv), o.drill)
 	out := restoreResult{Backup: src.Backup, Location: src.Location.Name(), Skipped: skipped}
 	if j != nil {
 		out.Journal = j.Path()
-		if !o.json {
-			fmt.Fprintf(a.stderr, "journal: %s\n", j.Path())
-		}
 	}
 	rb, _, err := loadRunbook(a)
 	if err != nil {
@@ -172,6 +168,32 @@ func runRestore(ctx context.Context, a *app, c *cobra.Command, o *restoreOptions
 		writeJSON(a.stdout, out)
 	}
 	return err
+}
+
+// restoreJournal opens the incident a restore is recorded in, as --incident,
+// --new-incident, --scenario and --drill choose (nil with --no-journal), and says which.
+func (a *app) restoreJournal(ctx context.Context, c *cobra.Command, o *restoreOptions, cn *recovery.Conn, keys *recovery.Keys) (*checklists.Journal, error) {
+	if o.noJournal {
+		return nil, nil
+	}
+	choice := journalChoice{scenario: o.scenario, scenarioSet: c.Flags().Changed("scenario"), drill: o.drill, incident: o.incident, newIncident: o.newIncident}
+	j, err := a.incidentJournal(ctx, choice)
+	if err != nil {
+		if isUsageError(err) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %v", incident.ErrJournal, err)
+	}
+	if cn != nil {
+		j.AddSecret(cn.Password)
+	}
+	if keys != nil {
+		j.AddSecret(string(keys.Passphrase))
+	}
+	if !o.json {
+		fmt.Fprintf(a.stderr, "journal: %s\n", j.Path())
+	}
+	return j, nil
 }
 
 type restoreChoices struct {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -176,13 +177,15 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 	pgdata := filepath.Join(w.dir, "recovered")
 	port := freeTCPPort(t)
 	t.Cleanup(func() { w.c.Command("pg_ctl", "-D", pgdata, "-m", "immediate", "stop").Run() })
-	restore := exec.Command(w.wrapper, "restore", "--gpg-key", w.secret, "--to-time", w.t1, "--pgdata", pgdata, "--port", strconv.Itoa(port))
+	restore := exec.Command(w.wrapper, "restore", "--gpg-key", w.secret, "--to-time", w.t1, "--pgdata", pgdata, "--port", strconv.Itoa(port),
+		"--new-incident", "--scenario", "regional-outage")
 	restore.Dir = w.dir
 	outb, err := restore.CombinedOutput()
 	if err != nil || !strings.Contains(string(outb), "recovery stopping before commit") {
 		t.Fatalf("restore --to-time: %v:\n%s\n%s", err, outb, tail(pgdata+".log", 3000))
 	}
 	t.Logf("drconsole restore --to-time:\n%s", outb)
+	w.reportSaysPITR(t, string(outb), "the data directory `"+pgdata+"`")
 	logFile := pgdata + ".log"
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=app sslmode=disable", w.dir, port))
@@ -213,6 +216,253 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 	t.Run("targets refused", func(t *testing.T) { w.targetsRefused(t) })
 	t.Run("to a WAL location", func(t *testing.T) { w.toLSN(t) })
 	t.Run("into the live database", func(t *testing.T) { w.intoLive(t) })
+	t.Run("console", func(t *testing.T) { w.console(t) })
+	t.Run("console hang-up", func(t *testing.T) { w.consoleHangUp(t) })
+}
+
+// startConsole runs the console at 80×24 in tmux on the archiving cluster's app, its
+// state in state and its temporary clusters under work.
+func (w *walCycle) startConsole(t *testing.T, state, work string) *tmuxSession {
+	t.Helper()
+	os.Mkdir(work, 0o755)
+	s := &tmuxSession{t: t, name: "drconsole", sock: filepath.Join(t.TempDir(), "tmux.sock")}
+	cmdline := "exec env NO_COLOR=1 TERM=xterm-256color USER=alice TMPDIR=" + work + " " + w.wrapper + " --state-dir=" + state +
+		" --db-url='" + w.c.URL("app") + "' --gpg-key=" + w.secret
+	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", cmdline)
+	t.Cleanup(func() { exec.Command("tmux", "-S", s.sock, "kill-server").Run() })
+	return s
+}
+
+// A hang-up while the console recovers a point in time: the temporary cluster is stopped
+// and removed, the live database is as it was, and the journal says the recovery was
+// cancelled and why.
+func (w *walCycle) consoleHangUp(t *testing.T) {
+	requireTmux(t)
+	before := w.c.Query(t, "app", `SELECT count(*)::text FROM batch`)[0][0]
+	state := filepath.Join(w.dir, "state-hangup")
+	work := filepath.Join(w.dir, "work-hangup")
+	s := w.startConsole(t, state, work)
+	s.waitFor("Start a new incident", 10*time.Second)
+	s.keys("Enter")
+	s.waitFor("Which scenario is this?", 5*time.Second)
+	s.keys("Enter")
+	s.waitFor("Escalation level 1 now", 5*time.Second)
+	s.keys("Down", "Down", "Down", "Enter")
+	s.waitFor("t: a point in time instead", 5*time.Second)
+	s.keys("t")
+	s.waitFor("recover to (UTC):", 15*time.Second)
+	s.keys("C-u")
+	s.typeText(w.t1)
+	s.keys("Enter")
+	s.waitFor("type app to start:", 15*time.Second)
+	s.typeText("app")
+	s.keys("Enter")
+	s.waitFor("[starting]", 30*time.Second)
+	s.tmux("kill-session", "-t", s.name) // SIGHUP, as a dropped SSH session
+
+	// drconsole cleans up and exits: no process of its, nor of its temporary cluster.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var left []string
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if b, err := os.ReadFile(p); err == nil && (strings.Contains(string(b), state) || strings.Contains(string(b), work+"/")) {
+				left = append(left, strings.ReplaceAll(string(b), "\x00", " "))
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a minute after the hang-up, still running: %v", left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if left, _ := os.ReadDir(work); len(left) != 0 {
+		t.Errorf("the temporary cluster is left in %s: %v", work, left)
+	}
+	if got := w.c.Query(t, "app", `SELECT count(*)::text FROM batch`)[0][0]; got != before {
+		t.Errorf("app has %s rows after the hang-up, %s before", got, before)
+	}
+	journals, _ := filepath.Glob(filepath.Join(state, "incidents", "*.jsonl"))
+	if len(journals) != 1 {
+		t.Fatalf("journals: %v", journals)
+	}
+	md, errb, code := runCLI(t, nil, "report", journals[0])
+	for _, want := range []string{"## Point in time", "- Result: **cancelled**", "hung up"} {
+		if code != 0 || !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q (exit %d %s):\n%s", want, code, errb, md)
+		}
+	}
+}
+
+// The console recovers the live database to T1 by keystrokes alone, at 80×24: the restore
+// step's point in time, a typo and a time before the base backup refused in a line, the
+// plan, the typed name, the replay's phases as they pass, then the ordinary checks and
+// swap. Batch A is back, batch B and the damage are not, and the report says so.
+func (w *walCycle) console(t *testing.T) {
+	requireTmux(t)
+	// The damage: A's rows gone, rows that never existed at T1 added.
+	w.c.Exec(t, "app", `DELETE FROM batch WHERE name = 'A'; INSERT INTO batch SELECT 'X', g FROM generate_series(1, 5) g`)
+	state := filepath.Join(w.dir, "state-console")
+	work := filepath.Join(w.dir, "work-console") // TMPDIR: the server's account must reach it
+	s := w.startConsole(t, state, work)
+	s.waitFor("Start a new incident", 10*time.Second)
+	s.keys("Enter")
+	s.waitFor("Which scenario is this?", 5*time.Second)
+	s.keys("Enter")
+	s.waitFor("Escalation level 1 now", 5*time.Second)
+	s.keys("Down", "Down", "Down", "Enter")
+	s.waitFor("t: a point in time instead", 5*time.Second)
+	s.keys("t")
+	s.waitFor("recover to (UTC):", 15*time.Second)
+	s.keys("C-u")
+	s.typeText("2026-11-3O 10:00")
+	s.keys("Enter")
+	s.waitFor(`"2026-11-3O 10:00" is not a time`, 5*time.Second)
+	t1, err := parseTarget(w.t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.keys("C-u")
+	s.typeText(t1.Add(-time.Hour).UTC().Format("2006-01-02 15:04:05"))
+	s.keys("Enter")
+	s.waitFor("is before every base backup", 15*time.Second)
+	s.keys("C-u")
+	s.typeText(w.t1)
+	s.keys("Enter")
+	plan := s.waitFor("type app to start:", 15*time.Second)
+	t.Logf("the plan:\n%s", plan)
+	for _, want := range []string{"base backup postgres_base_", " segments, 0000000100000000000000", "RPO ", "within the scenario's 1h RPO"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("the plan lacks %q", want)
+		}
+	}
+	s.typeText("app")
+	s.keys("Enter")
+
+	// What the screen shows as the recovery goes, until the safe restore takes over.
+	var phases []string
+	var shown []string
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		sc := s.screen()
+		if strings.Contains(sc, "All blocking checks passed") || strings.Contains(sc, "✗") {
+			shown = append(shown, sc)
+			break
+		}
+		for _, l := range strings.Split(sc, "\n") {
+			if strings.HasPrefix(l, "Phase ✓") || strings.HasPrefix(l, "Phase [") {
+				ph := l[strings.Index(l, "[")+1 : strings.Index(l, "]")]
+				if len(phases) == 0 || phases[len(phases)-1] != ph {
+					phases = append(phases, ph)
+					shown = append(shown, sc)
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checks screen in 90s; phases seen %v; the screen:\n%s", phases, sc)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("phases seen: %v; the screens:\n%s", phases, strings.Join(shown, "\n----\n"))
+	last := shown[len(shown)-1]
+	if !strings.Contains(last, "All blocking checks passed") {
+		t.Fatalf("after the recovery, not the checks screen:\n%s", strings.Join(shown, "\n----\n"))
+	}
+	if len(phases) < 2 || phases[0] != "unpacking" && phases[0] != "starting" {
+		t.Errorf("phases seen %v: want the recovery's phases in order, from unpacking", phases)
+	}
+	replayShown := false
+	for _, sc := range shown {
+		replayShown = replayShown || strings.Contains(sc, "WAL segments fetched") && strings.Contains(sc, "Target      "+t1.UTC().Format("2006-01-02 15:04:05"))
+	}
+	if !replayShown {
+		t.Errorf("the recovery's screen never showed segments fetched and the target:\n%s", strings.Join(shown, "\n----\n"))
+	}
+	s.keys("s")
+	s.waitFor("to swap:", 5*time.Second)
+	s.typeText("app")
+	s.keys("Enter")
+	s.waitFor("Post-recovery checklist", 30*time.Second)
+	s.keys("q")
+
+	got := w.c.Query(t, "app", `SELECT count(*) FILTER (WHERE name = 'A'), count(*) FILTER (WHERE name = 'B'), count(*) FILTER (WHERE name = 'X') FROM batch`)[0]
+	if got[0] != "1000" || got[1] != "0" || got[2] != "0" {
+		t.Errorf("app after the console's recovery to T1: A=%s B=%s X=%s, want 1000, 0, 0", got[0], got[1], got[2])
+	}
+	if left, _ := os.ReadDir(work); len(left) != 0 {
+		t.Errorf("the temporary cluster or the dump is left in %s: %v", work, left)
+	}
+	journals, _ := filepath.Glob(filepath.Join(state, "incidents", "*.jsonl"))
+	if len(journals) != 1 {
+		t.Fatalf("journals: %v", journals)
+	}
+	w.reportSaysPITR(t, "journal: "+journals[0]+"\n", "the database `app`, through the restore below")
+}
+
+// reportSaysPITR reads the report of the incident a restore --to-time recorded in (its
+// "journal:" line) and checks that it states the target, the base backup, the WAL range,
+// the timelines, the recovery point and the RPO achieved, in Markdown and JSON.
+func (w *walCycle) reportSaysPITR(t *testing.T, out, into string) {
+	t.Helper()
+	var journal string
+	for _, l := range strings.Split(out, "\n") {
+		if p, ok := strings.CutPrefix(l, "journal: "); ok {
+			journal = strings.TrimSpace(p)
+		}
+	}
+	if journal == "" {
+		t.Fatalf("the restore names no incident journal:\n%s", out)
+	}
+	t1, err := parseTarget(w.t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, errb, code := runCLI(t, nil, "report", journal)
+	if code != 0 {
+		t.Fatalf("report %s: exit %d: %s", journal, code, errb)
+	}
+	for _, want := range []string{
+		"## Point in time",
+		"- Result: ok",
+		"- Target: " + t1.UTC().Format("2006-01-02 15:04:05.999999") + " UTC",
+		"- Base backup: `postgres_base_",
+		"- WAL: `000000010000000000000",
+		"- Timeline: followed 1, promoted to 2",
+		"- Recovery point: " + t1.UTC().Format("2006-01-02 "),
+		"(the server: recovery stopping before commit",
+		"- RPO achieved: ",
+		"against the scenario's 1h: met",
+		"- Into: " + into,
+		"(incident start minus the recovery point) | met |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q:\n%s", want, md)
+		}
+	}
+	js, errb, code := runCLI(t, nil, "report", "--json", journal)
+	var r struct {
+		PointInTime *struct {
+			TargetTime    time.Time  `json:"target_time"`
+			BaseBackup    string     `json:"base_backup"`
+			FirstSegment  string     `json:"first_segment"`
+			LastSegment   string     `json:"last_segment"`
+			Timeline      int        `json:"timeline"`
+			NewTimeline   int        `json:"new_timeline"`
+			RecoveryPoint *time.Time `json:"recovery_point"`
+			RPO           *float64   `json:"rpo_achieved_minutes"`
+		} `json:"point_in_time"`
+		RPO *float64 `json:"rpo_achieved_minutes"`
+	}
+	if code != 0 || json.Unmarshal([]byte(js), &r) != nil || r.PointInTime == nil {
+		t.Fatalf("report --json %s: exit %d, no point_in_time: %s%s", journal, code, js, errb)
+	}
+	p := r.PointInTime
+	if !p.TargetTime.Equal(t1) || !strings.HasPrefix(p.BaseBackup, "postgres_base_") || p.FirstSegment == "" || p.LastSegment < p.FirstSegment ||
+		p.Timeline != 1 || p.NewTimeline != 2 || p.RecoveryPoint == nil || p.RecoveryPoint.After(t1) || p.RPO == nil || r.RPO == nil || *r.RPO != *p.RPO || *p.RPO < 0 || *p.RPO > 10 {
+		t.Errorf("report --json's point_in_time: %s", js)
+	}
 }
 
 // --to-lsn stops just after a WAL location: the one the server was at between A and B.
@@ -251,7 +501,7 @@ func queryAt(t *testing.T, host string, port int, db, sql string) string {
 // checked, swapped in, the damaged one kept, and the temporary cluster gone.
 func (w *walCycle) intoLive(t *testing.T) {
 	state := filepath.Join(w.dir, "state-live")
-	restore := exec.Command(w.wrapper, "restore", "--yes", "--gpg-key", w.secret, "--to-time", w.t1, "--db-url", w.c.URL("app"))
+	restore := exec.Command(w.wrapper, "restore", "--yes", "--gpg-key", w.secret, "--to-time", w.t1, "--db-url", w.c.URL("app"), "--new-incident", "--scenario", "ransomware")
 	restore.Env = append(os.Environ(), "XDG_STATE_HOME="+state)
 	work := filepath.Join(w.dir, "work") // the server's account must reach it; t.TempDir() is root's
 	os.Mkdir(work, 0o755)
@@ -296,6 +546,7 @@ func (w *walCycle) intoLive(t *testing.T) {
 	if !kept || !strings.Contains(string(out), "kept as app_pre_restore_") {
 		t.Errorf("the damaged app is not kept")
 	}
+	w.reportSaysPITR(t, string(out), "the database `app`, through the restore below")
 	if !strings.Contains(string(out), "removed "+left[0]+", the temporary cluster of a run that died") {
 		t.Errorf("the next run did not say it removed the killed run's cluster %s", left[0])
 	}

@@ -32,7 +32,9 @@ type Incident struct {
 	Notifications []NotificationRecord
 	Escalations   []EscalationRecord
 	// Injects are a drill's injects that fell due, in order.
-	Injects   []InjectRecord
+	Injects []InjectRecord
+	// PITR is the last point-in-time recovery (pitr_recovered), or nil.
+	PITR      *PITRRecord
 	Events    []Event
 	LastEvent time.Time
 }
@@ -144,6 +146,18 @@ func (r RestoreRecord) State() string {
 
 // Unfinished reports whether the attempt has no outcome yet.
 func (r RestoreRecord) Unfinished() bool { return r.Result == "" }
+
+// PITRRecord is a point-in-time recovery: what it aimed at and reached, and into what.
+type PITRRecord struct {
+	PITRPoint
+	Time     time.Time
+	Step     int
+	Database string // the database brought back through a restore ("" for a data directory)
+	PgData   string // the data directory recovered into, when it is kept
+	Result   string
+	Error    string
+	Duration time.Duration
+}
 
 // CheckRecord is one integrity or health check's result.
 type CheckRecord struct {
@@ -372,6 +386,15 @@ func (inc *Incident) apply(e Event) {
 				in.Acked, in.AckedBy = e.Time, e.Who
 			}
 		}
+	case EventPITRRecovered:
+		rec := &PITRRecord{Time: e.Time, Step: e.Step, Database: e.Database, Result: e.Result, Error: e.Error, Duration: seconds(e.Seconds)}
+		if e.Database == "" {
+			rec.PgData = e.Detail
+		}
+		if e.PITR != nil {
+			rec.PITRPoint = *e.PITR
+		}
+		inc.PITR = rec
 	case EventIncidentClosed:
 		inc.Closed, inc.Ended, inc.Outcome = true, e.Time, e.Result
 		for i := range inc.Steps {
@@ -475,6 +498,10 @@ func (inc *Incident) clone() *Incident {
 	if inc.Backup != nil {
 		b := *inc.Backup
 		c.Backup = &b
+	}
+	if inc.PITR != nil {
+		p := *inc.PITR
+		c.PITR = &p
 	}
 	return &c
 }

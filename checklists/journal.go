@@ -51,8 +51,9 @@ const (
 	// time), Kind (what it applies: primary-unreachable, newest-backup-corrupt, escalate, or
 	// ""), Level (escalate: the escalation level due), Result (applied, failed, or shown:
 	// nothing applied, as in a tabletop), Error, Detail (what was done to the sandbox).
-	EventInject    EventType = "inject"
-	EventInjectAck EventType = "inject_ack" // Ref, Who: the team acknowledged the inject on the screen
+	EventInject        EventType = "inject"
+	EventInjectAck     EventType = "inject_ack"     // Ref, Who: the team acknowledged the inject on the screen
+	EventPITRRecovered EventType = "pitr_recovered" // Step, PITR (target, base backup, WAL range, timelines, recovery point), Database (a database brought back through a restore) or Detail (the data directory), Result (ok, failed, cancelled), Error, Seconds
 )
 
 // Results of a restore, a swap, a check and an incident. A restore's result is ok only
@@ -118,6 +119,39 @@ type Event struct {
 	Action   string `json:"action,omitempty"`   // PagerDuty's event action: trigger, acknowledge, resolve
 	Attempts int    `json:"attempts,omitempty"` // delivery attempts made
 	Level    int    `json:"level,omitempty"`    // an escalation level, 1-based
+
+	PITR *PITRPoint `json:"pitr,omitempty"` // pitr_recovered
+}
+
+// PITRPoint is what a point-in-time recovery aimed at and reached: the target (a time,
+// a WAL location, or the latest archived commit), the base backup it started from, the
+// WAL segments replayed, the timeline followed and the one it promoted to, and the
+// recovery point: the moment the recovered data is from.
+type PITRPoint struct {
+	TargetKind     string     `json:"target_kind"`           // time, lsn, latest
+	TargetTime     *time.Time `json:"target_time,omitempty"` // UTC
+	TargetLSN      string     `json:"target_lsn,omitempty"`
+	BaseBackup     string     `json:"base_backup"`
+	BaseLocation   string     `json:"base_location,omitempty"`
+	BaseConsistent *time.Time `json:"base_consistent,omitempty"` // the base backup's end: no target before it
+	FirstSegment   string     `json:"first_segment,omitempty"`
+	LastSegment    string     `json:"last_segment,omitempty"`
+	Segments       int        `json:"segments,omitempty"` // segments replayed (or planned, when it failed first)
+	Timeline       int        `json:"timeline,omitempty"` // the timeline followed to the target
+	NewTimeline    int        `json:"new_timeline,omitempty"`
+	Stopped        string     `json:"stopped,omitempty"`        // the server's words: "recovery stopping before commit of transaction …, time …"
+	RecoveryPoint  *time.Time `json:"recovery_point,omitempty"` // the last commit replayed, else where recovery stopped
+}
+
+// Target says what the recovery aimed at, with an explicit UTC.
+func (p PITRPoint) Target() string {
+	switch {
+	case p.TargetKind == "lsn":
+		return "just after WAL location " + p.TargetLSN
+	case p.TargetKind == "latest" || p.TargetTime == nil:
+		return "the last archived commit"
+	}
+	return p.TargetTime.UTC().Format("2006-01-02 15:04:05.999999") + " UTC"
 }
 
 // TableRows is one table's rows in a restore: in the archive (counted as the stream
@@ -461,6 +495,14 @@ func (j *Journal) clean(e Event) Event {
 			s = validUTF8Head(s[:maxText]) + "…"
 		}
 		f.SetString(s)
+	}
+	if e.PITR != nil {
+		p := *e.PITR // the server's words, redacted like any text, in a copy
+		p.Stopped = j.red.redact(p.Stopped)
+		if len(p.Stopped) > maxText {
+			p.Stopped = validUTF8Head(p.Stopped[:maxText]) + "…"
+		}
+		e.PITR = &p
 	}
 	if len(e.Tables) > 0 {
 		// Table names are the backup's words: redacted and bounded like any text, in a copy.

@@ -38,6 +38,7 @@ type Report struct {
 	Escalations   []ReportEscalation   `json:"escalations"`
 	Commands      []ReportCommand      `json:"commands"`
 	Backup        *ReportBackup        `json:"backup,omitempty"`
+	PointInTime   *ReportPITR          `json:"point_in_time,omitempty"` // a point-in-time recovery: base backup, WAL, timelines
 	Restore       *ReportRestore       `json:"restore,omitempty"`
 	Checks        []ReportCheck        `json:"checks"`
 	Checklist     []ReportTick         `json:"checklist"`
@@ -118,6 +119,34 @@ type ReportBackup struct {
 	Location  string     `json:"location,omitempty"`
 	Taken     *time.Time `json:"taken,omitempty"`
 	SizeBytes int64      `json:"size_bytes,omitempty"`
+}
+
+// ReportPITR is a point-in-time recovery: the target (UTC), the base backup, the WAL
+// range replayed, the timeline followed and the new one, where recovery stopped and the
+// RPO achieved: the incident's start minus the recovery point.
+type ReportPITR struct {
+	Result             string     `json:"result"`
+	Error              string     `json:"error,omitempty"`
+	Target             string     `json:"target"` // in words, with UTC
+	TargetKind         string     `json:"target_kind"`
+	TargetTime         *time.Time `json:"target_time,omitempty"`
+	TargetLSN          string     `json:"target_lsn,omitempty"`
+	BaseBackup         string     `json:"base_backup"`
+	BaseLocation       string     `json:"base_location,omitempty"`
+	BaseConsistent     *time.Time `json:"base_consistent,omitempty"`
+	FirstSegment       string     `json:"first_segment,omitempty"`
+	LastSegment        string     `json:"last_segment,omitempty"`
+	Segments           int        `json:"segments,omitempty"`
+	Timeline           int        `json:"timeline,omitempty"`
+	NewTimeline        int        `json:"new_timeline,omitempty"`
+	Stopped            string     `json:"stopped,omitempty"`
+	RecoveryPoint      *time.Time `json:"recovery_point,omitempty"`
+	RPOAchievedMinutes *float64   `json:"rpo_achieved_minutes,omitempty"`
+	RPOTargetMinutes   float64    `json:"rpo_target_minutes"`
+	RPOMet             *bool      `json:"rpo_met,omitempty"`
+	Database           string     `json:"database,omitempty"`
+	PgData             string     `json:"pgdata,omitempty"`
+	DurationSeconds    float64    `json:"duration_seconds"`
 }
 
 // ReportRestore is the restore's figures. Result is its final state: ok only when the
@@ -233,6 +262,22 @@ func BuildReport(inc *Incident, warnings []string, now time.Time) *Report {
 			r.RPOAchievedMinutes, r.RPOMet = &m, &met
 		}
 	}
+	if p := inc.PITR; p != nil {
+		rp := &ReportPITR{Result: p.Result, Error: p.Error, Target: p.Target(), TargetKind: p.TargetKind, TargetTime: p.TargetTime, TargetLSN: p.TargetLSN,
+			BaseBackup: p.BaseBackup, BaseLocation: p.BaseLocation, BaseConsistent: p.BaseConsistent, FirstSegment: p.FirstSegment, LastSegment: p.LastSegment,
+			Segments: p.Segments, Timeline: p.Timeline, NewTimeline: p.NewTimeline, Stopped: p.Stopped, RecoveryPoint: p.RecoveryPoint,
+			RPOTargetMinutes: inc.Plan.RPOMinutes, Database: p.Database, PgData: p.PgData, DurationSeconds: p.Duration.Seconds()}
+		if p.RecoveryPoint != nil && p.Result == ResultOK {
+			// What the recovery brought back is the incident's RPO, whatever backup
+			// carried it on afterwards (the dump of the recovered database).
+			rpo := max(inc.Started.Sub(*p.RecoveryPoint), 0)
+			m := rpo.Minutes()
+			met := inc.Plan.RPO() == 0 || rpo <= inc.Plan.RPO()
+			rp.RPOAchievedMinutes, rp.RPOMet = &m, &met
+			r.RPOAchievedMinutes, r.RPOMet = &m, &met
+		}
+		r.PointInTime = rp
+	}
 	if rs := inc.Restore(); rs != nil {
 		rr := &ReportRestore{Result: rs.State(), Mode: rs.Mode, Detail: rs.Detail, Error: rs.Error, Bytes: rs.Bytes, DurationSeconds: rs.Duration.Seconds(),
 			Database: rs.Database, ScratchDB: rs.ScratchDB, KeptDB: rs.KeptDB, Attempts: len(inc.Restores), Milestones: []ReportNote{},
@@ -325,7 +370,11 @@ func (r *Report) Markdown() string {
 		if !*r.RPOMet {
 			v = "**missed**"
 		}
-		p("| RPO | %s | %s (incident start minus the backup's time) | %s |\n", mins(r.RPOTargetMinutes), mins(*r.RPOAchievedMinutes), v)
+		from := "the backup's time"
+		if r.PointInTime != nil && r.PointInTime.RPOAchievedMinutes != nil {
+			from = "the recovery point"
+		}
+		p("| RPO | %s | %s (incident start minus %s) | %s |\n", mins(r.RPOTargetMinutes), mins(*r.RPOAchievedMinutes), from, v)
 	default:
 		p("| RPO | %s | unknown: no restored backup with a known time | |\n", mins(r.RPOTargetMinutes))
 	}
@@ -460,6 +509,10 @@ func (r *Report) Markdown() string {
 		p("- %s%s %s: %s\n", r.clock(c.Time), where, result, code(oneLine(c.Command)))
 	}
 
+	if pt := r.PointInTime; pt != nil {
+		b.WriteString(pt.markdown())
+	}
+
 	p("\n## Restore\n\n")
 	if r.Backup == nil && r.Restore == nil {
 		p("No restore was recorded.\n")
@@ -567,6 +620,74 @@ func (r *Report) Markdown() string {
 		for _, w := range r.Warnings {
 			p("- %s\n", oneLine(w))
 		}
+	}
+	return b.String()
+}
+
+// markdown is the "Point in time" block: what the recovery aimed at, from what, along
+// which WAL and timeline, where it stopped, and the RPO that achieved.
+func (pt *ReportPITR) markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("\n## Point in time\n\n")
+	res := pt.Result
+	if res != ResultOK {
+		res = "**" + res + "**"
+		if pt.Error != "" {
+			res += ": " + oneLine(pt.Error)
+		}
+	}
+	p("- Result: %s", res)
+	if pt.DurationSeconds > 0 {
+		p(" in %s", FormatDuration(time.Duration(pt.DurationSeconds*float64(time.Second))))
+	}
+	p("\n- Target: %s\n", pt.Target)
+	p("- Base backup: %s", code(pt.BaseBackup))
+	if pt.BaseLocation != "" {
+		p(" from %s", code(pt.BaseLocation))
+	}
+	if pt.BaseConsistent != nil {
+		p(", consistent from %s", stamp(*pt.BaseConsistent))
+	}
+	p("\n")
+	if pt.FirstSegment != "" {
+		p("- WAL: %s to %s", code(pt.FirstSegment), code(pt.LastSegment))
+		if pt.Segments > 0 {
+			p(" (%d segments)", pt.Segments)
+		}
+		p("\n")
+	}
+	if pt.Timeline > 0 {
+		p("- Timeline: followed %d", pt.Timeline)
+		if pt.NewTimeline > 0 {
+			p(", promoted to %d", pt.NewTimeline)
+		}
+		p("\n")
+	}
+	if pt.RecoveryPoint != nil {
+		p("- Recovery point: %s", pt.RecoveryPoint.UTC().Format("2006-01-02 15:04:05.000 UTC"))
+		if pt.Stopped != "" {
+			p(" (the server: %s)", oneLine(pt.Stopped))
+		}
+		p("\n")
+	} else if pt.Stopped != "" {
+		p("- Recovery stopped: %s\n", oneLine(pt.Stopped))
+	}
+	switch {
+	case pt.RPOAchievedMinutes != nil:
+		v := "met"
+		if !*pt.RPOMet {
+			v = "**missed**"
+		}
+		p("- RPO achieved: %s (incident start minus the recovery point) against the scenario's %s: %s\n", mins(*pt.RPOAchievedMinutes), mins(pt.RPOTargetMinutes), v)
+	default:
+		p("- RPO achieved: unknown (no recovery point) against the scenario's %s\n", mins(pt.RPOTargetMinutes))
+	}
+	switch {
+	case pt.Database != "":
+		p("- Into: the database %s, through the restore below\n", code(pt.Database))
+	case pt.PgData != "":
+		p("- Into: the data directory %s\n", code(pt.PgData))
 	}
 	return b.String()
 }

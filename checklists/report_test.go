@@ -184,3 +184,60 @@ func TestReportRowsMismatchStandsOut(t *testing.T) {
 		}
 	}
 }
+
+// A point-in-time recovery's report says what it aimed at and reached, and its RPO is the
+// incident's start minus the recovery point, whatever the dump that carried it was named;
+// a journal read back holds the same, and a failed recovery gives no RPO.
+func TestReportOfPointInTimeRecovery(t *testing.T) {
+	clk := &fakeClock{now: t0}
+	dir := t.TempDir()
+	j := startTest(t, dir, clk, false)
+	target := time.Date(2024, 1, 25, 13, 20, 0, 0, time.UTC)
+	point := time.Date(2024, 1, 25, 13, 19, 58, 870000000, time.UTC)
+	consistent := time.Date(2024, 1, 25, 2, 0, 5, 0, time.UTC)
+	clk.Advance(20 * time.Minute)
+	mustRecord(t, j, Event{Type: EventPITRRecovered, Step: 4, Database: "spywatcher", Result: ResultFailed, Error: "recovery failed; the server's log says: FATAL …",
+		PITR: &PITRPoint{TargetKind: "time", TargetTime: &target, BaseBackup: "spywatcher_base_20240125_020003.tar.zst.gpg", Timeline: 1}})
+	if r := BuildReport(j.Incident(), nil, clk.now); r.PointInTime == nil || r.PointInTime.RPOAchievedMinutes != nil || r.RPOAchievedMinutes != nil {
+		t.Errorf("a failed recovery: %+v, want no RPO", r.PointInTime)
+	}
+	clk.Advance(5 * time.Minute)
+	mustRecord(t, j, Event{Type: EventPITRRecovered, Step: 4, Database: "spywatcher", Result: ResultOK, Seconds: 134, PITR: &PITRPoint{
+		TargetKind: "time", TargetTime: &target, BaseBackup: "spywatcher_base_20240125_020003.tar.zst.gpg", BaseLocation: "local", BaseConsistent: &consistent,
+		FirstSegment: "000000010000000000000002", LastSegment: "0000000100000000000000D5", Segments: 212, Timeline: 1, NewTimeline: 2,
+		Stopped: "recovery stopping before commit of transaction 91422, time 2024-01-25 13:20:00.412+00", RecoveryPoint: &point}})
+	backupTime := time.Date(2024, 1, 25, 13, 19, 58, 0, time.UTC)
+	mustRecord(t, j, Event{Type: EventBackupChosen, Step: 4, Backup: "spywatcher_full_20240125_131958.dump", Location: "point in time", BackupTime: &backupTime})
+	inc, warnings, err := ReadJournal(j.Path())
+	if err != nil || len(warnings) > 0 {
+		t.Fatal(err, warnings)
+	}
+	r := BuildReport(inc, nil, clk.now)
+	md := r.Markdown()
+	for _, want := range []string{
+		"## Point in time",
+		"- Result: ok in 2m14s",
+		"- Target: 2024-01-25 13:20:00 UTC",
+		"- Base backup: `spywatcher_base_20240125_020003.tar.zst.gpg` from `local`, consistent from 2024-01-25 02:00:05 UTC",
+		"- WAL: `000000010000000000000002` to `0000000100000000000000D5` (212 segments)",
+		"- Timeline: followed 1, promoted to 2",
+		"- Recovery point: 2024-01-25 13:19:58.870 UTC (the server: recovery stopping before commit of transaction 91422",
+		"- RPO achieved: 40m1s (incident start minus the recovery point) against the scenario's 1h: met",
+		"- Into: the database `spywatcher`, through the restore below",
+		"| RPO | 1h | 40m1s (incident start minus the recovery point) | met |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"point_in_time":{"result":"ok"`, `"target_kind":"time"`, `"target_time":"2024-01-25T13:20:00Z"`, `"new_timeline":2`,
+		`"recovery_point":"2024-01-25T13:19:58.87Z"`, `"rpo_target_minutes":60`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("report JSON lacks %s: %s", want, data)
+		}
+	}
+}

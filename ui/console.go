@@ -21,6 +21,7 @@ import (
 	"drconsole/incident/notify"
 	"drconsole/recovery"
 	"drconsole/storage"
+	"drconsole/wal"
 )
 
 // Setting is one line of the effective configuration (drconsole config), shown on the
@@ -77,6 +78,12 @@ type Options struct {
 	Injects        []inject.Inject
 	InjectScenario string
 	ApplyInject    func(ctx context.Context, apply string) (string, error)
+	// PITR plans a point-in-time recovery to a moment from the configured locations' base
+	// backups and WAL archive, as restore --to-time does (restore_command, keys); nil:
+	// the restore step offers no point in time. WorkDir is where its temporary cluster
+	// and dump go ("": $TMPDIR).
+	PITR    func(ctx context.Context, target time.Time) (*wal.PITRPlan, error)
+	WorkDir string
 }
 
 // session is what every screen shares. Only Update changes it.
@@ -114,6 +121,10 @@ type session struct {
 	mu      sync.Mutex
 	scratch *incident.Attempt
 	leaving bool
+
+	// pitrDump is the dump of a point-in-time recovery on its way through the restore:
+	// removed when that restore ends, or with the console.
+	pitrDump *incident.PITRDump
 }
 
 // Model is the root model.
@@ -437,6 +448,7 @@ func (s *session) startWork() (context.Context, func()) {
 // Close closes the incident's journal, releasing its lock. Call it once the program has
 // ended and Work is done, so that nothing records any more.
 func (m Model) Close() error {
+	m.s.pitrDump.Remove()
 	if m.s.journal == nil {
 		return nil
 	}

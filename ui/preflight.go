@@ -31,6 +31,9 @@ type preflightScreen struct {
 	started bool   // the plan went to the restore, which owns it now
 	scroll  int    // first line shown of the warnings and checks, which may not all fit
 	noOwner bool   // the operator chose to restore without ownership, here or with --no-owner
+	// confirmed: the operator already typed the database's name for this restore (a
+	// point-in-time recovery's dump): a plan that passes starts the restore at once.
+	confirmed bool
 }
 
 var keyNoOwner = key.NewBinding(key.WithKeys("o"), key.WithHelp("o", "restore without ownership"))
@@ -103,6 +106,10 @@ func (p *preflightScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 			p.field = newField(s, "type "+wrong.Archive+" to restore it anyway: ", false)
 			p.fromDB = wrong.Archive
 			return p, p.field.Focus()
+		case msg.err == nil && p.confirmed:
+			p.state, p.plan, p.started = preflightConfirm, msg.plan, true
+			p.field = newField(s, "type "+msg.plan.Target+" to start: ", false)
+			return p, push(newProgressScreen(s, p.step, p.plan))
 		case msg.err == nil:
 			p.state, p.plan = preflightConfirm, msg.plan
 			p.field = newField(s, "type "+msg.plan.Target+" to start: ", false)

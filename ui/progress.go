@@ -100,14 +100,19 @@ func (p *progressScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 	case restoreFinishedMsg:
 		p.running, s.cancelWork, p.confirm = false, nil, false
 		p.err = msg.err
+		var drop tea.Cmd
+		if d := s.pitrDump; d != nil { // loaded or not, the point-in-time dump has served
+			s.pitrDump = nil
+			drop = func() tea.Msg { d.Remove(); return nil }
+		}
 		if msg.err == nil || errors.Is(msg.err, recovery.ErrChecksFailed) {
 			if msg.err == nil && msg.att.Restored() != nil {
 				s.attempt = msg.att
 			}
-			return p, push(newChecksScreen(s, p.step, msg.att, msg.err))
+			return p, tea.Batch(drop, push(newChecksScreen(s, p.step, msg.att, msg.err)))
 		}
 		p.log = append(p.log, "failed: "+msg.err.Error())
-		return p, nil
+		return p, drop
 	case tea.KeyPressMsg:
 		k := msg.String()
 		if p.confirm {

@@ -159,6 +159,8 @@ func (st *stepScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		case key.Matches(msg, keySkip) && !st.running:
 			st.mode, st.note = stepNoteSkip, newField(s, "skip, because: ", false)
 			return st, st.note.Focus()
+		case key.Matches(msg, keyPITR) && st.step.Kind == checklists.KindRestore && !st.running:
+			return st, push(newPITRScreen(s, st.n))
 		case key.Matches(msg, keyAction) && !st.running: // its result must come back to this screen
 			return st, st.action()
 		}
@@ -305,6 +307,7 @@ func (st *stepScreen) view(w, h int) string {
 	switch st.step.Kind {
 	case checklists.KindRestore:
 		b.WriteString(s.st.Accent.Render("enter: choose the backup to restore (safe restore: scratch database, checks, then swap)") + "\n")
+		b.WriteString(s.st.Accent.Render(wrap("t: a point in time instead (base backup and WAL archive, then the same safe restore)", w)) + "\n")
 	case checklists.KindChecks:
 		b.WriteString(s.st.Accent.Render("enter: run the integrity checks") + "\n")
 	case checklists.KindHealth:
@@ -362,6 +365,9 @@ func (st *stepScreen) view(w, h int) string {
 func (st *stepScreen) title() string { return fmt.Sprintf("step %d", st.n) }
 func (st *stepScreen) keys() []key.Binding {
 	ks := []key.Binding{keyAction, keyDone, keySkip}
+	if st.step.Kind == checklists.KindRestore {
+		ks = append(ks, keyPITR)
+	}
 	if len(st.step.Commands) > 0 {
 		ks = append(ks, keyRun, keyCopy, keyMove)
 	}

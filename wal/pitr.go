@@ -54,6 +54,31 @@ type PITROptions struct {
 	// with the same configuration and keys, %f %p.
 	RestoreCommand string
 	Log            func(string)
+	// Progress, when set, is told how the recovery goes: its phase, the segments fetched
+	// and replayed, and (Private, with Role) the time of the last commit replayed.
+	Progress func(PITRProgress)
+	// Role is a role of the recovered cluster that a Private server is asked, as it
+	// replays, where replay is; "" asks nothing and the log alone says how far it is.
+	Role string
+}
+
+// Phases of a recovery, in order, as PITRProgress reports them.
+const (
+	PhaseUnpacking = "unpacking"
+	PhaseStarting  = "starting"
+	PhaseReplaying = "replaying"
+	PhasePromoted  = "promoted"
+)
+
+// PITRProgress is how far a recovery is.
+type PITRProgress struct {
+	Phase    string
+	Fetched  int       // segments restore_command brought, and those fetched ahead into the spool
+	Replayed int       // segments the server took from the archive
+	Segment  string    // the last one it took
+	Planned  int       // segments the plan counted from the base backup's start
+	Replay   time.Time // the last commit replayed, when known (zero: not known yet)
+	Target   time.Time // zero: a WAL location or the latest
 }
 
 // PITRPlan is a recovery that passed every check that can be made before writing.
@@ -83,6 +108,33 @@ func (p *PITRPlan) LSN() string { return p.opts.LSN }
 func (p *PITRPlan) SetPgData(dir string, port int, private bool) {
 	p.opts.PgData, p.opts.Port, p.opts.Private = dir, port, private
 }
+
+// ParseTarget reads a recovery target time as an operator writes it: UTC unless it says
+// otherwise ("2026-11-30 14:29:00", "2026-11-30 14:29:00+02:00", "2026-11-30 14:29").
+func ParseTarget(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	for _, layout := range []string{"2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05Z0700", "2006-01-02 15:04:05 Z07:00", "2006-01-02 15:04:05 MST",
+		"2006-01-02T15:04:05Z07:00", "2006-01-02 15:04:05.999999Z07:00", "2006-01-02 15:04:05.999999Z07", "2006-01-02 15:04:05Z07"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04:05.999999", "2006-01-02T15:04:05", "2006-01-02 15:04"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: write YYYY-MM-DD HH:MM:SS (UTC), or add an offset such as +02:00", s)
+}
+
+// SetReporting sets who is told how the recovery goes (PITROptions.Log, Progress) and
+// the role a Private server is asked where replay is (PITROptions.Role).
+func (p *PITRPlan) SetReporting(log func(string), progress func(PITRProgress), role string) {
+	p.opts.Log, p.opts.Progress, p.opts.Role = log, progress, role
+}
+
+// PgData is where Restore recovers to.
+func (p *PITRPlan) PgData() string { return p.opts.PgData }
 
 // PlanPITR chooses the base backup and checks the archive.
 func PlanPITR(ctx context.Context, o PITROptions) (*PITRPlan, error) {
@@ -332,12 +384,66 @@ func (p *PITRPlan) readHistory(ctx context.Context, name string) ([]historyEntry
 
 // PITRResult is what the recovered server says it did.
 type PITRResult struct {
-	Major       int    `json:"pg_major"`
-	PgData      string `json:"pgdata"`
-	Port        int    `json:"port"`
-	Stopped     string `json:"stopped"`      // the server's line: where recovery stopped
-	NewTimeline int    `json:"new_timeline"` // the timeline it promoted to
-	Log         string `json:"log"`          // the server's log file
+	Major       int       `json:"pg_major"`
+	PgData      string    `json:"pgdata"`
+	Port        int       `json:"port"`
+	Stopped     string    `json:"stopped"`      // the server's line: where recovery stopped
+	StopTime    time.Time `json:"stop_time"`    // the time in that line (zero: none)
+	LastCommit  time.Time `json:"last_commit"`  // "last completed transaction was at log time …" (zero: none)
+	NewTimeline int       `json:"new_timeline"` // the timeline it promoted to
+	Replayed    int       `json:"segments"`     // segments taken from the archive
+	LastSegment string    `json:"last_segment"` // the last of them
+	Log         string    `json:"log"`          // the server's log file
+}
+
+// Point is the moment the recovered data is from, as the server's log says: the last
+// commit replayed, else where recovery stopped. Zero when it does not say.
+func (r *PITRResult) Point() time.Time {
+	if !r.LastCommit.IsZero() {
+		return r.LastCommit
+	}
+	return r.StopTime
+}
+
+// logTime reads a timestamp as the server logs it ("2026-11-30 14:29:00.412+00").
+func logTime(s string) time.Time {
+	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(s), "."))
+	for _, layout := range []string{"2006-01-02 15:04:05-07", "2006-01-02 15:04:05-07:00", "2006-01-02 15:04:05 MST"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC()
+		}
+	}
+	return time.Time{}
+}
+
+// readLog reads what the recovering server's log says so far into res.
+func (res *PITRResult) readLog(text string) {
+	res.Replayed = 0
+	seen := map[string]bool{} // a segment may be restored twice (the checkpoint's, then replay's)
+	for _, l := range strings.Split(text, "\n") {
+		if i := strings.Index(l, "recovery stopping"); i >= 0 {
+			res.Stopped = strings.TrimSpace(l[i:])
+			if j := strings.LastIndex(res.Stopped, ", time "); j >= 0 {
+				res.StopTime = logTime(res.Stopped[j+len(", time "):])
+			}
+		}
+		if i := strings.Index(l, "last completed transaction was at log time "); i >= 0 {
+			res.LastCommit = logTime(l[i+len("last completed transaction was at log time "):])
+		}
+		if i := strings.Index(l, `restored log file "`); i >= 0 {
+			name, _, _ := strings.Cut(l[i+len(`restored log file "`):], `"`)
+			if segmentRE.MatchString(name) && !seen[name] {
+				seen[name] = true
+				res.Replayed++
+				res.LastSegment = name
+			}
+		}
+		if i := strings.Index(l, "selected new timeline ID: "); i >= 0 {
+			if f := strings.Fields(l[i+len("selected new timeline ID: "):]); len(f) > 0 {
+				res.NewTimeline, _ = strconv.Atoi(f[0])
+			}
+		}
+	}
 }
 
 // Restore unpacks the base backup into PgData, configures recovery and starts the
@@ -356,6 +462,7 @@ func (p *PITRPlan) Restore(ctx context.Context) (*PITRResult, error) {
 		return nil, err
 	}
 	p.say("unpacking %s from %s into %s", p.Base.Name, p.folder, o.PgData)
+	p.report(PITRProgress{Phase: PhaseUnpacking})
 	if err := p.unpack(ctx, owner); err != nil {
 		os.RemoveAll(o.PgData)
 		return nil, err
@@ -402,32 +509,45 @@ func (p *PITRPlan) Restore(ctx context.Context) (*PITRResult, error) {
 		chownAll(logFile, owner)
 	}
 	p.say("starting the server on %s with restore_command reading the archive", o.PgData)
+	p.report(PITRProgress{Phase: PhaseStarting})
 	cmd := exec.CommandContext(ctx, pgctl, "-D", o.PgData, "-l", logFile, "-w", "-t", "3600", "start")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: owner.cred}
 	cmd.Dir = o.PgData
 	cmd.Env = serverEnv()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		if errors.Is(err, fs.ErrPermission) {
-			return nil, fmt.Errorf("%w: the postgres account cannot reach %s (a directory above it is closed to it): recover into a directory it can reach", recovery.ErrPreflight, o.PgData)
-		}
-		return nil, fmt.Errorf("the recovered server did not start: %v: %s; its log: %s", err, strings.TrimSpace(string(out)), lastLines(logFile, 5))
-	}
 	// pg_ctl -w returns once connections are accepted, which with a target in recovery
-	// is before the promotion: wait for the log to say the recovery ended.
+	// is before the promotion (and may be after most of the replay): the log is watched
+	// meanwhile, and until it says the recovery ended.
+	type started struct {
+		out []byte
+		err error
+	}
+	startDone := make(chan started, 1)
+	go func() {
+		out, err := cmd.CombinedOutput()
+		startDone <- started{out, err}
+	}()
 	res := &PITRResult{PgData: o.PgData, Port: o.Port, Log: logFile, Major: p.Base.Major}
+	ctlDone := false
+	w := &replayWatch{p: p, spool: SpoolFor(filepath.Join(o.PgData, "pg_wal", "RECOVERYXLOG"))}
+	defer w.close()
 	for {
+		select {
+		case st := <-startDone:
+			ctlDone = true
+			if st.err != nil {
+				if errors.Is(st.err, fs.ErrPermission) {
+					return nil, fmt.Errorf("%w: the postgres account cannot reach %s (a directory above it is closed to it): recover into a directory it can reach", recovery.ErrPreflight, o.PgData)
+				}
+				return nil, fmt.Errorf("the recovered server did not start: %v: %s; its log: %s", st.err, strings.TrimSpace(string(st.out)), lastLines(logFile, 5))
+			}
+		default:
+		}
 		log, _ := os.ReadFile(logFile)
 		text := string(log)
-		for _, l := range strings.Split(text, "\n") {
-			if i := strings.Index(l, "recovery stopping"); i >= 0 {
-				res.Stopped = strings.TrimSpace(l[i:])
-			}
-			if i := strings.Index(l, "selected new timeline ID: "); i >= 0 {
-				res.NewTimeline, _ = strconv.Atoi(strings.Fields(l[i+len("selected new timeline ID: "):])[0])
-			}
-		}
+		res.readLog(text)
+		w.report(ctx, res, ctlDone)
 		switch {
-		case strings.Contains(text, "database system is ready to accept connections") && res.NewTimeline > 0 &&
+		case ctlDone && strings.Contains(text, "database system is ready to accept connections") && res.NewTimeline > 0 &&
 			strings.Contains(text, "archive recovery complete"):
 			if !o.Latest && res.Stopped == "" {
 				to := stamp(o.Target)
@@ -436,15 +556,95 @@ func (p *PITRPlan) Restore(ctx context.Context) (*PITRResult, error) {
 				}
 				return res, fmt.Errorf("the server promoted to timeline %d without reaching %s: the archive ends before it (its log: %s)", res.NewTimeline, to, logFile)
 			}
+			w.phase = PhasePromoted
+			w.report(ctx, res, true)
 			return res, nil
 		case strings.Contains(text, "FATAL") || strings.Contains(text, "PANIC"):
+			if !ctlDone {
+				<-startDone // pg_ctl gives up once the server has stopped
+			}
 			return res, fmt.Errorf("recovery failed; the server's log says: %s", lastLines(logFile, 5))
 		}
 		select {
 		case <-ctx.Done():
+			if !ctlDone {
+				<-startDone
+			}
 			return res, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+}
+
+func (p *PITRPlan) report(e PITRProgress) {
+	if p.opts.Progress == nil {
+		return
+	}
+	e.Planned = p.Segments
+	if !p.opts.Latest && p.opts.LSN == "" {
+		e.Target = p.opts.Target
+	}
+	p.opts.Progress(e)
+}
+
+// replayWatch turns what the recovering server says into PITRProgress: the log's
+// segments, the spool's segments fetched ahead, and (Private, with a Role) the time of
+// the last commit replayed, asked of the server on one connection.
+type replayWatch struct {
+	p      *PITRPlan
+	spool  string
+	phase  string
+	conn   *pgx.Conn
+	tried  time.Time
+	replay time.Time
+}
+
+func (w *replayWatch) report(ctx context.Context, res *PITRResult, accepting bool) {
+	if w.p.opts.Progress == nil {
+		return
+	}
+	if w.phase == "" || w.phase == PhaseStarting {
+		w.phase = PhaseStarting
+		if res.Replayed > 0 {
+			w.phase = PhaseReplaying
+		}
+	}
+	o := w.p.opts
+	if accepting && o.Private && o.Role != "" && w.conn == nil && time.Since(w.tried) > time.Second {
+		w.tried = time.Now()
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		w.conn, _ = pgx.Connect(cctx, fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable connect_timeout=2", filepath.Dir(filepath.Clean(o.PgData)), o.Port, o.Role))
+		cancel()
+	}
+	if w.conn != nil {
+		var t *time.Time
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := w.conn.QueryRow(qctx, `SELECT pg_last_xact_replay_timestamp()`).Scan(&t); err != nil {
+			w.close()
+		} else if t != nil {
+			w.replay = t.UTC()
+		}
+		cancel()
+	}
+	replay := w.replay
+	if !res.LastCommit.IsZero() {
+		replay = res.LastCommit
+	}
+	fetched := res.Replayed
+	if entries, err := os.ReadDir(w.spool); err == nil {
+		for _, e := range entries {
+			if segmentRE.MatchString(e.Name()) {
+				fetched++
+			}
+		}
+	}
+	w.p.report(PITRProgress{Phase: w.phase, Fetched: fetched, Replayed: res.Replayed, Segment: res.LastSegment, Replay: replay})
+}
+
+func (w *replayWatch) close() {
+	if w.conn != nil {
+		w.conn.Close(context.Background())
+		w.conn = nil
 	}
 }
 
