@@ -35,6 +35,7 @@ type consoleOptions struct {
 	// runbook's psql commands run there for real. score scores the drill at its close.
 	sandbox bool
 	score   func() (string, error)
+	alert   string // a sandbox's: when the first sign of its fault was seen
 	// A drill's injects, and what applies them for real (a sandbox's; nil in a tabletop).
 	injects        []inject.Inject
 	injectScenario string
@@ -130,6 +131,9 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 		}
 		opts.Target = target
 		return wal.PlanPITR(ctx, opts)
+	}
+	if o.alert != "" {
+		opt.Settings = append(opt.Settings, ui.Setting{Name: "alert", Value: o.alert})
 	}
 	return runConsoleProgram(ctx, a, opt)
 }

@@ -27,6 +27,7 @@ type drillOptions struct {
 	remove    string
 	auto      bool
 	backup    string
+	pitr      bool
 	tabletop  bool
 	injects   string
 }
@@ -67,6 +68,7 @@ is removed when the console closes, unless --keep.`,
 	f.StringVar(&o.remove, "remove", "", "stop and delete the sandbox in `dir` (one drill made)")
 	f.BoolVar(&o.auto, "auto", false, "perform the recovery headlessly in the sandbox (restore --yes of the right backup) and print the scored report; exit 0 only when the data is right and the RTO met: the monthly restore test")
 	f.StringVar(&o.backup, "backup", "", "with --auto: restore this backup instead of the right one, or newest (to see a mistake scored)")
+	f.BoolVar(&o.pitr, "pitr", false, "with --auto: recover to a point in time just before the fault (restore --to-time, from the sandbox's base backup and WAL archive) instead of restoring the clean backup")
 	f.BoolVar(&o.tabletop, "tabletop", false, "a tabletop exercise: no sandbox and no server, every step talked through and recorded, nothing run; journals in --dir (default ~/.local/state/drconsole/drills/tabletop)")
 	f.StringVar(&o.injects, "injects", "", "the facilitator's inject `file` (YAML), or example for the scenario's shipped one: each inject is shown when due and journaled, and in a sandbox applied for real")
 	return c
@@ -144,6 +146,14 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 		return usageOrErr(err)
 	}
 	sb.PassEnv = pass
+	// A recovery to a point in time in the sandbox runs this drconsole as the server's
+	// restore_command: the server's account must be able to.
+	self := a.self
+	if tool, err := sb.ServerTool(a.self); err != nil {
+		fmt.Fprintf(a.stderr, "drill: a recovery to a point in time will not work in this sandbox: %v\n", err)
+	} else {
+		self = tool
+	}
 	keep := o.keep || o.noConsole
 	if keep {
 		if err := sb.Keep(); err != nil {
@@ -157,7 +167,7 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 		}()
 	}
 	if o.auto {
-		return autoDrill(ctx, a, sb, o, seed, records)
+		return autoDrill(ctx, a, sb, o, seed, records, self)
 	}
 	printSandbox(a, sb, seed, o.noConsole)
 	if o.noConsole {
@@ -166,14 +176,18 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	}
 	env := sb.Env()
 	in := &app{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, getenv: func(k string) string { return env[k] },
-		configPath: sb.Config, self: a.self} // journals under the sandbox's XDG_STATE_HOME
+		configPath: sb.Config, self: self} // journals under the sandbox's XDG_STATE_HOME
 	sc := &drillScorer{records: records, score: func() (*scored, error) {
 		return scoreDrill(ctx, in, sb, drill.ModeConsole, o, seed, reachable)
 	}}
 	if len(injects) > 0 {
 		fmt.Fprintf(a.stderr, "drill: %d injects from %s, shown when due and applied for real to the sandbox\n", len(injects), o.injects)
 	}
-	err = runConsole(ctx, in, &consoleOptions{drill: true, sandbox: true, score: sc.atClose, key: keyFlags{gpgKey: sb.Secret},
+	alert := ""
+	if !sb.FaultAt.IsZero() {
+		alert = "the first sign of trouble was seen at " + sb.PITRTarget().Format("2006-01-02 15:04:05") + " UTC"
+	}
+	err = runConsole(ctx, in, &consoleOptions{drill: true, sandbox: true, score: sc.atClose, alert: alert, key: keyFlags{gpgKey: sb.Secret},
 		injects: injects, injectScenario: o.scenario, applyInject: sb.ApplyInject})
 	fmt.Fprintf(a.stdout, "drill over (seed %d): %s\n", seed, sb.Fault)
 	fmt.Fprintf(a.stdout, "answer    %s\n", sb.Answer())
@@ -222,11 +236,11 @@ func (d *drillScorer) atExit(a *app, err error) error {
 // autoDrill recovers the sandbox as an operator would, with the same restore as the
 // command line's (a real incident of the sandbox: nothing outside it exists for it), and
 // scores the result with the same scorer as the console's drills.
-func autoDrill(ctx context.Context, a *app, sb *drill.Sandbox, o *drillOptions, seed uint64, records string) error {
+func autoDrill(ctx context.Context, a *app, sb *drill.Sandbox, o *drillOptions, seed uint64, records, self string) error {
 	env := sb.Env()
 	var out strings.Builder
 	in := &app{stdin: strings.NewReader(""), stdout: &out, stderr: a.stderr, getenv: func(k string) string { return env[k] },
-		configPath: sb.Config, self: a.self} // journals under the sandbox's XDG_STATE_HOME
+		configPath: sb.Config, self: self} // journals under the sandbox's XDG_STATE_HOME
 	backup := sb.Clean
 	switch o.backup {
 	case "":
@@ -239,7 +253,16 @@ func autoDrill(ctx context.Context, a *app, sb *drill.Sandbox, o *drillOptions, 
 		return err
 	}
 	fmt.Fprintf(a.stdout, "sandbox   automatic recovery in %s\n", sb.Dir)
-	if code := in.main([]string{"restore", "--yes", "--gpg-key", sb.Secret, "--scenario", o.scenario, "--new-incident", "--json", backup}); code != 0 {
+	args := []string{"restore", "--yes", "--gpg-key", sb.Secret, "--scenario", o.scenario, "--new-incident", "--json", backup}
+	if o.pitr {
+		if o.backup != "" {
+			return usagef("--pitr recovers to a point in time: --backup does not apply")
+		}
+		backup = "a point in time just before the fault"
+		args = []string{"restore", "--yes", "--gpg-key", sb.Secret, "--scenario", o.scenario, "--new-incident",
+			"--to-time", sb.PITRTarget().Format("2006-01-02 15:04:05Z07:00"), "--work-dir", sb.Dir}
+	}
+	if code := in.main(args); code != 0 {
 		fmt.Fprintf(a.stderr, "drill: the restore of %s failed (exit %d)\n", backup, code)
 	}
 	card, err := scoreDrill(ctx, in, sb, drill.ModeAuto, o, seed, nil)
@@ -316,7 +339,10 @@ func printSandbox(a *app, sb *drill.Sandbox, seed uint64, withAnswer bool) {
 	w := a.stdout
 	fmt.Fprintf(w, "sandbox   %s (seed %d)\n", sb.Dir, seed)
 	fmt.Fprintf(w, "server    socket %s, port %d, database %s (psql -h %s -p %d -U postgres %s)\n", sb.Dir, sb.Port, sb.Database, sb.Dir, sb.Port, sb.Database)
-	fmt.Fprintf(w, "backups   %d in primary and secondary (%s … %s), encrypted and signed with the drill key %s\n", len(sb.Backups), sb.Backups[0], sb.Backups[len(sb.Backups)-1], sb.Secret)
+	fmt.Fprintf(w, "backups   %d in primary and secondary (%s … %s), encrypted and signed with the drill key %s; a base backup and the WAL archive to past the fault\n", len(sb.Backups), sb.Backups[0], sb.Backups[len(sb.Backups)-1], sb.Secret)
+	if !sb.FaultAt.IsZero() {
+		fmt.Fprintf(w, "alert     the first sign of trouble was seen at %s UTC\n", sb.PITRTarget().Format("2006-01-02 15:04:05"))
+	}
 	if withAnswer {
 		fmt.Fprintf(w, "fault     %s\n", sb.Fault)
 		fmt.Fprintf(w, "answer    %s\n", sb.Answer())

@@ -180,6 +180,9 @@ func (a *app) recoverDatabase(ctx context.Context, c *cobra.Command, o *restoreO
 	}
 	defer dump.Remove()
 	o.journal = j
+	// The dump is drconsole's own, just made from the recovered cluster: it carries no
+	// signature, and none is asked of it.
+	o.load.allowUnsigned = true
 	return runRestore(ctx, a, c, o, dump.File)
 }
 

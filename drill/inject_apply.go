@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"drconsole/drill/inject"
+	"drconsole/wal"
 )
 
 // ApplyInject does what an inject names, for real, in the sandbox, and says what was
@@ -109,4 +110,29 @@ func damage(path string, size int64) error {
 		return err
 	}
 	return f.Close()
+}
+
+// ServerTool readies the sandbox for a recovery to a point in time when the drill runs as
+// root: the recovered server runs restore_command (drconsole wal-fetch) as the postgres
+// account, which must run drconsole and read the sandbox's configuration, drill key and
+// locations. self (this drconsole) is copied into the sandbox, where that account can run
+// it, and the sandbox's files are given to it. It returns the copy's path.
+func (s *Sandbox) ServerTool(self string) (string, error) {
+	if self == "" {
+		return "", errors.New("drconsole's own executable is not known")
+	}
+	tool := filepath.Join(s.Dir, "drconsole")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(tool, data, 0o755); err != nil {
+		return "", err
+	}
+	for _, p := range []string{tool, s.Config, s.Secret, s.Public, filepath.Join(s.Dir, "backups")} {
+		if err := wal.GiveToServer(p); err != nil {
+			return "", err
+		}
+	}
+	return tool, nil
 }

@@ -80,6 +80,11 @@ type Sandbox struct {
 	// drill the last one taken before the attack. Infected are those taken after it.
 	Clean    string
 	Infected []string
+	// FaultAt is a moment just before the fault (the attack, in a ransomware drill), and
+	// BeforeFault each table's fingerprint then: what recovering to a point in time between
+	// the last commit before it and FaultAt brings back.
+	FaultAt     time.Time
+	BeforeFault map[string]string
 
 	bin     string              // the server's binaries
 	answers map[string]answerOf // what restoring a backup brings back, for the last two
@@ -197,6 +202,17 @@ func Build(ctx context.Context, o Options) (s *Sandbox, err error) {
 	for h := 8; day.Add(time.Duration(h)*time.Hour).Before(now) && h <= 20; h += 6 {
 		times = append(times, day.Add(time.Duration(h)*time.Hour))
 	}
+	// The base backup point-in-time recovery starts from: taken now, before the week's data.
+	say("taking a base backup (the WAL archive, from here on, reaches any moment up to the fault)")
+	for _, loc := range []storage.Location{primary, secondary} {
+		if err := os.MkdirAll(loc.String(), 0o700); err != nil {
+			return s, err
+		}
+	}
+	if _, err := wal.TakeBase(ctx, wal.BaseOptions{Conn: cn, Recipients: keys, Prefix: s.Database,
+		Targets: []storage.Folder{storage.BasesOf(primary), storage.BasesOf(secondary)}}); err != nil {
+		return s, fmt.Errorf("base backup: %w", err)
+	}
 	say("loading %s data and taking %d backups at simulated times", o.Size, len(times))
 	users := 0
 	infectedFrom := -1
@@ -210,6 +226,9 @@ func Build(ctx context.Context, o Options) (s *Sandbox, err error) {
 		}
 		users += grow
 		if i == infectedFrom {
+			if err := s.beforeFault(ctx); err != nil {
+				return s, err
+			}
 			if err := s.sql(ctx, s.Database, ransom); err != nil {
 				return s, err
 			}
@@ -269,11 +288,85 @@ func Build(ctx context.Context, o Options) (s *Sandbox, err error) {
 	if err := os.WriteFile(s.Config, []byte(cfg), 0o600); err != nil {
 		return s, err
 	}
+	if s.FaultAt.IsZero() {
+		if err := s.beforeFault(ctx); err != nil {
+			return s, err
+		}
+	}
 	if err := s.inject(ctx, o.Scenario, r); err != nil {
 		return s, err
 	}
+	if err := s.archiveWAL(ctx, keys); err != nil {
+		return s, fmt.Errorf("WAL archive: %w", err)
+	}
 	say("the scenario's fault is injected (the facilitator sees what it was when the drill is over)")
 	return s, nil
+}
+
+// beforeFault notes the moment just before the fault and what the data was then: what a
+// recovery to a point in time before it brings back.
+func (s *Sandbox) beforeFault(ctx context.Context) error {
+	prints, err := s.Fingerprints(ctx)
+	if err != nil {
+		return err
+	}
+	now, err := s.query(ctx, s.Database, `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`)
+	if err != nil {
+		return err
+	}
+	if s.FaultAt, err = time.Parse(time.RFC3339Nano, strings.TrimSpace(now)); err != nil {
+		return err
+	}
+	s.BeforeFault = prints
+	// Commits a second apart from the fault, so that a target in between is plain to give.
+	time.Sleep(1100 * time.Millisecond)
+	return nil
+}
+
+// archiveWAL switches to a new segment, waits until the server has archived it to the
+// stage, and pushes every staged file into both locations as wal-push does (compressed,
+// encrypted to the drill key). Archiving then stops: a trainee's restores write WAL no
+// recovery needs.
+func (s *Sandbox) archiveWAL(ctx context.Context, keys openpgp.EntityList) error {
+	seg, err := s.query(ctx, "postgres", "SELECT pg_walfile_name(pg_switch_wal())")
+	if err != nil {
+		return err
+	}
+	seg = strings.TrimSpace(seg)
+	stage := filepath.Join(s.Dir, "wal-stage")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(stage, seg)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the server did not archive %s within 30s (see %s)", seg, filepath.Join(s.Dir, "server.log"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	primary := filepath.Join(s.Dir, "backups", "primary")
+	if _, err := os.Stat(primary); err != nil { // a regional outage moved it away
+		primary += ".unreachable"
+	}
+	p := &wal.Pusher{Recipients: keys, Locations: []storage.Folder{
+		storage.WALOf(storage.NewDir("primary", primary)),
+		storage.WALOf(storage.NewDir("secondary", filepath.Join(s.Dir, "backups", "secondary")))}}
+	files, err := filepath.Glob(filepath.Join(stage, "0*"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		if _, err := p.Push(ctx, f); err != nil {
+			return err
+		}
+	}
+	for _, q := range []string{"ALTER SYSTEM SET archive_command = 'true'", "SELECT pg_reload_conf()"} {
+		if err := s.sql(ctx, "postgres", q); err != nil {
+			return err
+		}
+	}
+	return os.RemoveAll(stage)
 }
 
 // inject does the scenario's damage, for real, in the sandbox.
@@ -378,7 +471,17 @@ func (s *Sandbox) startCluster(ctx context.Context) error {
 	if err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
 		return err
 	}
-	conf := fmt.Sprintf("\n# drconsole drill sandbox: reachable through its socket only\nlisten_addresses = ''\nunix_socket_directories = '%s'\nport = %d\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n", s.Dir, s.Port)
+	// Its WAL is archived: copied to a stage the build then pushes, as wal-push would,
+	// into both locations, for recovery to a point in time.
+	stage := filepath.Join(s.Dir, "wal-stage")
+	if err := os.Mkdir(stage, 0o700); err != nil {
+		return err
+	}
+	if err := wal.GiveToServer(stage); err != nil {
+		return err
+	}
+	conf := fmt.Sprintf("\n# drconsole drill sandbox: reachable through its socket only\nlisten_addresses = ''\nunix_socket_directories = '%s'\nport = %d\nfsync = off\nsynchronous_commit = off\n"+
+		"archive_mode = on\narchive_command = 'test ! -f %s/%%f && cp %%p %s/%%f'\n", s.Dir, s.Port, stage, stage)
 	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err

@@ -25,33 +25,38 @@ const (
 // Scorecard is a drill's result: the times against the runbook's budgets, the backup
 // chosen, the data against what the sandbox knows is right, and the mistakes.
 type Scorecard struct {
-	Scenario      string        `json:"scenario"`
-	ScenarioName  string        `json:"scenario_name"`
-	Mode          string        `json:"mode"`
-	Size          string        `json:"size,omitempty"`
-	Seed          uint64        `json:"seed,omitempty"`
-	Incident      string        `json:"incident,omitempty"`
-	Operator      string        `json:"operator,omitempty"`
-	Started       time.Time     `json:"started"`
-	Ended         time.Time     `json:"ended"`
-	Outcome       string        `json:"outcome,omitempty"` // how the drill was closed; "" if it was not
-	Steps         []StepScore   `json:"steps,omitempty"`
-	Recovered     bool          `json:"recovered"`          // a restore was swapped in
-	RTOSeconds    float64       `json:"rto_seconds"`        // incident start to the swap's end (or to the end when nothing was swapped)
-	RTOTarget     float64       `json:"rto_target_seconds"` // the scenario's RTO
-	RTOMet        bool          `json:"rto_met"`            //
-	RPOSeconds    *float64      `json:"rpo_seconds"`        // incident start minus the restored backup's time
-	RPOTarget     float64       `json:"rpo_target_seconds"` //
-	Backup        string        `json:"backup,omitempty"`   // the backup swapped in
-	BackupVerdict string        `json:"backup_verdict,omitempty"`
-	Tables        []TableScore  `json:"tables,omitempty"`
-	DataChecked   bool          `json:"data_checked"` // false in a tabletop: there is no data
-	DataRight     bool          `json:"data_right"`
-	Mistakes      []string      `json:"mistakes"`
-	Pass          bool          `json:"pass"`
-	Fault         string        `json:"fault,omitempty"`
-	Answer        string        `json:"answer,omitempty"`
+	Scenario      string       `json:"scenario"`
+	ScenarioName  string       `json:"scenario_name"`
+	Mode          string       `json:"mode"`
+	Size          string       `json:"size,omitempty"`
+	Seed          uint64       `json:"seed,omitempty"`
+	Incident      string       `json:"incident,omitempty"`
+	Operator      string       `json:"operator,omitempty"`
+	Started       time.Time    `json:"started"`
+	Ended         time.Time    `json:"ended"`
+	Outcome       string       `json:"outcome,omitempty"` // how the drill was closed; "" if it was not
+	Steps         []StepScore  `json:"steps,omitempty"`
+	Recovered     bool         `json:"recovered"`          // a restore was swapped in
+	RTOSeconds    float64      `json:"rto_seconds"`        // incident start to the swap's end (or to the end when nothing was swapped)
+	RTOTarget     float64      `json:"rto_target_seconds"` // the scenario's RTO
+	RTOMet        bool         `json:"rto_met"`            //
+	RPOSeconds    *float64     `json:"rpo_seconds"`        // incident start minus the restored backup's time
+	RPOTarget     float64      `json:"rpo_target_seconds"` //
+	Backup        string       `json:"backup,omitempty"`   // the backup swapped in
+	BackupVerdict string       `json:"backup_verdict,omitempty"`
+	Tables        []TableScore `json:"tables,omitempty"`
+	DataChecked   bool         `json:"data_checked"` // false in a tabletop: there is no data
+	DataRight     bool         `json:"data_right"`
+	DataAgainst   string       `json:"data_against,omitempty"`
+	Mistakes      []string     `json:"mistakes"`
+	Pass          bool         `json:"pass"`
+	Fault         string       `json:"fault,omitempty"`
+	Answer        string       `json:"answer,omitempty"`
+	// PointInTime is the target, when the data came back by a recovery to a point in time.
+	PointInTime   string        `json:"point_in_time,omitempty"`
 	rto, rpoGoal  time.Duration // as durations, for the text
+	recoveryPoint time.Time
+	against       string
 }
 
 // StepScore is one step's time against its budget.
@@ -136,6 +141,16 @@ func Score(in ScoreInput) *Scorecard {
 	if t, ok := backupTime(c.Backup); ok {
 		rpo := inc.Started.Sub(t).Seconds()
 		c.RPOSeconds = &rpo
+	}
+	// A recovery to a point in time: the swapped copy came from it.
+	if p := inc.PITR; swapped != nil && p != nil && p.Result == checklists.ResultOK && !swapped.Started.Before(p.Time) {
+		c.PointInTime = p.Target()
+		c.Backup = "point in time: " + p.Target() + ", from base backup " + p.BaseBackup
+		if p.RecoveryPoint != nil {
+			rpo := inc.Started.Sub(*p.RecoveryPoint).Seconds()
+			c.RPOSeconds = &rpo
+			c.recoveryPoint = *p.RecoveryPoint
+		}
 	}
 
 	if in.Mode != ModeAuto {
@@ -232,6 +247,18 @@ func (c *Scorecard) scoreBackup(in ScoreInput) {
 	if sb == nil || c.Backup == "" {
 		return
 	}
+	if c.PointInTime != "" {
+		switch {
+		case c.recoveryPoint.IsZero():
+			c.BackupVerdict = "recovered, to a point the server did not say"
+		case c.recoveryPoint.After(sb.FaultAt):
+			c.BackupVerdict = "AFTER the fault began: it holds the damage"
+			c.Mistakes = append(c.Mistakes, "recovered to a point in time after the fault began")
+		default:
+			c.BackupVerdict = "before the fault began"
+		}
+		return
+	}
 	switch {
 	case c.Backup == sb.Clean:
 		c.BackupVerdict = "the right one"
@@ -249,9 +276,16 @@ func (c *Scorecard) scoreData(in ScoreInput, _ string) {
 		return
 	}
 	c.DataChecked, c.DataRight = true, in.PrintsErr == nil
+	// Restored from a dump: the clean backup's data; to a point in time: the data just
+	// before the fault.
+	truth, whose := in.Sandbox.Prints, "the clean backup's"
+	if c.PointInTime != "" {
+		truth, whose = in.Sandbox.BeforeFault, "the data just before the fault"
+	}
+	c.against, c.DataAgainst = whose, whose
 	for _, t := range Tables {
 		name := "public." + t
-		got, want := in.Prints[name], in.Sandbox.Prints[name]
+		got, want := in.Prints[name], truth[name]
 		ok := got == want && got != ""
 		c.DataRight = c.DataRight && ok
 		rows, _, _ := strings.Cut(got, " ")
@@ -259,8 +293,10 @@ func (c *Scorecard) scoreData(in ScoreInput, _ string) {
 	}
 	if in.PrintsErr != nil {
 		c.Mistakes = append(c.Mistakes, "the sandbox's database cannot be read: "+in.PrintsErr.Error())
+	} else if !c.DataRight && c.PointInTime != "" && !c.recoveryPoint.IsZero() && c.recoveryPoint.Before(in.Sandbox.FaultAt) {
+		c.Mistakes = append(c.Mistakes, "recovered to a point earlier than needed: the writes between it and the fault ("+stampUTC(in.Sandbox.PITRTarget())+") are lost")
 	} else if !c.DataRight {
-		c.Mistakes = append(c.Mistakes, "the recovered data is not the clean backup's")
+		c.Mistakes = append(c.Mistakes, "the recovered data is not "+whose)
 	}
 }
 
@@ -316,11 +352,18 @@ func (c *Scorecard) Text() string {
 		if rpo > c.rpoGoal && c.BackupVerdict == "the right one" {
 			why = " (the schedule's: no clean backup was newer)"
 		}
-		kv("RPO", "%s of data lost (the backup's time to the incident's start), target %s: %s%s",
-			checklists.FormatDuration(rpo.Round(time.Minute)), checklists.FormatDuration(c.rpoGoal), metWord(rpo <= c.rpoGoal), why)
+		lost, from := checklists.FormatDuration(rpo.Round(time.Minute)), "the backup's time"
+		if rpo < time.Hour {
+			lost = clock(rpo)
+		}
+		if c.PointInTime != "" {
+			from = "the recovery point"
+		}
+		kv("RPO", "%s of data lost (%s to the incident's start), target %s: %s%s",
+			lost, from, checklists.FormatDuration(c.rpoGoal), metWord(rpo <= c.rpoGoal), why)
 	}
 	if c.DataChecked {
-		b.WriteString("data      each table against the clean backup's:\n")
+		b.WriteString("data      each table against " + c.against + ":\n")
 		for _, t := range c.Tables {
 			v := "right"
 			if !t.Right {
@@ -365,6 +408,8 @@ func metWord(ok bool) string {
 	return "MISSED"
 }
 
+func stampUTC(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // clock is a duration as h:mm:ss or m:ss.
@@ -397,8 +442,17 @@ func (s *Sandbox) Answer() string {
 	for _, t := range names {
 		truth = append(truth, fmt.Sprintf("%s %d", t, s.Truth[t]))
 	}
-	return "restore " + s.Clean + ": the clean backup's rows: " + strings.Join(truth, ", ")
+	out := "restore " + s.Clean + ": the clean backup's rows: " + strings.Join(truth, ", ")
+	if !s.FaultAt.IsZero() {
+		out += "; or recover to a point in time just before the fault began, " + stampUTC(s.PITRTarget()) + " (restore --to-time)"
+	}
+	return out
 }
+
+// PITRTarget is the whole second a recovery to a point in time aims at to undo the fault:
+// after the last commit before it, and before the fault's first commit (over a second
+// later).
+func (s *Sandbox) PITRTarget() time.Time { return s.FaultAt.Truncate(time.Second).Add(time.Second) }
 
 // RecordDir is where drills' scorecards are kept, under this machine's drconsole state
 // directory: the one thing a drill writes outside its sandbox, for report --drills.
@@ -415,7 +469,7 @@ func (c *Scorecard) Save(dir, report string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	name := fmt.Sprintf("%s-%s-%s.json", c.Started.UTC().Format("20060102T150405Z"), c.Scenario, c.Mode)
+	name := fmt.Sprintf("%s-%s-%s.json", c.Started.UTC().Format("20060102T150405.000000000Z"), c.Scenario, c.Mode)
 	path := filepath.Join(dir, name)
 	md := "# Drill: " + c.ScenarioName + "\n\n```\n" + c.Text() + "```\n"
 	if report != "" {
@@ -448,7 +502,7 @@ func LoadScorecards(dir string) (cards []*Scorecard, errs []string) {
 			errs = append(errs, fmt.Sprintf("%s: %v", filepath.Base(f), err))
 			continue
 		}
-		c.rto, c.rpoGoal = secs(c.RTOTarget), secs(c.RPOTarget)
+		c.rto, c.rpoGoal, c.against = secs(c.RTOTarget), secs(c.RPOTarget), c.DataAgainst
 		cards = append(cards, &c)
 	}
 	sort.SliceStable(cards, func(i, j int) bool { return cards[i].Started.Before(cards[j].Started) })

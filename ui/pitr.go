@@ -177,7 +177,7 @@ func (p *pitrScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		}
 		rec := s.record(checklists.Event{Type: checklists.EventBackupChosen, Step: p.step, Backup: b.Name, Location: b.Location, BackupTime: taken, Bytes: b.Size})
 		pf := newPreflightScreen(s, p.step, msg.src.Location, b)
-		pf.confirmed = true
+		pf.confirmed, pf.ownDump = true, true
 		p.state = pitrEditing
 		p.field = newField(s, "recover to (UTC): ", false)
 		p.field.SetValue(p.target.Format("2006-01-02 15:04:05"))

@@ -29,8 +29,11 @@ type preflightScreen struct {
 	attempt int
 	fromDB  string // the backup's database, confirmed by the operator when it is not the target
 	started bool   // the plan went to the restore, which owns it now
-	scroll  int    // first line shown of the warnings and checks, which may not all fit
-	noOwner bool   // the operator chose to restore without ownership, here or with --no-owner
+	// ownDump: the dump drconsole just made of a recovery to a point in time; it carries
+	// no signature, and none is asked of it.
+	ownDump bool
+	scroll  int  // first line shown of the warnings and checks, which may not all fit
+	noOwner bool // the operator chose to restore without ownership, here or with --no-owner
 	// confirmed: the operator already typed the database's name for this restore (a
 	// point-in-time recovery's dump): a plan that passes starts the restore at once.
 	confirmed bool
@@ -83,6 +86,7 @@ func (p *preflightScreen) prepare() tea.Cmd {
 	keys := recovery.Keys{Entities: p.decrypt.Entities, Passphrase: p.decrypt.Passphrase, Signers: p.decrypt.Signers}
 	opts := s.opt.Load
 	opts.Conn, opts.Keys, opts.NoOwner, opts.FromDB = s.opt.Conn, &keys, p.noOwner, p.fromDB
+	opts.AllowUnsigned = opts.AllowUnsigned || p.ownDump
 	opts.Checks, opts.Now, opts.Interval = incident.Checks(s.opt.Runbook), s.opt.Now, s.opt.Progress
 	ctx, src, attempt := s.opt.Context, p.src, p.attempt
 	return func() tea.Msg {

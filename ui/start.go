@@ -151,13 +151,13 @@ func (st *startScreen) view(w, h int) string {
 	// What the console will work on, so nobody restores into the wrong server unawares.
 	for _, set := range s.opt.Settings {
 		switch set.Name {
-		case "server", "database", "locations", "decryption key", "signer keys":
+		case "server", "database", "locations", "decryption key", "signer keys", "alert":
 		default:
 			continue
 		}
 		text := set.Name + ": " + strings.ReplaceAll(set.Value, "\n", ", ")
 		line := indent(text, w, 2)
-		if set.Problem {
+		if set.Problem || set.Name == "alert" {
 			line = s.st.Warning.Render(line)
 		} else {
 			line = s.st.Muted.Render(line)
