@@ -95,17 +95,24 @@ func startConsole(t *testing.T, c *pgtest.Cluster, db, backupDir, state, keyFile
 	return s
 }
 
-// chooseBackup starts a real incident of database corruption, opens step 4 and picks the
-// backup called name.
-func (s *tmuxSession) chooseBackup(name string) {
+// openRestoreStep waits for start (the start screen's choice), starts an incident of
+// database corruption with it and opens step 4, the restore.
+func (s *tmuxSession) openRestoreStep(start string) {
 	s.t.Helper()
-	s.waitFor("Start a new incident", 10*time.Second)
+	s.waitFor(start, 10*time.Second)
 	s.keys("Enter")
 	s.waitFor("Which scenario is this?", 5*time.Second)
 	s.keys("Enter")
 	s.waitFor("Escalation level 1 now", 5*time.Second)
 	s.keys("Down", "Down", "Down", "Enter")
 	s.waitFor("Step 4. Restore Database", 5*time.Second)
+}
+
+// chooseBackup starts a real incident of database corruption, opens step 4 and picks the
+// backup called name.
+func (s *tmuxSession) chooseBackup(name string) {
+	s.t.Helper()
+	s.openRestoreStep("Start a new incident")
 	s.keys("Enter")
 	s.waitFor(name[:30], 10*time.Second)
 	s.keys("Enter")

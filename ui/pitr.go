@@ -456,7 +456,7 @@ func (p *pitrScreen) viewProgress(b *strings.Builder, w, h int) {
 	s := p.s
 	e := p.last
 	b.WriteString(ansiCut(fmt.Sprintf("to %s from %s", stampUTC(p.target), p.plan.Base.Name), w) + "\n")
-	b.WriteString(p.phaseLine() + "\n")
+	b.WriteString(phaseLine(p.s.st, pitrPhases, p.phase) + "\n")
 	planned := e.Planned
 	if planned == 0 {
 		planned = p.plan.Segments
@@ -496,29 +496,6 @@ func (p *pitrScreen) viewProgress(b *strings.Builder, w, h int) {
 	for _, l := range p.log[max(len(p.log)-n, 0):] {
 		b.WriteString(ansiCut(l, w) + "\n")
 	}
-}
-
-// phaseLine names the phases, the current one marked and those passed ticked.
-func (p *pitrScreen) phaseLine() string {
-	st := p.s.st
-	at := -1
-	for i, ph := range pitrPhases {
-		if ph == p.phase {
-			at = i
-		}
-	}
-	parts := make([]string, len(pitrPhases))
-	for i, ph := range pitrPhases {
-		switch {
-		case i < at:
-			parts[i] = "✓ " + ph
-		case i == at:
-			parts[i] = st.Accent.Render("[" + ph + "]")
-		default:
-			parts[i] = st.Muted.Render(ph)
-		}
-	}
-	return "Phase " + strings.Join(parts, " › ")
 }
 
 func stampUTC(t time.Time) string {

@@ -154,7 +154,7 @@ func (p *progressScreen) view(w, h int) string {
 	b.WriteString(fmt.Sprintf("Read %s of %s · %s/s · ETA %s\n", bytesText(e.Read), bytesText(size), bytesText(int64(e.Rate)), eta))
 	b.WriteString(fmt.Sprintf("Decompressed %s\n", bytesText(e.Decompressed)))
 	if e.Phase != "" {
-		b.WriteString(phaseLine(s.st, e.Phase) + "\n")
+		b.WriteString(phaseLine(s.st, restorePhases, e.Phase) + "\n")
 	}
 	tables := fmt.Sprintf("Tables %d/%d", e.TablesDone, e.TablesTotal)
 	if e.Table != "" && p.running && (e.Phase == "" || e.Phase == "load") { // after the load, no table is "now"
@@ -217,14 +217,14 @@ func (p *progressScreen) busy() bool   { return p.running }
 var restorePhases = []string{"pre-data", "load", "post-data"}
 
 // phaseLine names the phases, the current one (or the last reached) marked and those
-// done ticked: "Phase ✓ pre-data › [load] › post-data".
-func phaseLine(st Styles, phase string) string {
-	at := slices.Index(restorePhases, phase)
-	if at < 0 {
+// done ticked: "Phase ✓ pre-data › [load] › post-data"; none marked before the first.
+func phaseLine(st Styles, phases []string, phase string) string {
+	at := slices.Index(phases, phase)
+	if at < 0 && phase != "" {
 		return "Phase " + phase
 	}
-	parts := make([]string, len(restorePhases))
-	for i, ph := range restorePhases {
+	parts := make([]string, len(phases))
+	for i, ph := range phases {
 		switch {
 		case i < at:
 			parts[i] = "✓ " + ph
