@@ -1072,3 +1072,23 @@ func TestProgressShowsPhasesRowsAndIndexes(t *testing.T) {
 	}
 	h.both("progress_parallel")
 }
+
+// A drill console (drconsole --drill) never offers a real incident to resume: resumed,
+// its commands would run and its restore swap for real.
+func TestDrillConsoleDoesNotOfferARealIncident(t *testing.T) {
+	h := newHarness(t, false)
+	h.send(h.top().init()())
+	h.key("enter", "enter") // a real incident, left open
+	h.m.s.journal.Close()
+	d := &harness{t: t, now: t0.Add(5 * time.Minute)}
+	d.m = New(Options{StateDir: h.m.s.opt.StateDir, Theme: PlainTheme(), Operator: "alice", Drill: true, Now: func() time.Time { return d.now }})
+	d.send(d.top().init()())
+	scr := d.screen()
+	if strings.Contains(scr, "Resume incident") || !strings.Contains(scr, "1 real incident(s) open: not offered in a drill") {
+		t.Fatalf("a drill console offers a real incident:\n%s", scr)
+	}
+	d.key("enter")
+	if _, ok := d.top().(*pickerScreen); !ok || !d.m.s.drill {
+		t.Fatalf("the only choice is a new drill:\n%s", d.screen())
+	}
+}

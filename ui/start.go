@@ -13,6 +13,7 @@ import (
 
 // startScreen offers to resume an open incident or to start a new one or a drill.
 type startScreen struct {
+	hidden  int // real incidents open, which a drill console does not offer
 	s       *session
 	loaded  bool
 	err     error
@@ -84,9 +85,13 @@ func (st *startScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		}
 	case incidentsListedMsg:
 		st.loaded, st.err = true, msg.err
-		st.open = nil
+		st.open, st.hidden = nil, 0
 		for _, inc := range msg.list {
-			if !inc.Closed && inc.Err == "" {
+			switch {
+			case inc.Closed || inc.Err != "":
+			case st.s.opt.Drill && !inc.Drill:
+				st.hidden++ // a drill console never resumes or joins a real incident
+			default:
 				st.open = append(st.open, inc)
 			}
 		}
@@ -185,7 +190,10 @@ func (st *startScreen) view(w, h int) string {
 	if s.opt.Sandbox {
 		b.WriteString("\n" + s.st.Muted.Render(wrap("A sandbox drill: the server, locations and key above are the sandbox's; nothing outside it is reachable.", w)) + "\n")
 	} else if s.opt.Drill {
-		b.WriteString("\n" + s.st.Muted.Render("--drill: only drills can be started in this session.") + "\n")
+		b.WriteString("\n" + s.st.Muted.Render("--drill: only drills can be started or resumed in this session.") + "\n")
+		if st.hidden > 0 {
+			b.WriteString(s.st.Warning.Render(wrap(fmt.Sprintf("%d real incident(s) open: not offered in a drill (run drconsole without --drill to resume one).", st.hidden), w)) + "\n")
+		}
 	}
 	return b.String()
 }
