@@ -33,9 +33,10 @@ type consoleOptions struct {
 	load  loadFlags
 	// sandbox: the server is a drill's sandbox (drconsole drill): restores swap and the
 	// runbook's psql commands run there for real. score scores the drill at its close.
-	sandbox bool
-	score   func() (string, error)
-	alert   string // a sandbox's: when the first sign of its fault was seen
+	sandbox  bool
+	score    func() (string, error)
+	alert    string // a sandbox's: when the first sign of its fault was seen
+	scenario string // a drill's
 	// A drill's injects, and what applies them for real (a sandbox's; nil in a tabletop).
 	injects        []inject.Inject
 	injectScenario string
@@ -112,6 +113,7 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 		Load:      o.load.options(recovery.Options{}),
 		Drill:     o.drill,
 		Sandbox:   o.sandbox,
+		Scenario:  o.scenario,
 		Score:     o.score,
 		Operator:  checklists.Operator(a.getenv),
 		Host:      host,

@@ -187,7 +187,7 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	if !sb.FaultAt.IsZero() {
 		alert = "the first sign of trouble was seen at " + sb.PITRTarget().Format("2006-01-02 15:04:05") + " UTC"
 	}
-	err = runConsole(ctx, in, &consoleOptions{drill: true, sandbox: true, score: sc.atClose, alert: alert, key: keyFlags{gpgKey: sb.Secret},
+	err = runConsole(ctx, in, &consoleOptions{drill: true, sandbox: true, score: sc.atClose, alert: alert, scenario: o.scenario, key: keyFlags{gpgKey: sb.Secret},
 		injects: injects, injectScenario: o.scenario, applyInject: sb.ApplyInject})
 	fmt.Fprintf(a.stdout, "drill over (seed %d): %s\n", seed, sb.Fault)
 	fmt.Fprintf(a.stdout, "answer    %s\n", sb.Answer())

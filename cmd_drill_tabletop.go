@@ -126,7 +126,7 @@ func runTabletop(ctx context.Context, a *app, o *drillOptions) error {
 		},
 		Context: ctx, StateDir: dir, Runbook: rb, ConnErr: errTabletopServer, Drill: true,
 		Operator: checklists.Operator(getenv), Host: host, Work: &sync.WaitGroup{},
-		Injects: injects, InjectScenario: sc.ID,
+		Injects: injects, InjectScenario: sc.ID, Scenario: sc.ID,
 	}
 	in := &app{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, getenv: getenv, self: a.self}
 	// Scored as every drill is, without the data: the times, the checklist, the escalations.

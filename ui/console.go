@@ -54,6 +54,8 @@ type Options struct {
 	// Sandbox: the server is a drill's sandbox (drconsole drill), nothing else is
 	// reachable: restores are swapped in and the runbook's psql commands run, there.
 	Sandbox bool
+	// Scenario, in a drill, is the one it was built for: the scenario list starts on it.
+	Scenario string
 	// Score, in a sandbox drill, scores it once it is closed: the text is shown.
 	Score    func() (string, error)
 	Operator string

@@ -18,7 +18,13 @@ type pickerScreen struct {
 }
 
 func newPickerScreen(s *session) *pickerScreen {
-	return &pickerScreen{s: s, cur: cursor{n: len(s.opt.Runbook.Scenarios)}}
+	p := &pickerScreen{s: s, cur: cursor{n: len(s.opt.Runbook.Scenarios)}}
+	for i, sc := range s.opt.Runbook.Scenarios { // a drill's scenario is offered first
+		if sc.ID == s.opt.Scenario {
+			p.cur.i = i
+		}
+	}
+	return p
 }
 
 func (p *pickerScreen) init() tea.Cmd { return nil }
