@@ -163,6 +163,20 @@ server's configuration:
 }
 
 func runWALFetch(ctx context.Context, a *app, o *walFetchOptions, name, dest string) error {
+	if o.ahead < 0 || o.ahead > 64 {
+		return usagef("--prefetch %d: give 0 to 64 segments", o.ahead)
+	}
+	spool := o.spool
+	if spool == "" {
+		spool = wal.SpoolFor(dest)
+	}
+	f := &wal.Fetcher{Spool: spool, Ahead: o.ahead,
+		Said: func(s string) { fmt.Fprintln(a.stderr, "drconsole wal-fetch: "+s) }}
+	if o.prefetchSize == 0 && o.ahead > 0 && f.TakeSpooled(name, dest) {
+		// Checked when it was spooled: no key or location is needed to hand it over.
+		a.keepPrefetching(o, name, dest, spool)
+		return nil
+	}
 	keys, err := o.keys.keys(a)
 	if err != nil {
 		return err
@@ -171,15 +185,7 @@ func runWALFetch(ctx context.Context, a *app, o *walFetchOptions, name, dest str
 	if err != nil {
 		return err
 	}
-	if o.ahead < 0 || o.ahead > 64 {
-		return usagef("--prefetch %d: give 0 to 64 segments", o.ahead)
-	}
-	spool := o.spool
-	if spool == "" {
-		spool = wal.SpoolFor(dest)
-	}
-	f := &wal.Fetcher{Locations: locs, Keys: keys, Spool: spool, Ahead: o.ahead,
-		Said: func(s string) { fmt.Fprintln(a.stderr, "drconsole wal-fetch: "+s) }}
+	f.Locations, f.Keys = locs, keys
 	if o.prefetchSize > 0 {
 		// Its downloads' buffers are garbage as soon as a segment is spooled: collect
 		// them rather than let the heap grow to twice what is live.
@@ -189,12 +195,22 @@ func runWALFetch(ctx context.Context, a *app, o *walFetchOptions, name, dest str
 	if _, err := f.Fetch(ctx, name, dest); err != nil {
 		return err
 	}
-	if kind, _ := wal.Kind(name); kind == wal.KindSegment && o.ahead > 0 {
-		if st, err := os.Stat(dest); err == nil && f.MakeSpool() == nil {
-			a.startPrefetch(o, name, dest, spool, st.Size())
-		}
+	if o.ahead > 0 {
+		a.keepPrefetching(o, name, dest, spool)
 	}
 	return nil
+}
+
+// keepPrefetching starts a prefetch after the segment just restored to dest, unless one
+// is running: it follows recovery for as long as recovery asks for segments.
+func (a *app) keepPrefetching(o *walFetchOptions, name, dest, spool string) {
+	if kind, _ := wal.Kind(name); kind != wal.KindSegment || wal.Prefetching(spool) {
+		return
+	}
+	f := &wal.Fetcher{Spool: spool}
+	if st, err := os.Stat(dest); err == nil && f.MakeSpool() == nil {
+		a.startPrefetch(o, name, dest, spool, st.Size())
+	}
 }
 
 // startPrefetch starts the prefetch of the segments after name in a process of its own,

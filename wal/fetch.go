@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -46,6 +47,9 @@ type Fetcher struct {
 	// how many segments Prefetch fetches ahead.
 	Spool string
 	Ahead int
+	// Idle is how long a prefetch runs without recovery asking for a new segment
+	// (default prefetchIdle).
+	Idle time.Duration
 }
 
 func (f *Fetcher) say(format string, args ...any) {
@@ -61,7 +65,7 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	if kind == KindSegment && takeSpooled(f.Spool, name, dest) {
+	if kind == KindSegment && f.TakeSpooled(name, dest) {
 		return "prefetched", nil
 	}
 	var unreachable, damaged []string

@@ -8,8 +8,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"drconsole/storage"
 )
@@ -68,7 +71,7 @@ func TestPrefetch(t *testing.T) {
 	wal := filepath.Join(t.TempDir(), "pg_wal")
 	os.Mkdir(wal, 0o700)
 	dest := filepath.Join(wal, "RECOVERYXLOG")
-	f := &Fetcher{Locations: []storage.Folder{loc}, Spool: SpoolFor(dest), Ahead: 3}
+	f := &Fetcher{Locations: []storage.Folder{loc}, Spool: SpoolFor(dest), Ahead: 3, Idle: 100 * time.Millisecond}
 	if from, err := f.Fetch(ctx, names[0], dest); err != nil || from != "local" {
 		t.Fatalf("first fetch: %q %v", from, err)
 	}
@@ -81,7 +84,7 @@ func TestPrefetch(t *testing.T) {
 	spooled, _ := os.ReadDir(f.Spool)
 	var got []string
 	for _, e := range spooled {
-		if e.Name() != ".lock" && e.Name() != ".plan" {
+		if !strings.HasPrefix(e.Name(), ".") {
 			got = append(got, e.Name())
 		}
 	}
@@ -99,9 +102,8 @@ func TestPrefetch(t *testing.T) {
 	}
 	// Ahead of the archive's end: only what there is; a passed segment is dropped.
 	f.Prefetch(ctx, names[3], 1<<20)
-	spooled, _ = os.ReadDir(f.Spool)
-	if len(spooled) != 4 { // .lock, .plan, names[4], names[5]
-		t.Errorf("spool after %s: %d entries, want .lock, .plan and 2 segments", names[3], len(spooled))
+	if got := spooledSegments(f.Spool); !slices.Equal(got, names[4:6]) {
+		t.Errorf("spool after %s: %v, want the 2 segments left", names[3], got)
 	}
 	end := segment{tli: 1, seg: 7}.String()
 	if _, err := f.Fetch(ctx, end, dest); !errors.Is(err, ErrNotFound) {
@@ -117,6 +119,17 @@ func TestPrefetch(t *testing.T) {
 	}
 }
 
+func spooledSegments(spool string) []string {
+	entries, _ := os.ReadDir(spool)
+	var got []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			got = append(got, e.Name())
+		}
+	}
+	return got
+}
+
 // A spooled segment was checked before it was spooled: a damaged archive copy never
 // gets there, and the fetch that needs it reports the damage.
 func TestPrefetchSpoolsOnlyGoodCopies(t *testing.T) {
@@ -128,7 +141,7 @@ func TestPrefetchSpoolsOnlyGoodCopies(t *testing.T) {
 	b[len(b)/2] ^= 0xff
 	os.WriteFile(p, b, 0o600)
 	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
-	f := &Fetcher{Locations: []storage.Folder{loc}, Spool: SpoolFor(dest), Ahead: 2}
+	f := &Fetcher{Locations: []storage.Folder{loc}, Spool: SpoolFor(dest), Ahead: 2, Idle: 100 * time.Millisecond}
 	f.MakeSpool()
 	f.Prefetch(ctx, names[0], 1<<20)
 	if _, err := os.Stat(filepath.Join(f.Spool, names[1])); err == nil {
@@ -136,6 +149,106 @@ func TestPrefetchSpoolsOnlyGoodCopies(t *testing.T) {
 	}
 	if _, err := f.Fetch(ctx, names[1], dest); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("fetch of the damaged segment: %v", err)
+	}
+}
+
+// One prefetch follows recovery: as each fetch asks for the next segment it keeps the
+// Ahead after it spooled, so every fetch after the first takes its segment from the
+// spool; the end of the archive removes the spool and the prefetch ends with it. A
+// segment it could not fetch is not waited for: the fetch that needs it reports why.
+func TestPrefetchFollowsRecovery(t *testing.T) {
+	loc, names, data := archiveOf(t, 8)
+	ctx := context.Background()
+	objs, _ := loc.Find(ctx, names[6])
+	p := filepath.Join(loc.String(), objs[0].Key)
+	b, _ := os.ReadFile(p)
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(p, b, 0o600)
+
+	wal := filepath.Join(t.TempDir(), "pg_wal")
+	os.Mkdir(wal, 0o700)
+	dest := filepath.Join(wal, "RECOVERYXLOG")
+	f := &Fetcher{Locations: []storage.Folder{loc}, Spool: SpoolFor(dest), Ahead: 2, Idle: time.Minute}
+	if _, err := f.Fetch(ctx, names[0], dest); err != nil {
+		t.Fatal(err)
+	}
+	f.MakeSpool()
+	ended := make(chan struct{})
+	go func() { f.Prefetch(ctx, names[0], 1<<20); close(ended) }()
+	for !prefetching(f.Spool, names[1]) {
+		time.Sleep(time.Millisecond)
+	}
+	for _, n := range names[1:6] {
+		from, err := f.Fetch(ctx, n, dest)
+		if err != nil || from != "prefetched" {
+			plan, _ := os.ReadFile(filepath.Join(f.Spool, ".plan"))
+			t.Fatalf("fetch of %s: %q %v, want it prefetched (plan %q, asked %q, spool %v)", n, from, err, plan, asked(f.Spool), spooledSegments(f.Spool))
+		}
+		if b, _ := os.ReadFile(dest); !bytes.Equal(b, data[n]) {
+			t.Fatalf("%s from the spool differs", n)
+		}
+		if !Prefetching(f.Spool) {
+			t.Fatalf("the prefetch ended after %s", n)
+		}
+	}
+	start := time.Now()
+	if _, err := f.Fetch(ctx, names[6], dest); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("fetch of the damaged segment: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the fetch of a segment the prefetch could not fetch waited %v for it", d)
+	}
+	if from, err := f.Fetch(ctx, names[7], dest); err != nil || from != "prefetched" {
+		t.Fatalf("fetch of %s after the damaged one: %q %v", names[7], from, err)
+	}
+	end := segment{tli: 1, seg: 9}.String()
+	if _, err := f.Fetch(ctx, end, dest); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("fetch past the end: %v", err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the prefetch still runs after recovery reached the end of the archive")
+	}
+	if _, err := os.Stat(f.Spool); !os.IsNotExist(err) {
+		t.Errorf("the spool is still there at the end of the archive: %v", err)
+	}
+}
+
+// RestoreCommand takes a spooled segment with mv, which tells the prefetch nothing: it
+// follows recovery by the segments taken from its spool.
+func TestPrefetchFollowsTakenSegments(t *testing.T) {
+	loc, names, data := archiveOf(t, 8)
+	ctx := context.Background()
+	wal := filepath.Join(t.TempDir(), "pg_wal")
+	os.Mkdir(wal, 0o700)
+	dest := filepath.Join(wal, "RECOVERYXLOG")
+	f := &Fetcher{Locations: []storage.Folder{loc}, Spool: SpoolFor(dest), Ahead: 2, Idle: time.Minute}
+	if _, err := f.Fetch(ctx, names[0], dest); err != nil {
+		t.Fatal(err)
+	}
+	f.MakeSpool()
+	ended := make(chan struct{})
+	go func() { f.Prefetch(ctx, names[0], 1<<20); close(ended) }()
+	for _, n := range names[1:] {
+		deadline := time.Now().Add(10 * time.Second)
+		for os.Rename(filepath.Join(f.Spool, n), dest) != nil { // restore_command's mv
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never reached the spool: the prefetch did not follow the segments taken (spool %v)", n, spooledSegments(f.Spool))
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if b, _ := os.ReadFile(dest); !bytes.Equal(b, data[n]) {
+			t.Fatalf("%s from the spool differs", n)
+		}
+	}
+	if _, err := f.Fetch(ctx, segment{tli: 1, seg: 9}.String(), dest); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("fetch past the end: %v", err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the prefetch still runs after recovery reached the end of the archive")
 	}
 }
 

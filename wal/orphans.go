@@ -63,6 +63,7 @@ func RemoveOrphans(parent, pattern, data string) ([]string, error) {
 
 // StopCluster stops the server running on pgdata, if one is (immediate: it is a copy).
 func StopCluster(pgdata string) error {
+	defer EndPrefetch(pgdata)
 	if _, err := os.Stat(filepath.Join(pgdata, "postmaster.pid")); err != nil {
 		return nil
 	}

@@ -475,7 +475,7 @@ func (p *PITRPlan) Restore(ctx context.Context) (*PITRResult, error) {
 		target += "recovery_target_time = '" + o.Target.UTC().Format("2006-01-02 15:04:05.999999") + "+00'\n"
 	}
 	conf := "\n# drconsole restore: point-in-time recovery from " + p.Base.Name + "\n" +
-		"restore_command = '" + strings.ReplaceAll(o.RestoreCommand, "'", "''") + "'\n" + target +
+		"restore_command = '" + strings.ReplaceAll(RestoreCommand(o.RestoreCommand), "'", "''") + "'\n" + target +
 		"recovery_target_action = 'promote'\n" +
 		"# never write the restored server's WAL into production's archive\narchive_mode = 'off'\n"
 	if o.Port > 0 {
@@ -650,6 +650,7 @@ func (w *replayWatch) close() {
 
 // Stop stops the recovered server (fast: it is a copy).
 func (r *PITRResult) Stop() error {
+	defer EndPrefetch(r.PgData)
 	pgctl, err := ServerBin(r.Major, "pg_ctl")
 	if err != nil {
 		return err

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -20,26 +19,50 @@ import (
 // prefetch do the same. The spool holds at most Ahead segments, and is removed when
 // recovery reaches the end of the archive.
 
+// RestoreCommand is the restore_command drconsole configures around fetch (a wal-fetch
+// command line ending in %f %p): a segment already in the spool is taken with mv, which
+// costs recovery a millisecond where starting wal-fetch costs it tens; anything else,
+// and every failure, is wal-fetch's. A spooled segment was checked before it was spooled,
+// and only a whole one is ever there (renamed in once written and synced). The spool is
+// pg_wal's, as %p is in pg_wal.
+func RestoreCommand(fetch string) string {
+	return "mv -f pg_wal/drconsole-prefetch/%f %p 2>/dev/null || " + fetch
+}
+
 // SpoolFor is the spool of a restore_command writing to dest.
 func SpoolFor(dest string) string {
 	return filepath.Join(filepath.Dir(dest), "drconsole-prefetch")
 }
 
-// takeSpooled moves a prefetched segment to dest, if the spool has it or a prefetch
-// running now brings it: fetching it a second time beside the prefetch would only slow
-// both.
-func takeSpooled(spool, name, dest string) bool {
-	if spool == "" {
+// TakeSpooled tells a running prefetch that recovery now asks for name, and moves the
+// segment to dest if the spool has it or the prefetch is bringing it: fetching it a second
+// time beside the prefetch would only slow both. A spooled segment was checked as any
+// fetch checks it before it was spooled, so taking it needs neither the keys nor the
+// locations: restore_command does this first.
+func (f *Fetcher) TakeSpooled(name, dest string) bool {
+	if f.Spool == "" {
 		return false
 	}
+	if k, err := Kind(name); err != nil || k != KindSegment {
+		return false
+	}
+	if _, err := os.Stat(f.Spool); err != nil {
+		return false
+	}
+	ask(f.Spool, name)
 	deadline := time.Now().Add(inflightWait)
 	for {
-		err := os.Rename(filepath.Join(spool, name), dest)
+		err := os.Rename(filepath.Join(f.Spool, name), dest)
 		if err == nil {
 			break
 		}
-		if !prefetching(spool, name) || time.Now().After(deadline) {
-			return false
+		if !prefetching(f.Spool, name) || time.Now().After(deadline) {
+			// It may have landed between the two looks: a segment leaves the plan
+			// once it is in the spool.
+			if os.Rename(filepath.Join(f.Spool, name), dest) != nil {
+				return false
+			}
+			break
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -48,6 +71,31 @@ func takeSpooled(spool, name, dest string) bool {
 		d.Close()
 	}
 	return true
+}
+
+// ask records in the spool the segment recovery asks for now: the prefetch keeps the
+// Ahead segments after it.
+func ask(spool, name string) {
+	writeWhole(filepath.Join(spool, ".asked"), name)
+}
+
+// writeWhole replaces a small file in the spool at once: a reader sees the old content
+// or the new, never an empty file.
+func writeWhole(path, content string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// asked is the segment recovery asked for last, "" if none is recorded.
+func asked(spool string) string {
+	b, _ := os.ReadFile(filepath.Join(spool, ".asked"))
+	if _, ok := parseSegment(string(b)); !ok {
+		return ""
+	}
+	return string(b)
 }
 
 // prefetchJobs is how many segments are fetched at once ahead of recovery: enough to
@@ -59,12 +107,16 @@ const prefetchJobs = 2
 // before it fetches it itself.
 const inflightWait = 30 * time.Second
 
-// prefetching reports whether a prefetch running now means to fetch name.
-func prefetching(spool, name string) bool {
-	plan, err := os.ReadFile(filepath.Join(spool, ".plan"))
-	if err != nil || !slices.Contains(strings.Fields(string(plan)), name) {
-		return false
-	}
+// prefetchIdle is how long a prefetch waits for recovery to ask for another segment
+// before it ends (recovery paused, stopped, or waits for the archive to grow); the next
+// fetch starts another.
+const prefetchIdle = 15 * time.Second
+
+// prefetchPoll is how often a prefetch looks at what recovery asked for.
+const prefetchPoll = 10 * time.Millisecond
+
+// Prefetching reports whether a prefetch is running on spool.
+func Prefetching(spool string) bool {
 	lock, err := os.Open(filepath.Join(spool, ".lock"))
 	if err != nil {
 		return false
@@ -77,13 +129,25 @@ func prefetching(spool, name string) bool {
 	return false
 }
 
-// Prefetch fetches the Ahead segments after name (of segSize bytes) into the spool, those
-// it does not hold yet, and drops what recovery has passed. One prefetch runs at a time
-// per spool (a lock); a second returns at once. Failures are left to the fetch that
-// needs the segment: it tries again and reports them.
+// prefetching reports whether a prefetch running now means to fetch name.
+func prefetching(spool, name string) bool {
+	plan, err := os.ReadFile(filepath.Join(spool, ".plan"))
+	if err != nil || !slices.Contains(strings.Fields(string(plan)), name) {
+		return false
+	}
+	return Prefetching(spool)
+}
+
+// Prefetch keeps the Ahead segments (of segSize bytes) after the one recovery asked for
+// last (name, until a fetch records another) in the spool, fetching those it does not
+// hold yet, prefetchJobs at a time, and dropping what recovery has passed. It runs as
+// long as recovery asks for segments: until the spool is removed (recovery reached the
+// end of the archive), ctx ends, or nothing new is asked for Idle (default
+// prefetchIdle). One prefetch runs at a time per spool (a lock); a second returns at
+// once. A segment it cannot fetch is left to the fetch that needs it: that one tries
+// again and reports why.
 func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) error {
-	s, ok := parseSegment(name)
-	if !ok || f.Spool == "" || f.Ahead <= 0 {
+	if _, ok := parseSegment(name); !ok || f.Spool == "" || f.Ahead <= 0 {
 		return nil
 	}
 	// The fetch that started this made the spool (MakeSpool); if it is gone, recovery
@@ -96,62 +160,151 @@ func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) erro
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return nil // another prefetch is under way
 	}
-	entries, _ := os.ReadDir(f.Spool)
-	want := map[string]bool{}
-	next := s
-	var names []string
-	for range f.Ahead {
-		next = next.next(segSize)
-		names = append(names, next.String())
-		want[next.String()] = true
+	ctx, cancel := context.WithCancel(ctx)
+	type result struct {
+		name string
+		err  error
 	}
-	if err := os.WriteFile(filepath.Join(f.Spool, ".plan"), []byte(strings.Join(names, "\n")), 0o600); err != nil {
-		return nil
-	}
-	for _, e := range entries {
-		n := e.Name()
-		if n != ".lock" && n != ".plan" && !want[n] {
-			os.Remove(filepath.Join(f.Spool, n)) // passed, another timeline's, or a killed fetch's temporary file
+	done := make(chan result, prefetchJobs)
+	inflight := map[string]bool{}
+	defer func() {
+		cancel()
+		for range inflight {
+			<-done
 		}
+	}()
+	idle := f.Idle
+	if idle <= 0 {
+		idle = prefetchIdle
 	}
-	var mu sync.Mutex
-	end := "" // the first segment found nowhere: nothing after it is fetched
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for range prefetchJobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := range work {
-				mu.Lock()
-				stop := end != "" && n > end
-				mu.Unlock()
-				if stop {
-					continue
-				}
-				err := f.fetchInto(ctx, n, filepath.Join(f.Spool, n))
-				if errors.Is(err, ErrNotFound) || errors.Is(err, ErrHole) {
-					mu.Lock()
-					if end == "" || n < end {
-						end = n
-					}
-					mu.Unlock()
+	removeStale(filepath.Join(f.Spool, ".*.drconsole-*")) // a killed prefetch's temporary files
+	lastAsk := asked(f.Spool)
+	if lastAsk != "" {
+		name = lastAsk
+	}
+	last, since := name, time.Now()
+	// Segments this prefetch spooled and has not removed: one gone from the spool was
+	// taken by recovery (RestoreCommand's mv does not say so otherwise).
+	spooled := map[string]bool{}
+	failed := map[string]bool{} // not to be tried again until recovery moves on
+	end := ""                   // the first segment found nowhere: nothing after it is fetched
+	plan := ""
+	tick := time.NewTicker(prefetchPoll)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat(f.Spool); err != nil {
+			return nil
+		}
+		moved := func(to string) {
+			last, since = to, time.Now()
+			clear(failed)
+			end = ""
+		}
+		if a := asked(f.Spool); a != "" && a != lastAsk {
+			lastAsk = a
+			moved(a)
+		}
+		entries, _ := os.ReadDir(f.Spool)
+		have := map[string]bool{}
+		for _, e := range entries {
+			if n := e.Name(); !strings.HasPrefix(n, ".") {
+				have[n] = true
+			}
+		}
+		for n := range spooled {
+			if !have[n] {
+				delete(spooled, n)
+				if n > last {
+					moved(n)
 				}
 			}
-		}()
-	}
-	for _, n := range names {
-		if _, err := os.Stat(filepath.Join(f.Spool, n)); err == nil {
-			continue
 		}
-		if ctx.Err() != nil {
-			break
+		if len(inflight) == 0 && time.Since(since) > idle {
+			return nil
 		}
-		work <- n
+		// The segment asked for stays until the fetch takes it; the Ahead after it are
+		// wanted.
+		s, _ := parseSegment(last)
+		keep := map[string]bool{last: true}
+		var want []string
+		for range f.Ahead {
+			s = s.next(segSize)
+			n := s.String()
+			keep[n] = true
+			if !failed[n] && (end == "" || n < end) {
+				want = append(want, n)
+			}
+		}
+		for n := range have {
+			if !keep[n] {
+				os.Remove(filepath.Join(f.Spool, n)) // passed, or another timeline's
+				delete(have, n)
+				delete(spooled, n)
+			}
+		}
+		var todo, planned []string
+		for n := range inflight {
+			planned = append(planned, n)
+		}
+		for _, n := range want {
+			if !have[n] && !inflight[n] {
+				todo = append(todo, n)
+				planned = append(planned, n)
+			}
+		}
+		// The plan first: a fetch waits for a segment only while it is planned.
+		slices.Sort(planned)
+		if p := strings.Join(planned, "\n"); p != plan {
+			if writeWhole(filepath.Join(f.Spool, ".plan"), p) != nil {
+				return nil
+			}
+			plan = p
+		}
+		for _, n := range todo {
+			if len(inflight) >= prefetchJobs {
+				break
+			}
+			inflight[n] = true
+			go func() { done <- result{n, f.fetchInto(ctx, n, filepath.Join(f.Spool, n))} }()
+		}
+		select {
+		case r := <-done:
+			delete(inflight, r.name)
+			switch {
+			case r.err == nil:
+				spooled[r.name] = true
+			case errors.Is(r.err, ErrNotFound) || errors.Is(r.err, ErrHole):
+				if end == "" || r.name < end {
+					end = r.name
+				}
+			default:
+				failed[r.name] = true
+			}
+		case <-tick.C:
+		case <-ctx.Done():
+			return nil
+		}
 	}
-	close(work)
-	wg.Wait()
-	return nil
+}
+
+// EndPrefetch removes the spool of the server on pgdata, stopped or failed, and waits for
+// a prefetch still running there to end: it would otherwise write into the data directory
+// while the caller removes it.
+func EndPrefetch(pgdata string) {
+	spool := filepath.Join(pgdata, "pg_wal", "drconsole-prefetch")
+	lock, err := os.Open(filepath.Join(spool, ".lock"))
+	if err != nil {
+		return
+	}
+	defer lock.Close()
+	(&Fetcher{Spool: spool}).dropSpool()
+	// The lock outlives its name: it is free once the prefetch has seen the spool gone
+	// and its downloads ended.
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Flock(int(lock.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) != nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	os.RemoveAll(spool) // what it wrote meanwhile
 }
 
 // fetchInto is Fetch without the spool and without a word: the prefetch's.
