@@ -99,6 +99,10 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	if o.tabletop {
 		return runTabletop(ctx, a, o)
 	}
+	// The command line is checked whole before anything is said or built.
+	if err := drill.CheckScenario(o.scenario); err != nil {
+		return usageError{err}
+	}
 	if _, ok := drill.Sizes[o.size]; !ok {
 		return usagef("--size %q: small, medium or large", o.size)
 	}
@@ -143,7 +147,7 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	sb, err := drill.Build(ctx, drill.Options{Scenario: o.scenario, Size: o.size, Seed: seed, Parent: o.dir, ConfigExtra: extra,
 		Log: func(s string) { fmt.Fprintln(a.stderr, "drill: "+s) }})
 	if err != nil {
-		return usageOrErr(err)
+		return err
 	}
 	sb.PassEnv = pass
 	// A recovery to a point in time in the sandbox runs this drconsole as the server's
@@ -326,13 +330,6 @@ func (card *scored) print(a *app, records string) error {
 		return fmt.Errorf("the drill failed: %s", card.Why())
 	}
 	return nil
-}
-
-func usageOrErr(err error) error {
-	if strings.HasPrefix(err.Error(), "size ") || strings.HasPrefix(err.Error(), "scenario ") {
-		return usageError{err}
-	}
-	return err
 }
 
 func printSandbox(a *app, sb *drill.Sandbox, seed uint64, withAnswer bool) {

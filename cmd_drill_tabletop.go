@@ -47,7 +47,7 @@ func loadInjects(rb *checklists.Runbook, scenario, file string) (*checklists.Sce
 		for _, s := range rb.Scenarios {
 			ids = append(ids, s.ID)
 		}
-		return nil, nil, usagef("the runbook has no scenario %q: %s", scenario, strings.Join(ids, ", "))
+		return nil, nil, usagef("unknown scenario %q (one of: %s)", scenario, strings.Join(ids, ", "))
 	}
 	if file == "" {
 		return sc, nil, nil

@@ -268,3 +268,22 @@ func TestSandboxAppliesInjectsForReal(t *testing.T) {
 		}
 	}
 }
+
+// Mistakes on a drill's command line are usage errors said in one line before anything is
+// built: an unknown scenario names the known ones.
+func TestDrillCommandLineMistakes(t *testing.T) {
+	env := map[string]string{"XDG_STATE_HOME": t.TempDir(), "HOME": t.TempDir()}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"drill", "--scenario", "databse-corruption"}, `drconsole drill: unknown scenario "databse-corruption" (one of: database-corruption, infrastructure-failure, regional-outage, ransomware)`},
+		{[]string{"drill", "--scenario", "x", "--injects", "example"}, `drconsole drill: unknown scenario "x" (one of: database-corruption, infrastructure-failure, regional-outage, ransomware)`},
+		{[]string{"drill", "--tabletop", "--scenario", "x"}, `drconsole drill: unknown scenario "x" (one of: database-corruption, infrastructure-failure, regional-outage, ransomware)`},
+	} {
+		out, errb, code := runCLI(t, env, c.args...)
+		if code != exitUsage || out != "" || errb != c.want+"\n" {
+			t.Errorf("%v: exit %d (want %d)\nstdout %q\nstderr %q\nwant   %q", c.args, code, exitUsage, out, errb, c.want+"\n")
+		}
+	}
+}

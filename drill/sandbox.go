@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,6 +43,17 @@ const (
 	Regional       = "regional-outage"
 	Ransomware     = "ransomware"
 )
+
+// Scenarios are the scenarios a sandbox can be built for, in the runbook's order.
+var Scenarios = []string{Corruption, Infrastructure, Regional, Ransomware}
+
+// CheckScenario says, in one line, when id is not a scenario a sandbox can be built for.
+func CheckScenario(id string) error {
+	if slices.Contains(Scenarios, id) {
+		return nil
+	}
+	return fmt.Errorf("unknown scenario %q (one of: %s)", id, strings.Join(Scenarios, ", "))
+}
 
 // Options say what sandbox to build.
 type Options struct {
@@ -131,10 +143,8 @@ func Build(ctx context.Context, o Options) (s *Sandbox, err error) {
 	if !ok {
 		return nil, fmt.Errorf("size %q: small, medium or large", o.Size)
 	}
-	switch o.Scenario {
-	case Corruption, Infrastructure, Regional, Ransomware:
-	default:
-		return nil, fmt.Errorf("scenario %q: %s, %s, %s or %s", o.Scenario, Corruption, Infrastructure, Regional, Ransomware)
+	if err := CheckScenario(o.Scenario); err != nil {
+		return nil, err
 	}
 	bin, err := serverBinaries()
 	if err != nil {
