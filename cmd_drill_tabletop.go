@@ -56,12 +56,17 @@ func loadInjects(rb *checklists.Runbook, scenario, file string) (*checklists.Sce
 	for _, st := range sc.Steps {
 		titles = append(titles, st.Title)
 	}
+	// Whatever is wrong, a file missing or unreadable as much as one with mistakes, is
+	// bad input on the command line.
 	injects, err := inject.Load(file, sc.ID, titles)
 	var perr inject.Errors
-	if errors.As(err, &perr) {
+	switch {
+	case errors.As(err, &perr):
 		return nil, nil, usageError{fmt.Errorf("inject file has errors:\n%w", err)}
+	case err != nil:
+		return nil, nil, usageError{err}
 	}
-	return sc, injects, err
+	return sc, injects, nil
 }
 
 // runTabletop opens the console for a tabletop exercise: no sandbox and no server, every

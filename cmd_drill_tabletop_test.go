@@ -270,9 +270,11 @@ func TestSandboxAppliesInjectsForReal(t *testing.T) {
 }
 
 // Mistakes on a drill's command line are usage errors said in one line before anything is
-// built: an unknown scenario names the known ones.
+// built: an unknown scenario names the known ones, an inject file that cannot be read
+// names its path.
 func TestDrillCommandLineMistakes(t *testing.T) {
 	env := map[string]string{"XDG_STATE_HOME": t.TempDir(), "HOME": t.TempDir()}
+	missing := filepath.Join(t.TempDir(), "nonexistent.yaml")
 	for _, c := range []struct {
 		args []string
 		want string
@@ -280,6 +282,8 @@ func TestDrillCommandLineMistakes(t *testing.T) {
 		{[]string{"drill", "--scenario", "databse-corruption"}, `drconsole drill: unknown scenario "databse-corruption" (one of: database-corruption, infrastructure-failure, regional-outage, ransomware)`},
 		{[]string{"drill", "--scenario", "x", "--injects", "example"}, `drconsole drill: unknown scenario "x" (one of: database-corruption, infrastructure-failure, regional-outage, ransomware)`},
 		{[]string{"drill", "--tabletop", "--scenario", "x"}, `drconsole drill: unknown scenario "x" (one of: database-corruption, infrastructure-failure, regional-outage, ransomware)`},
+		{[]string{"drill", "--injects", missing}, "drconsole drill: inject file " + missing + " cannot be read: no such file or directory"},
+		{[]string{"drill", "--tabletop", "--injects", missing}, "drconsole drill: inject file " + missing + " cannot be read: no such file or directory"},
 	} {
 		out, errb, code := runCLI(t, env, c.args...)
 		if code != exitUsage || out != "" || errb != c.want+"\n" {
