@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -199,6 +201,22 @@ func TestSandboxAppliesInjectsForReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sb.Remove()
+	// The fault says what it did, table by table: deleting users took their guilds, API
+	// keys and sessions with them (ON DELETE CASCADE), and the guilds left were renamed.
+	now, err := sb.Fingerprints(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := func(prints map[string]string, table string) int {
+		n, _ := strconv.Atoi(strings.Fields(prints["public."+table])[0])
+		return n
+	}
+	gone := func(table string) int { return rows(sb.BeforeFault, table) - rows(now, table) }
+	said := fmt.Sprintf(`"User" rows deleted (%d of %d), and by cascade their %d guilds, %d API keys and %d sessions; every remaining "Guild" row's name overwritten (%d rows)`,
+		gone("User"), rows(sb.BeforeFault, "User"), gone("Guild"), gone("ApiKey"), gone("Session"), rows(now, "Guild"))
+	if !strings.Contains(sb.Fault, said) || gone("Guild") == 0 {
+		t.Errorf("the fault says:\n  %s\nwhat it did:\n  %s", sb.Fault, said)
+	}
 	env := sb.Env()
 	verify := func(backup string) (int, string) {
 		var out, errb bytes.Buffer
