@@ -185,6 +185,16 @@ func Score(in ScoreInput) *Scorecard {
 	return c
 }
 
+// TimeToRecovery is how long the drill took to bring the data back, and false when it
+// never did: nothing was swapped in (a drill left open or abandoned before its swap), or
+// a tabletop was not closed as complete. Such a drill has no time to recovery to trend.
+func (c *Scorecard) TimeToRecovery() (time.Duration, bool) {
+	if c.Mode == ModeTabletop {
+		return secs(c.RTOSeconds), c.Outcome != "" && !strings.Contains(c.Outcome, "abandon")
+	}
+	return secs(c.RTOSeconds), c.Recovered
+}
+
 func (c *Scorecard) scoreSteps(in ScoreInput, inc *checklists.Incident, end time.Time) {
 	var path []checklists.Escalation
 	if in.Runbook != nil {

@@ -196,3 +196,23 @@ func TestScoreRPOAgreesWithTheDataLost(t *testing.T) {
 		})
 	}
 }
+
+// A drill that never recovered has no time to recovery for the trend; a tabletop has one
+// when it was closed as complete.
+func TestTimeToRecoveryOnlyOfDrillsThatRecovered(t *testing.T) {
+	for _, c := range []struct {
+		card Scorecard
+		ok   bool
+	}{
+		{Scorecard{Mode: ModeConsole, Recovered: true, RTOSeconds: 600}, true},
+		{Scorecard{Mode: ModeConsole, RTOSeconds: 600}, false},                            // left open, nothing swapped in
+		{Scorecard{Mode: ModeConsole, Outcome: "drill complete", RTOSeconds: 600}, false}, // closed before any swap
+		{Scorecard{Mode: ModeTabletop, Outcome: "drill complete", RTOSeconds: 600}, true},
+		{Scorecard{Mode: ModeTabletop, Outcome: "drill abandoned", RTOSeconds: 600}, false},
+		{Scorecard{Mode: ModeTabletop, RTOSeconds: 600}, false}, // left open
+	} {
+		if took, ok := c.card.TimeToRecovery(); ok != c.ok || ok && took != 10*time.Minute {
+			t.Errorf("%s, outcome %q, recovered %v: %s, %v; want %v", c.card.Mode, c.card.Outcome, c.card.Recovered, took, ok, c.ok)
+		}
+	}
+}
