@@ -69,7 +69,7 @@ is removed when the console closes, unless --keep.`,
 	f.BoolVar(&o.auto, "auto", false, "perform the recovery headlessly in the sandbox (restore --yes of the right backup) and print the scored report; exit 0 only when the data is right and the RTO met: the monthly restore test")
 	f.StringVar(&o.backup, "backup", "", "with --auto: restore this backup instead of the right one, or newest (to see a mistake scored)")
 	f.BoolVar(&o.pitr, "pitr", false, "with --auto: recover to a point in time just before the fault (restore --to-time, from the sandbox's base backup and WAL archive) instead of restoring the clean backup")
-	f.BoolVar(&o.tabletop, "tabletop", false, "a tabletop exercise: no sandbox and no server, every step talked through and recorded, nothing run; journals in --dir (default ~/.local/state/drconsole/drills/tabletop)")
+	f.BoolVar(&o.tabletop, "tabletop", false, "a tabletop exercise: no sandbox and no server, every step talked through and recorded, nothing run; journals in --dir (default: drills/tabletop in the state directory, $XDG_STATE_HOME/drconsole or ~/.local/state/drconsole)")
 	f.StringVar(&o.injects, "injects", "", "the facilitator's inject `file` (YAML), or example for the scenario's shipped one: each inject is shown when due and journaled, and in a sandbox applied for real")
 	return c
 }

@@ -140,7 +140,9 @@ func TestTabletopReadsNoProductionSettings(t *testing.T) {
 			t.Errorf("%s=%s is still in the environment", k, v)
 		}
 	}
-	want := filepath.Join(home, ".local", "state", "drconsole", "drills", "tabletop")
+	// The one state-directory rule: XDG_STATE_HOME's drconsole, for the journals as for
+	// the scorecard (drills/ beside them), never production's incidents/.
+	want := filepath.Join(prodState, "drconsole", "drills", "tabletop")
 	if got.StateDir != want || got.Conn != nil || len(got.Locations) != 0 || !got.Drill || got.ConnErr == nil || len(got.Injects) != 3 {
 		t.Fatalf("the tabletop's console: state %s (want %s), conn %v, %d locations, drill %v, %d injects", got.StateDir, want, got.Conn, len(got.Locations), got.Drill, len(got.Injects))
 	}
@@ -165,6 +167,12 @@ func TestTabletopReadsNoProductionSettings(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "the journal goes in "+filepath.Join(want, "incidents")) {
 		t.Errorf("where the journal goes is not said:\n%s", errb.String())
+	}
+	if cards, _ := filepath.Glob(filepath.Join(prodState, "drconsole", "drills", "*-ransomware-tabletop.json")); len(cards) != 1 {
+		t.Errorf("the tabletop's scorecard is not beside its journals: %v", cards)
+	}
+	if left, _ := filepath.Glob(filepath.Join(home, ".local", "state", "*")); len(left) != 0 {
+		t.Errorf("the tabletop wrote under $HOME/.local/state while XDG_STATE_HOME is set: %v", left)
 	}
 
 	// --dir holding a real incident is refused; so is an inject file with errors.
@@ -284,6 +292,78 @@ func TestSandboxAppliesInjectsForReal(t *testing.T) {
 		if prints[table] != want {
 			t.Errorf("%s restored from %s: %s; the sandbox's answer: %s", table, before, prints[table], want)
 		}
+	}
+}
+
+// A tabletop of one scenario starts its own: the team's first enters start a new drill of
+// it, though a tabletop of another scenario is open in the same directory (untouched, and
+// not the one scored); an open one of the same scenario is offered, after it, by name.
+func TestTabletopStartsItsOwnScenario(t *testing.T) {
+	state := t.TempDir()
+	dir := filepath.Join(state, "drconsole", "drills", "tabletop")
+	rb := checklists.Default()
+	corruption, _ := rb.Scenario(drill.Corruption)
+	open, err := checklists.Start(dir, corruption, true, "bob", "bastion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open.Close()
+	before, _ := os.ReadFile(open.Path())
+
+	var screens []string
+	tabletopConsole = func(_ context.Context, _ *app, opt ui.Options) error {
+		var m tea.Model = ui.New(opt)
+		m, _ = m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+		m = drive(m, m.Init())
+		screens = append(screens, ansi.Strip(m.(ui.Model).Render()))
+		m = press(m, "enter", "enter") // the first choice, then the scenario the picker starts on
+		screens = append(screens, ansi.Strip(m.(ui.Model).Render()))
+		return m.(ui.Model).Close()
+	}
+	defer func() { tabletopConsole = runConsoleProgram }()
+	env := map[string]string{"XDG_STATE_HOME": state, "HOME": t.TempDir(), "USER": "alice"}
+	out, errb, code := runCLI(t, env, "drill", "--tabletop", "--scenario", "ransomware")
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out, errb)
+	}
+	if !strings.Contains(screens[0], "> Start a new drill of Ransomware Attack") || strings.Contains(screens[0], "Database Corruption") ||
+		!strings.Contains(screens[0], "1 open drill(s) of other scenarios: not offered") {
+		t.Errorf("the start screen offers another scenario's tabletop first:\n%s", screens[0])
+	}
+	if !strings.Contains(screens[1], "Ransomware Attack") || !strings.Contains(screens[1], "Contain the Attack") {
+		t.Errorf("enter, enter did not open a ransomware tabletop:\n%s", screens[1])
+	}
+	list, _ := checklists.List(dir)
+	var ransomware string
+	for _, inc := range list {
+		if inc.Scenario == drill.Ransomware {
+			ransomware = inc.ID
+		}
+	}
+	if len(list) != 2 || ransomware == "" {
+		t.Fatalf("tabletops: %+v", list)
+	}
+	if after, _ := os.ReadFile(open.Path()); string(after) != string(before) {
+		t.Errorf("the open corruption tabletop was written to:\n%s", after)
+	}
+	cards, errs := drill.LoadScorecards(filepath.Join(state, "drconsole", "drills"))
+	if len(errs) != 0 || len(cards) != 1 || cards[0].Scenario != drill.Ransomware || cards[0].Incident != ransomware {
+		t.Errorf("the scorecard kept is not of the ransomware tabletop %s: %v %+v", ransomware, errs, cards)
+	}
+
+	// Opened again, the open ransomware tabletop is offered after a new one, by name.
+	tabletopConsole = func(_ context.Context, _ *app, opt ui.Options) error {
+		var m tea.Model = ui.New(opt)
+		m, _ = m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+		m = drive(m, m.Init())
+		screens = append(screens[:0], ansi.Strip(m.(ui.Model).Render()))
+		return m.(ui.Model).Close()
+	}
+	if _, errb, code := runCLI(t, env, "drill", "--tabletop", "--scenario", "ransomware"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb)
+	}
+	if !strings.Contains(screens[0], "> Start a new drill of Ransomware Attack") || !strings.Contains(screens[0], "  Resume this scenario's open drill instead: started") {
+		t.Errorf("the open ransomware tabletop is not offered after a new one:\n%s", screens[0])
 	}
 }
 

@@ -1,0 +1,63 @@
+package ui
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/charmbracelet/x/ansi"
+
+	"drconsole/checklists"
+)
+
+// drillHarness is a console opened as drconsole drill or drill --tabletop opens it: a
+// drill made for one scenario.
+func drillHarness(t *testing.T, stateDir, scenario string, sandbox bool) *harness {
+	h := &harness{t: t, now: t0}
+	h.m = New(Options{StateDir: stateDir, Theme: PlainTheme(), Operator: "alice", Host: "bastion", Drill: true, Sandbox: sandbox,
+		Scenario: scenario, Now: func() time.Time { return h.now }})
+	return h
+}
+
+// A drill made for one scenario starts that scenario first: an open drill of another
+// scenario is not offered at all (its first enter resumed it), and an open one of the
+// same scenario is offered after it, saying what it is.
+func TestDrillOfOneScenarioStartsItsOwn(t *testing.T) {
+	state := t.TempDir()
+	rb := checklists.Default()
+	var open []string
+	for _, id := range []string{"database-corruption", "ransomware"} {
+		sc, _ := rb.Scenario(id)
+		j, err := checklists.StartIncident(checklists.StartOptions{StateDir: state, Runbook: rb, Scenario: sc, Drill: true, Operator: "alice", Now: func() time.Time { return t0.Add(-time.Hour) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, j.Incident().ID)
+		j.Close()
+	}
+	h := drillHarness(t, state, "ransomware", false)
+	h.send(h.top().init()())
+	h.both("start_drill_of_one_scenario")
+	screen := ansi.Strip(h.screen())
+	for _, want := range []string{"> Start a new drill of Ransomware Attack", "  Resume this scenario's open drill instead: started 1h ago, 0/7 steps done",
+		"1 open drill(s) of other scenarios: not offered"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("the start screen lacks %q:\n%s", want, screen)
+		}
+	}
+	if strings.Contains(screen, "Database Corruption") {
+		t.Errorf("a drill of ransomware offers the open corruption drill:\n%s", screen)
+	}
+	h.key("enter", "enter")
+	if h.m.s.inc == nil || h.m.s.inc.Scenario != "ransomware" || h.m.s.inc.ID == open[1] {
+		t.Fatalf("the first enters did not start a new ransomware drill: %+v", h.m.s.inc)
+	}
+
+	h.m.s.journal.Close()
+	r := drillHarness(t, state, "ransomware", false)
+	r.send(r.top().init()())
+	r.key("down", "down", "enter") // the new one is listed first, the older after it
+	if r.m.s.inc == nil || r.m.s.inc.ID != open[1] {
+		t.Fatalf("down, enter did not resume a ransomware drill: %+v\n%s", r.m.s.inc, r.screen())
+	}
+}
