@@ -35,8 +35,8 @@ type consoleOptions struct {
 	// runbook's psql commands run there for real. score scores the drill at its close.
 	sandbox  bool
 	score    func() (string, error)
-	alert    string // a sandbox's: when the first sign of its fault was seen
-	scenario string // a drill's
+	alert    time.Time // a sandbox's: when the first sign of its fault was seen
+	scenario string    // a drill's
 	// A drill's injects, and what applies them for real (a sandbox's; nil in a tabletop).
 	injects        []inject.Inject
 	injectScenario string
@@ -115,6 +115,7 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 		Sandbox:   o.sandbox,
 		Scenario:  o.scenario,
 		Score:     o.score,
+		Alert:     o.alert,
 		Operator:  checklists.Operator(a.getenv),
 		Host:      host,
 		Work:      work,
@@ -134,8 +135,8 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 		opts.Target = target
 		return wal.PlanPITR(ctx, opts)
 	}
-	if o.alert != "" {
-		opt.Settings = append(opt.Settings, ui.Setting{Name: "alert", Value: o.alert})
+	if !o.alert.IsZero() {
+		opt.Settings = append(opt.Settings, ui.Setting{Name: "alert", Value: "the first sign of trouble was seen at " + o.alert.UTC().Format("2006-01-02 15:04:05") + " UTC"})
 	}
 	return runConsoleProgram(ctx, a, opt)
 }

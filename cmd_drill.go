@@ -187,9 +187,9 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	if len(injects) > 0 {
 		fmt.Fprintf(a.stderr, "drill: %d injects from %s, shown when due and applied for real to the sandbox\n", len(injects), o.injects)
 	}
-	alert := ""
+	var alert time.Time
 	if !sb.FaultAt.IsZero() {
-		alert = "the first sign of trouble was seen at " + sb.PITRTarget().Format("2006-01-02 15:04:05") + " UTC"
+		alert = sb.PITRTarget()
 	}
 	err = runConsole(ctx, in, &consoleOptions{drill: true, sandbox: true, score: sc.atClose, alert: alert, scenario: o.scenario, key: keyFlags{gpgKey: sb.Secret},
 		injects: injects, injectScenario: o.scenario, applyInject: sb.ApplyInject})

@@ -249,6 +249,10 @@ func TestDrillInTheConsoleToItsScoredReport(t *testing.T) {
 		t.Fatalf("the start screen does not name the sandbox's server:\n%s", scr)
 	}
 	sandbox := m[1]
+	alert := regexp.MustCompile(`alert: the first sign of trouble was seen at (\S+ \S+) UTC`).FindStringSubmatch(scr)
+	if alert == nil {
+		t.Fatalf("the start screen does not say when the first sign of trouble was seen:\n%s", scr)
+	}
 	s.keys("Enter")
 	s.waitFor("Which scenario is this?", 5*time.Second)
 	s.keys("Enter")
@@ -269,6 +273,19 @@ func TestDrillInTheConsoleToItsScoredReport(t *testing.T) {
 	s.keys("Enter")
 	s.waitFor("done 0m", 5*time.Second)
 	s.keys("Down", "Down", "Down", "Enter")
+	s.waitFor("Step 4. Restore Database", 5*time.Second)
+	// The point in time is offered at the first sign of trouble, inside the sandbox's
+	// archive: it plans (the incident's start, past the fault, would be refused).
+	s.keys("t")
+	scr = s.waitFor("recover to (UTC): "+alert[1], 10*time.Second)
+	if !strings.Contains(scr, "The first sign of trouble was seen at "+alert[1]+" UTC.") {
+		t.Errorf("the point in time does not say when the first sign of trouble was seen:\n%s", scr)
+	}
+	s.keys("Enter")
+	s.waitFor("type spywatcher to start", 30*time.Second)
+	s.keys("Escape")
+	s.waitFor("recover to (UTC): ", 5*time.Second)
+	s.keys("Escape")
 	s.waitFor("Step 4. Restore Database", 5*time.Second)
 	s.keys("Enter")
 	s.waitFor("Choose the backup to restore", 10*time.Second)

@@ -57,7 +57,10 @@ type Options struct {
 	// Scenario, in a drill, is the one it was built for: the scenario list starts on it.
 	Scenario string
 	// Score, in a sandbox drill, scores it once it is closed: the text is shown.
-	Score    func() (string, error)
+	Score func() (string, error)
+	// Alert, in a sandbox drill, is when the first sign of trouble was seen: the moment
+	// just before its fault, which the point in time is offered at.
+	Alert    time.Time
 	Operator string
 	Host     string
 	Now      func() time.Time // nil: time.Now; tests fix it

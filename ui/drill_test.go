@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +10,8 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"drconsole/checklists"
+	"drconsole/recovery"
+	"drconsole/wal"
 )
 
 // drillHarness is a console opened as drconsole drill or drill --tabletop opens it: a
@@ -17,6 +21,52 @@ func drillHarness(t *testing.T, stateDir, scenario string, sandbox bool) *harnes
 	h.m = New(Options{StateDir: stateDir, Theme: PlainTheme(), Operator: "alice", Host: "bastion", Drill: true, Sandbox: sandbox,
 		Scenario: scenario, Now: func() time.Time { return h.now }})
 	return h
+}
+
+// A sandbox drill's point in time is offered at its first sign of trouble, which the
+// screen says, and not at the incident's start: that is past the fault, where the
+// sandbox's archive ends, and would be refused.
+func TestPITRInADrillOffersTheFirstSignOfTrouble(t *testing.T) {
+	alert := t0.Add(-3*time.Minute - 7*time.Second)
+	h := drillHarness(t, t.TempDir(), "database-corruption", true)
+	h.m.s.opt.Alert = alert
+	h.m.s.opt.Conn = &recovery.Conn{Host: "/tmp/drconsole-drill-1", Port: 5432, User: "postgres", Database: "spywatcher"}
+	h.m.s.opt.PITR = func(context.Context, time.Time) (*wal.PITRPlan, error) {
+		return nil, errors.New("not planned in this test")
+	}
+	h.startIncident()
+	p := h.openPITR()
+	h.send(pitrReachesMsg{testReaches()})
+	if got := p.field.Value(); got != "2024-01-25 13:56:53" {
+		t.Errorf("offered %q, want the first sign of trouble, 2024-01-25 13:56:53", got)
+	}
+	h.both("pitr_time_drill")
+	screen := ansi.Strip(h.screen())
+	for _, want := range []string{"The first sign of trouble was seen at 2024-01-25 13:56:53 UTC.", "Offered: the first sign of trouble."} {
+		if !strings.Contains(strings.Join(strings.Fields(screen), " "), want) {
+			t.Errorf("the screen lacks %q:\n%s", want, screen)
+		}
+	}
+
+	// An incident that recovered to a point in time already offers that point again,
+	// drill or not: it is the operator's own better guess.
+	target := t0.Add(-20 * time.Minute)
+	for _, drill := range []bool{true, false} {
+		h := newHarness(t, drill)
+		h.m.s.opt.Alert = alert
+		h.m.s.opt.PITR = func(context.Context, time.Time) (*wal.PITRPlan, error) {
+			return nil, errors.New("not planned in this test")
+		}
+		h.startIncident()
+		h.m.s.journal.Record(checklists.Event{Type: checklists.EventPITRRecovered, Step: 4, Result: checklists.ResultOK,
+			PITR: &checklists.PITRPoint{TargetKind: "time", TargetTime: &target, BaseBackup: "spywatcher_base_20240125_020003.tar.zst.gpg"}})
+		h.m.s.inc = h.m.s.journal.Incident()
+		p := h.openPITR()
+		h.send(pitrReachesMsg{testReaches()})
+		if got := p.field.Value(); got != "2024-01-25 13:40:00" {
+			t.Errorf("drill %v: offered %q, want the incident's last target", drill, got)
+		}
+	}
 }
 
 // A drill made for one scenario starts that scenario first: an open drill of another
