@@ -34,7 +34,7 @@ type consoleOptions struct {
 	// sandbox: the server is a drill's sandbox (drconsole drill): restores swap and the
 	// runbook's psql commands run there for real. score scores the drill at its close.
 	sandbox  bool
-	score    func() (string, error)
+	score    func() (ui.Scored, error)
 	alert    time.Time // a sandbox's: when the first sign of its fault was seen
 	scenario string    // a drill's
 	// A drill's injects, and what applies them for real (a sandbox's; nil in a tabletop).

@@ -15,6 +15,7 @@ import (
 	"drconsole/drill"
 	"drconsole/drill/inject"
 	"drconsole/storage"
+	"drconsole/ui"
 )
 
 type drillOptions struct {
@@ -207,19 +208,24 @@ type drillScorer struct {
 	score   func() (*scored, error)
 	records string
 	card    *scored
+	kept    string // the scorecard's path, once kept
 }
 
-func (d *drillScorer) atClose() (string, error) {
+func (d *drillScorer) atClose() (ui.Scored, error) {
 	c, err := d.score()
 	if err != nil {
-		return "", err
+		return ui.Scored{}, err
 	}
 	d.card = c
-	text := c.Text()
+	out := ui.Scored{Text: c.Text()}
 	if path, err := c.Save(d.records, c.report); err == nil {
-		text += "kept      " + path + "\n"
+		d.kept = path
+		out.Text += "kept      " + path + "\n"
+		out.Report = drill.ReportPath(path)
+	} else {
+		out.Text += "kept      nothing: the scorecard could not be kept for report --drills: " + err.Error() + "\n"
 	}
-	return text, nil
+	return out, nil
 }
 
 // atExit prints the scorecard; the drill's exit is the console's (err): a trainee's drill

@@ -316,6 +316,7 @@ func TestDrillInTheConsoleToItsScoredReport(t *testing.T) {
 	s.waitFor("This cannot be reopened. (y/n)", 5*time.Second)
 	s.keys("y")
 	scr = s.waitFor(": the right one", 30*time.Second)
+	closed := scr
 	for _, want := range []string{"Database Corruption (console, small, seed 3)", "closed    as drill complete", "step       1 done", "step       4 done", ": the right one", "RTO", "to the swap, of 2h: met"} {
 		if !strings.Contains(scr, want) {
 			t.Errorf("the scored report in the console lacks %q:\n%s", want, scr)
@@ -341,7 +342,18 @@ func TestDrillInTheConsoleToItsScoredReport(t *testing.T) {
 	if len(cards) != 1 || len(mds) != 1 {
 		t.Fatalf("the scorecard is not kept: %v %v", cards, mds)
 	}
+	// The close screen showed the report that lasts, whole: not the sandbox's, which is
+	// gone, and its name never broken or cut.
+	if strings.Contains(closed, sandbox) || !strings.Contains(closed, filepath.Base(mds[0])) || !strings.Contains(closed, "report    ") {
+		t.Errorf("the close screen does not show the report kept (%s):\n%s", mds[0], closed)
+	}
+	for _, l := range strings.Split(strings.TrimRight(closed, "\n"), "\n") {
+		if l = strings.TrimRight(l, " "); strings.HasSuffix(l, "…") && !strings.Contains(l, "q quit") {
+			t.Errorf("a line of the close screen is cut: %q", l)
+		}
+	}
 	md, _ := os.ReadFile(mds[0])
+
 	for _, want := range []string{"score     PASS", "# Drill report: Database Corruption", "Restore Database"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("the kept report lacks %q:\n%s", want, md)

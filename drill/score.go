@@ -511,7 +511,7 @@ func (c *Scorecard) Save(dir, report string) (string, error) {
 	if report != "" {
 		md += "\n" + report
 	}
-	for _, f := range []struct{ path, data string }{{strings.TrimSuffix(path, ".json") + ".md", md}, {path, string(data) + "\n"}} {
+	for _, f := range []struct{ path, data string }{{ReportPath(path), md}, {path, string(data) + "\n"}} {
 		tmp := f.path + ".tmp"
 		if err := os.WriteFile(tmp, []byte(f.data), 0o600); err != nil {
 			return "", err
@@ -522,6 +522,9 @@ func (c *Scorecard) Save(dir, report string) (string, error) {
 	}
 	return path, nil
 }
+
+// ReportPath is where Save keeps the Markdown report beside the scorecard at path.
+func ReportPath(path string) string { return strings.TrimSuffix(path, ".json") + ".md" }
 
 // LoadScorecards reads the scorecards in dir, oldest first; files that cannot be read
 // are named in errs.

@@ -69,6 +69,69 @@ func TestPITRInADrillOffersTheFirstSignOfTrouble(t *testing.T) {
 	}
 }
 
+// A closed drill's close screen shows where its report is kept for good (the state
+// directory's drills/, not the sandbox, which goes), and a path too long for a line is
+// broken after a slash, never at a hyphen inside its name.
+func TestClosedDrillShowsTheReportKept(t *testing.T) {
+	h := drillHarness(t, t.TempDir(), "database-corruption", true)
+	kept := "/home/trainee/.local/state/drconsole/drills/20240125T140000.000000000Z-database-corruption-console"
+	text := "drill     Database Corruption (console, small, seed 3)\n" +
+		"RTO       0:12 to the swap, of 2h: met\n" +
+		"score     PASS: the data is right and the RTO met\n" +
+		"kept      " + kept + ".json\n"
+	h.m.s.opt.Score = func() (Scored, error) { return Scored{Text: text, Report: kept + ".md"}, nil }
+	h.startIncident()
+	h.key("x", "enter", "y")
+	c, ok := h.top().(*closeScreen)
+	if !ok || !c.scored {
+		t.Fatalf("the drill is not scored on its close screen:\n%s", h.screen())
+	}
+	h.both("close_scored_drill")
+	screen := trimLines(ansi.Strip(h.screen())) // 120×40, as both leaves it
+	h.size(80, 24)
+	small := trimLines(ansi.Strip(h.screen()))
+	for _, scr := range []string{screen, small} {
+		if strings.Contains(scr, c.path) || strings.Contains(scr, "/incidents/") {
+			t.Errorf("the close screen shows the sandbox's report, which goes with it:\n%s", scr)
+		}
+		for _, want := range []string{"20240125T140000.000000000Z-database-corruption-console.md", "20240125T140000.000000000Z-database-corruption-console.json"} {
+			if !strings.Contains(scr, want) {
+				t.Errorf("the close screen lacks the whole name %q:\n%s", want, scr)
+			}
+		}
+	}
+	for _, want := range []string{"report    /home/trainee/.local/state/drconsole/drills/\n          20240125T140000.000000000Z-database-corruption-console.md\n", "kept      /home/trainee/.local/state/drconsole/drills/\n"} {
+		if !strings.Contains(small, want) {
+			t.Errorf("at 80×24 the path is not broken after its directory (%q):\n%s", want, small)
+		}
+	}
+}
+
+func TestWrapAtSpacesBreaksPathsAtSlashes(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		w    int
+		want string
+	}{
+		{"kept at /a/bb/ccc-dd-ee.json now", 40, "kept at /a/bb/ccc-dd-ee.json now"},
+		{"kept at /var/lib/drconsole/drills/2024-database-corruption.json", 30, "kept at /var/lib/drconsole/\ndrills/\n2024-database-corruption.json"},
+		{"x /aaaaaaaaaaaaaaaaaaaa-bbbbbbbb", 12, "x /\naaaaaaaaaaaa\naaaaaaaa-bbb\nbbbbb"},
+		{"two  spaces stay", 40, "two  spaces stay"},
+	} {
+		if got := wrapAtSpaces(c.in, c.w); got != c.want {
+			t.Errorf("wrapAtSpaces(%q, %d):\n%s\nwant\n%s", c.in, c.w, got, c.want)
+		}
+	}
+}
+
+func trimLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " ")
+	}
+	return strings.Join(lines, "\n")
+}
+
 // A drill made for one scenario starts that scenario first: an open drill of another
 // scenario is not offered at all (its first enter resumed it), and an open one of the
 // same scenario is offered after it, saying what it is.
