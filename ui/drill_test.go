@@ -174,3 +174,40 @@ func TestDrillOfOneScenarioStartsItsOwn(t *testing.T) {
 		t.Fatalf("down, enter did not resume a ransomware drill: %+v\n%s", r.m.s.inc, r.screen())
 	}
 }
+
+// At 80×24 every step's row of every scenario fits, its state whole: an untimed step
+// whose words are too long for the budget column (the regional outage's step 7) is said
+// under the list.
+func TestScenarioViewFitsEveryScenarioAt80x24(t *testing.T) {
+	for _, sc := range checklists.Default().Scenarios {
+		h := newHarness(t, true)
+		h.send(h.top().init()())
+		h.key("enter")
+		for range 4 {
+			h.key("up")
+		}
+		for h.m.s.opt.Runbook.Scenarios[h.top().(*pickerScreen).cur.i].ID != sc.ID {
+			h.key("down")
+		}
+		h.key("enter")
+		h.size(80, 24)
+		screen := ansi.Strip(h.screen())
+		for _, l := range strings.Split(screen, "\n") {
+			if strings.HasSuffix(l, "…") && !strings.HasPrefix(l, "↑/↓") {
+				t.Errorf("%s: a line is cut:\n%q\n%s", sc.ID, l, screen)
+			}
+		}
+		for i := range sc.Steps {
+			if !strings.Contains(screen, itoa(i+1)+".  ") {
+				t.Errorf("%s: step %d is not listed:\n%s", sc.ID, i+1, screen)
+			}
+		}
+		if sc.ID == "regional-outage" {
+			if !strings.Contains(screen, "7.  Plan for Failback") || !strings.Contains(screen, "untimed  pending") || !strings.Contains(screen, "7. untimed: When primary region recovers") {
+				t.Errorf("the regional outage's step 7:\n%s", screen)
+			}
+			h.both("scenario_regional")
+		}
+		h.m.s.journal.Close()
+	}
+}
