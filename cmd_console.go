@@ -141,6 +141,16 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 	return runConsoleProgram(ctx, a, opt)
 }
 
+// hungUp is how the console ended when its terminal went away: the work in progress was
+// cancelled and cleaned up. then says what becomes of the incident, which depends on who
+// opened the console: a drill's sandbox, say, goes with it and leaves nothing to resume.
+type hungUp struct{ then string }
+
+func (h hungUp) Error() string {
+	return recovery.ErrCancelled.Error() + ": the terminal hung up; " + h.then
+}
+func (h hungUp) Unwrap() error { return recovery.ErrCancelled }
+
 // runConsoleProgram runs the console with opt until it is quit or the terminal hangs up,
 // and waits for the work it started (opt.Work) to clean up.
 func runConsoleProgram(ctx context.Context, a *app, opt ui.Options) error {
@@ -192,7 +202,7 @@ func runConsoleProgram(ctx context.Context, a *app, opt ui.Options) error {
 		_ = m.Close() // every write is done: Work is over and the program has ended
 	}
 	if ok && m.HungUp() {
-		return fmt.Errorf("%w: the terminal hung up; the incident stays open (run drconsole to resume it)", recovery.ErrCancelled)
+		return hungUp{then: "the incident stays open (run drconsole to resume it)"}
 	}
 	if runErr != nil && !errors.Is(runErr, tea.ErrProgramKilled) {
 		return runErr

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -183,7 +184,11 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	in := &app{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, getenv: func(k string) string { return env[k] },
 		configPath: sb.Config, self: self} // journals under the sandbox's XDG_STATE_HOME
 	sc := &drillScorer{records: records, score: func() (*scored, error) {
-		return scoreDrill(ctx, in, sb, drill.ModeConsole, o, seed, reachable)
+		// Scored even when the terminal hung up (which cancels ctx): the scorecard is all
+		// that is left of a drill once its sandbox is gone.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		return scoreDrill(sctx, in, sb, drill.ModeConsole, o, seed, reachable)
 	}}
 	if len(injects) > 0 {
 		fmt.Fprintf(a.stderr, "drill: %d injects from %s, shown when due and applied for real to the sandbox\n", len(injects), o.injects)
@@ -199,7 +204,22 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	if keep {
 		fmt.Fprintf(a.stdout, "the sandbox is kept in %s; remove it with: drconsole drill --remove %s\n", sb.Dir, sb.Dir)
 	}
-	return sc.atExit(a, err)
+	err = sc.atExit(a, err)
+	// A hang-up leaves nothing to resume: the sandbox, its server and its journal go now.
+	var h hungUp
+	if errors.As(err, &h) {
+		then := "the drill ended and its sandbox is removed with it: there is nothing to resume"
+		if keep {
+			then = "the drill ended; its sandbox is kept in " + sb.Dir + " (drconsole drill --remove " + sb.Dir + " deletes it)"
+		}
+		if sc.kept != "" {
+			then += "; its scorecard is kept at " + sc.kept
+		} else {
+			then += "; no scorecard could be kept"
+		}
+		err = hungUp{then: then}
+	}
+	return err
 }
 
 // drillScorer scores a drill at the console: when it is closed (the console shows the
@@ -239,7 +259,7 @@ func (d *drillScorer) atExit(a *app, err error) error {
 		}
 		d.card = c
 	}
-	d.card.print(a, d.records)
+	d.kept, _ = d.card.print(a, d.records)
 	return err
 }
 
@@ -279,7 +299,8 @@ func autoDrill(ctx context.Context, a *app, sb *drill.Sandbox, o *drillOptions, 
 	if err != nil {
 		return err
 	}
-	return card.print(a, records)
+	_, err = card.print(a, records)
+	return err
 }
 
 // drillScenario is the sandbox runbook's scenario id.
@@ -321,21 +342,23 @@ func scoreDrill(ctx context.Context, in *app, sb *drill.Sandbox, mode string, o 
 	return out, nil
 }
 
-// print prints the scorecard, keeps it for report --drills, and is the drill's exit: an
-// error when it failed.
-func (card *scored) print(a *app, records string) error {
+// print prints the scorecard, keeps it for report --drills and returns where ("" if it
+// could not be), and the drill's exit: an error when it failed.
+func (card *scored) print(a *app, records string) (string, error) {
 	fmt.Fprint(a.stdout, card.Text())
+	kept := ""
 	if records != "" {
 		if path, err := card.Save(records, card.report); err != nil {
 			fmt.Fprintf(a.stderr, "drill: the scorecard could not be kept for report --drills: %v\n", err)
 		} else {
+			kept = path
 			fmt.Fprintf(a.stdout, "kept      %s (drconsole report --drills shows the trend)\n", path)
 		}
 	}
 	if !card.Pass {
-		return fmt.Errorf("the drill failed: %s", card.Why())
+		return kept, fmt.Errorf("the drill failed: %s", card.Why())
 	}
-	return nil
+	return kept, nil
 }
 
 func printSandbox(a *app, sb *drill.Sandbox, seed uint64, withAnswer bool) {

@@ -164,7 +164,15 @@ func runTabletop(ctx context.Context, a *app, o *drillOptions) error {
 		return out, nil
 	}}
 	opt.Score = sd.atClose
-	return sd.atExit(a, tabletopConsole(ctx, in, opt))
+	err = sd.atExit(a, tabletopConsole(ctx, in, opt))
+	if h := (hungUp{}); errors.As(err, &h) { // its journal stays: it can be resumed
+		again := "drconsole drill --tabletop --scenario " + sc.ID
+		if o.dir != "" {
+			again += " --dir " + o.dir
+		}
+		err = hungUp{then: "the tabletop stays open (" + again + " resumes it)"}
+	}
+	return err
 }
 
 // workedOn is the journal in dir written to last, if that was at or after since: the

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -353,10 +354,68 @@ func TestDrillInTheConsoleToItsScoredReport(t *testing.T) {
 		}
 	}
 	md, _ := os.ReadFile(mds[0])
-
 	for _, want := range []string{"score     PASS", "# Drill report: Database Corruption", "Restore Database"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("the kept report lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+// A terminal that hangs up during a sandbox drill ends the drill: its sandbox goes, so
+// drconsole says there is nothing to resume and where the scorecard is kept, and not
+// "resume it". At 80×24 the regional outage's steps fit, step 7's untimed words under them.
+func TestDrillHangUpEndsTheDrill(t *testing.T) {
+	requireTmux(t)
+	bin := drconsoleBinary(t, "")
+	state := t.TempDir()
+	s := &tmuxSession{t: t, name: "drill-hup", sock: filepath.Join(t.TempDir(), "tmux.sock"), bin: bin}
+	env := []string{"NO_COLOR=1", "TERM=xterm-256color", "USER=trainee", "XDG_STATE_HOME=" + state}
+	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", "env "+strings.Join(env, " ")+" "+bin+" drill --seed 5 --scenario regional-outage; echo EXIT=$?; sleep 120")
+	t.Cleanup(func() { exec.Command("tmux", "-S", s.sock, "kill-server").Run() })
+
+	scr := s.waitFor("Start the drill (in the sandbox", 60*time.Second)
+	m := regexp.MustCompile(`server: (/\S+) \(socket`).FindStringSubmatch(scr)
+	if m == nil {
+		t.Fatalf("the start screen does not name the sandbox's server:\n%s", scr)
+	}
+	sandbox := m[1]
+	s.keys("Enter")
+	s.waitFor("Which scenario is this?", 5*time.Second)
+	s.keys("Enter")
+	scr = s.waitFor("7.  Plan for Failback", 5*time.Second)
+	if !regexp.MustCompile(`7\.  Plan for Failback +untimed  pending\n`).MatchString(scr) || !strings.Contains(scr, "7. untimed: When primary region recovers") {
+		t.Errorf("the regional outage's step 7 does not fit at 80×24:\n%s", scr)
+	}
+	for _, l := range strings.Split(scr, "\n") {
+		if l = strings.TrimRight(l, " "); strings.HasSuffix(l, "…") && !strings.Contains(l, "? all keys") {
+			t.Errorf("a line of the scenario view is cut: %q", l)
+		}
+	}
+
+	// The terminal goes away, as a dropped SSH session's does.
+	pane := strings.TrimSpace(s.tmux("display-message", "-p", "-t", s.name, "#{pane_pid}"))
+	child, err := exec.Command("pgrep", "-P", pane, "-f", bin).Output()
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(child)))
+	if err != nil || pid == 0 {
+		t.Fatalf("drconsole's process under the pane %s: %v %q", pane, err, child)
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFor("EXIT=", 60*time.Second)
+	out := s.tmux("capture-pane", "-p", "-J", "-t", s.name, "-S", "-200")
+	cards, _ := filepath.Glob(filepath.Join(state, "drconsole", "drills", "*-regional-outage-console.json"))
+	if len(cards) != 1 {
+		t.Fatalf("no scorecard kept: %v\n%s", cards, out)
+	}
+	want := "drconsole drill: cancelled: the terminal hung up; the drill ended and its sandbox is removed with it: there is nothing to resume; its scorecard is kept at " + cards[0]
+	if !strings.Contains(out, want) || !strings.Contains(out, "EXIT=130") {
+		t.Errorf("the hang-up is not said as what happened (want %q):\n%s", want, out)
+	}
+	if strings.Contains(out, "resume it") {
+		t.Errorf("a hung-up sandbox drill offers to resume it:\n%s", out)
+	}
+	if _, err := os.Stat(sandbox); !os.IsNotExist(err) {
+		t.Errorf("the sandbox %s is left after the hang-up", sandbox)
 	}
 }
