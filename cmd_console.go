@@ -34,9 +34,9 @@ type consoleOptions struct {
 	// sandbox: the server is a drill's sandbox (drconsole drill): restores swap and the
 	// runbook's psql commands run there for real. score scores the drill at its close.
 	sandbox  bool
-	score    func() (string, error)
-	alert    string // a sandbox's: when the first sign of its fault was seen
-	scenario string // a drill's
+	score    func() (ui.Scored, error)
+	alert    time.Time // a sandbox's: when the first sign of its fault was seen
+	scenario string    // a drill's
 	// A drill's injects, and what applies them for real (a sandbox's; nil in a tabletop).
 	injects        []inject.Inject
 	injectScenario string
@@ -115,6 +115,7 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 		Sandbox:   o.sandbox,
 		Scenario:  o.scenario,
 		Score:     o.score,
+		Alert:     o.alert,
 		Operator:  checklists.Operator(a.getenv),
 		Host:      host,
 		Work:      work,
@@ -134,11 +135,21 @@ func runConsole(ctx context.Context, a *app, o *consoleOptions) error {
 		opts.Target = target
 		return wal.PlanPITR(ctx, opts)
 	}
-	if o.alert != "" {
-		opt.Settings = append(opt.Settings, ui.Setting{Name: "alert", Value: o.alert})
+	if !o.alert.IsZero() {
+		opt.Settings = append(opt.Settings, ui.Setting{Name: "alert", Value: "the first sign of trouble was seen at " + o.alert.UTC().Format("2006-01-02 15:04:05") + " UTC"})
 	}
 	return runConsoleProgram(ctx, a, opt)
 }
+
+// hungUp is how the console ended when its terminal went away: the work in progress was
+// cancelled and cleaned up. then says what becomes of the incident, which depends on who
+// opened the console: a drill's sandbox, say, goes with it and leaves nothing to resume.
+type hungUp struct{ then string }
+
+func (h hungUp) Error() string {
+	return recovery.ErrCancelled.Error() + ": the terminal hung up; " + h.then
+}
+func (h hungUp) Unwrap() error { return recovery.ErrCancelled }
 
 // runConsoleProgram runs the console with opt until it is quit or the terminal hangs up,
 // and waits for the work it started (opt.Work) to clean up.
@@ -191,7 +202,7 @@ func runConsoleProgram(ctx context.Context, a *app, opt ui.Options) error {
 		_ = m.Close() // every write is done: Work is over and the program has ended
 	}
 	if ok && m.HungUp() {
-		return fmt.Errorf("%w: the terminal hung up; the incident stays open (run drconsole to resume it)", recovery.ErrCancelled)
+		return hungUp{then: "the incident stays open (run drconsole to resume it)"}
 	}
 	if runErr != nil && !errors.Is(runErr, tea.ErrProgramKilled) {
 		return runErr

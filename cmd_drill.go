@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"drconsole/drill"
 	"drconsole/drill/inject"
 	"drconsole/storage"
+	"drconsole/ui"
 )
 
 type drillOptions struct {
@@ -69,7 +71,7 @@ is removed when the console closes, unless --keep.`,
 	f.BoolVar(&o.auto, "auto", false, "perform the recovery headlessly in the sandbox (restore --yes of the right backup) and print the scored report; exit 0 only when the data is right and the RTO met: the monthly restore test")
 	f.StringVar(&o.backup, "backup", "", "with --auto: restore this backup instead of the right one, or newest (to see a mistake scored)")
 	f.BoolVar(&o.pitr, "pitr", false, "with --auto: recover to a point in time just before the fault (restore --to-time, from the sandbox's base backup and WAL archive) instead of restoring the clean backup")
-	f.BoolVar(&o.tabletop, "tabletop", false, "a tabletop exercise: no sandbox and no server, every step talked through and recorded, nothing run; journals in --dir (default ~/.local/state/drconsole/drills/tabletop)")
+	f.BoolVar(&o.tabletop, "tabletop", false, "a tabletop exercise: no sandbox and no server, every step talked through and recorded, nothing run; journals in --dir (default: drills/tabletop in the state directory, $XDG_STATE_HOME/drconsole or ~/.local/state/drconsole)")
 	f.StringVar(&o.injects, "injects", "", "the facilitator's inject `file` (YAML), or example for the scenario's shipped one: each inject is shown when due and journaled, and in a sandbox applied for real")
 	return c
 }
@@ -98,6 +100,10 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	}
 	if o.tabletop {
 		return runTabletop(ctx, a, o)
+	}
+	// The command line is checked whole before anything is said or built.
+	if err := drill.CheckScenario(o.scenario); err != nil {
+		return usageError{err}
 	}
 	if _, ok := drill.Sizes[o.size]; !ok {
 		return usagef("--size %q: small, medium or large", o.size)
@@ -143,7 +149,7 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	sb, err := drill.Build(ctx, drill.Options{Scenario: o.scenario, Size: o.size, Seed: seed, Parent: o.dir, ConfigExtra: extra,
 		Log: func(s string) { fmt.Fprintln(a.stderr, "drill: "+s) }})
 	if err != nil {
-		return usageOrErr(err)
+		return err
 	}
 	sb.PassEnv = pass
 	// A recovery to a point in time in the sandbox runs this drconsole as the server's
@@ -178,14 +184,18 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	in := &app{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, getenv: func(k string) string { return env[k] },
 		configPath: sb.Config, self: self} // journals under the sandbox's XDG_STATE_HOME
 	sc := &drillScorer{records: records, score: func() (*scored, error) {
-		return scoreDrill(ctx, in, sb, drill.ModeConsole, o, seed, reachable)
+		// Scored even when the terminal hung up (which cancels ctx): the scorecard is all
+		// that is left of a drill once its sandbox is gone.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		return scoreDrill(sctx, in, sb, drill.ModeConsole, o, seed, reachable)
 	}}
 	if len(injects) > 0 {
 		fmt.Fprintf(a.stderr, "drill: %d injects from %s, shown when due and applied for real to the sandbox\n", len(injects), o.injects)
 	}
-	alert := ""
+	var alert time.Time
 	if !sb.FaultAt.IsZero() {
-		alert = "the first sign of trouble was seen at " + sb.PITRTarget().Format("2006-01-02 15:04:05") + " UTC"
+		alert = sb.PITRTarget()
 	}
 	err = runConsole(ctx, in, &consoleOptions{drill: true, sandbox: true, score: sc.atClose, alert: alert, scenario: o.scenario, key: keyFlags{gpgKey: sb.Secret},
 		injects: injects, injectScenario: o.scenario, applyInject: sb.ApplyInject})
@@ -194,7 +204,22 @@ func runDrill(ctx context.Context, a *app, o *drillOptions) error {
 	if keep {
 		fmt.Fprintf(a.stdout, "the sandbox is kept in %s; remove it with: drconsole drill --remove %s\n", sb.Dir, sb.Dir)
 	}
-	return sc.atExit(a, err)
+	err = sc.atExit(a, err)
+	// A hang-up leaves nothing to resume: the sandbox, its server and its journal go now.
+	var h hungUp
+	if errors.As(err, &h) {
+		then := "the drill ended and its sandbox is removed with it: there is nothing to resume"
+		if keep {
+			then = "the drill ended; its sandbox is kept in " + sb.Dir + " (drconsole drill --remove " + sb.Dir + " deletes it)"
+		}
+		if sc.kept != "" {
+			then += "; its scorecard is kept at " + sc.kept
+		} else {
+			then += "; no scorecard could be kept"
+		}
+		err = hungUp{then: then}
+	}
+	return err
 }
 
 // drillScorer scores a drill at the console: when it is closed (the console shows the
@@ -203,19 +228,24 @@ type drillScorer struct {
 	score   func() (*scored, error)
 	records string
 	card    *scored
+	kept    string // the scorecard's path, once kept
 }
 
-func (d *drillScorer) atClose() (string, error) {
+func (d *drillScorer) atClose() (ui.Scored, error) {
 	c, err := d.score()
 	if err != nil {
-		return "", err
+		return ui.Scored{}, err
 	}
 	d.card = c
-	text := c.Text()
+	out := ui.Scored{Text: c.Text()}
 	if path, err := c.Save(d.records, c.report); err == nil {
-		text += "kept      " + path + "\n"
+		d.kept = path
+		out.Text += "kept      " + path + "\n"
+		out.Report = drill.ReportPath(path)
+	} else {
+		out.Text += "kept      nothing: the scorecard could not be kept for report --drills: " + err.Error() + "\n"
 	}
-	return text, nil
+	return out, nil
 }
 
 // atExit prints the scorecard; the drill's exit is the console's (err): a trainee's drill
@@ -229,7 +259,7 @@ func (d *drillScorer) atExit(a *app, err error) error {
 		}
 		d.card = c
 	}
-	d.card.print(a, d.records)
+	d.kept, _ = d.card.print(a, d.records)
 	return err
 }
 
@@ -269,7 +299,8 @@ func autoDrill(ctx context.Context, a *app, sb *drill.Sandbox, o *drillOptions, 
 	if err != nil {
 		return err
 	}
-	return card.print(a, records)
+	_, err = card.print(a, records)
+	return err
 }
 
 // drillScenario is the sandbox runbook's scenario id.
@@ -311,28 +342,23 @@ func scoreDrill(ctx context.Context, in *app, sb *drill.Sandbox, mode string, o 
 	return out, nil
 }
 
-// print prints the scorecard, keeps it for report --drills, and is the drill's exit: an
-// error when it failed.
-func (card *scored) print(a *app, records string) error {
+// print prints the scorecard, keeps it for report --drills and returns where ("" if it
+// could not be), and the drill's exit: an error when it failed.
+func (card *scored) print(a *app, records string) (string, error) {
 	fmt.Fprint(a.stdout, card.Text())
+	kept := ""
 	if records != "" {
 		if path, err := card.Save(records, card.report); err != nil {
 			fmt.Fprintf(a.stderr, "drill: the scorecard could not be kept for report --drills: %v\n", err)
 		} else {
+			kept = path
 			fmt.Fprintf(a.stdout, "kept      %s (drconsole report --drills shows the trend)\n", path)
 		}
 	}
 	if !card.Pass {
-		return fmt.Errorf("the drill failed: %s", card.Why())
+		return kept, fmt.Errorf("the drill failed: %s", card.Why())
 	}
-	return nil
-}
-
-func usageOrErr(err error) error {
-	if strings.HasPrefix(err.Error(), "size ") || strings.HasPrefix(err.Error(), "scenario ") {
-		return usageError{err}
-	}
-	return err
+	return kept, nil
 }
 
 func printSandbox(a *app, sb *drill.Sandbox, seed uint64, withAnswer bool) {

@@ -47,7 +47,7 @@ func loadInjects(rb *checklists.Runbook, scenario, file string) (*checklists.Sce
 		for _, s := range rb.Scenarios {
 			ids = append(ids, s.ID)
 		}
-		return nil, nil, usagef("the runbook has no scenario %q: %s", scenario, strings.Join(ids, ", "))
+		return nil, nil, usagef("unknown scenario %q (one of: %s)", scenario, strings.Join(ids, ", "))
 	}
 	if file == "" {
 		return sc, nil, nil
@@ -56,20 +56,27 @@ func loadInjects(rb *checklists.Runbook, scenario, file string) (*checklists.Sce
 	for _, st := range sc.Steps {
 		titles = append(titles, st.Title)
 	}
+	// Whatever is wrong, a file missing or unreadable as much as one with mistakes, is
+	// bad input on the command line.
 	injects, err := inject.Load(file, sc.ID, titles)
 	var perr inject.Errors
-	if errors.As(err, &perr) {
+	switch {
+	case errors.As(err, &perr):
 		return nil, nil, usageError{fmt.Errorf("inject file has errors:\n%w", err)}
+	case err != nil:
+		return nil, nil, usageError{err}
 	}
-	return sc, injects, err
+	return sc, injects, nil
 }
 
 // runTabletop opens the console for a tabletop exercise: no sandbox and no server, every
 // step talked through and recorded, and nothing of this machine's production settings
 // read. Its journals go in a directory of their own (--dir, else drills/tabletop under
-// the default state directory), never production's incidents/: so a tabletop neither
-// lists nor resumes a real incident, a real incident never lists a tabletop, and the
-// team's record of the exercise is kept for its review (drconsole report --state-dir DIR).
+// the state directory, by the one rule every drconsole command follows:
+// $XDG_STATE_HOME/drconsole, else ~/.local/state/drconsole, beside the drills/ its
+// scorecard goes in), never production's incidents/: so a tabletop neither lists nor
+// resumes a real incident, a real incident never lists a tabletop, and the team's record
+// of the exercise is kept for its review (drconsole report --state-dir DIR).
 func runTabletop(ctx context.Context, a *app, o *drillOptions) error {
 	if o.auto || o.noConsole {
 		return usagef("--tabletop is for a team at the console: --auto and --no-console do not apply")
@@ -77,8 +84,10 @@ func runTabletop(ctx context.Context, a *app, o *drillOptions) error {
 	if o.keep || o.seed != 0 || o.backup != "" || o.size != "small" {
 		return usagef("--tabletop has no sandbox: --keep, --seed, --size and --backup do not apply")
 	}
-	records := drill.RecordDir(checklists.StateDir("", a.getenv))
-	getenv := scrubProduction(a.getenv)
+	// Read before the production settings are dropped: XDG_STATE_HOME is one of them, and
+	// the journals and the scorecard must both follow it.
+	stateDir := checklists.StateDir("", a.getenv)
+	records := drill.RecordDir(stateDir)
 	rb := checklists.Default()
 	if a.runbookPath != "" { // the team's own runbook, named on the command line
 		r, problems, err := checklists.Load(a.runbookPath)
@@ -94,9 +103,10 @@ func runTabletop(ctx context.Context, a *app, o *drillOptions) error {
 	if err != nil {
 		return err
 	}
+	getenv := scrubProduction(a.getenv)
 	dir := o.dir
 	if dir == "" {
-		dir = filepath.Join(checklists.StateDir("", getenv), "drills", "tabletop")
+		dir = filepath.Join(records, "tabletop")
 	}
 	list, err := checklists.List(dir)
 	if err != nil {
@@ -130,24 +140,55 @@ func runTabletop(ctx context.Context, a *app, o *drillOptions) error {
 	}
 	in := &app{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, getenv: getenv, self: a.self}
 	// Scored as every drill is, without the data: the times, the checklist, the escalations.
+	// The tabletop scored is the one this console worked on (other tabletops may be open
+	// in the directory): the last written to since it opened.
+	since := time.Now()
 	sd := &drillScorer{records: records, score: func() (*scored, error) {
-		path, err := checklists.LatestPath(dir)
+		path, err := workedOn(dir, since)
 		if err != nil {
 			return nil, err
 		}
 		out := &scored{}
 		var inc *checklists.Incident
+		scen := sc
 		if path != "" {
 			if inc, _, err = checklists.ReadJournal(path); err != nil {
 				return nil, err
 			}
+			if other, ok := rb.Scenario(inc.Scenario); ok {
+				scen = other
+			}
 			out.report = checklists.BuildReport(inc, nil, time.Now()).Markdown()
 		}
-		out.Scorecard = drill.Score(drill.ScoreInput{Mode: drill.ModeTabletop, Incident: inc, Runbook: rb, Scenario: sc, Now: time.Now()})
+		out.Scorecard = drill.Score(drill.ScoreInput{Mode: drill.ModeTabletop, Incident: inc, Runbook: rb, Scenario: scen, Now: time.Now()})
 		return out, nil
 	}}
 	opt.Score = sd.atClose
-	return sd.atExit(a, tabletopConsole(ctx, in, opt))
+	err = sd.atExit(a, tabletopConsole(ctx, in, opt))
+	if h := (hungUp{}); errors.As(err, &h) { // its journal stays: it can be resumed
+		again := "drconsole drill --tabletop --scenario " + sc.ID
+		if o.dir != "" {
+			again += " --dir " + o.dir
+		}
+		err = hungUp{then: "the tabletop stays open (" + again + " resumes it)"}
+	}
+	return err
+}
+
+// workedOn is the journal in dir written to last, if that was at or after since: the
+// tabletop a console opened at since worked on; "" when it started none.
+func workedOn(dir string, since time.Time) (string, error) {
+	list, err := checklists.List(dir)
+	if err != nil {
+		return "", err
+	}
+	path, last := "", since
+	for _, inc := range list {
+		if inc.Err == "" && !inc.LastEvent.Before(last) {
+			path, last = inc.Path, inc.LastEvent
+		}
+	}
+	return path, nil
 }
 
 func injectsSetting(file string, n int) string {

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -138,7 +140,9 @@ func TestTabletopReadsNoProductionSettings(t *testing.T) {
 			t.Errorf("%s=%s is still in the environment", k, v)
 		}
 	}
-	want := filepath.Join(home, ".local", "state", "drconsole", "drills", "tabletop")
+	// The one state-directory rule: XDG_STATE_HOME's drconsole, for the journals as for
+	// the scorecard (drills/ beside them), never production's incidents/.
+	want := filepath.Join(prodState, "drconsole", "drills", "tabletop")
 	if got.StateDir != want || got.Conn != nil || len(got.Locations) != 0 || !got.Drill || got.ConnErr == nil || len(got.Injects) != 3 {
 		t.Fatalf("the tabletop's console: state %s (want %s), conn %v, %d locations, drill %v, %d injects", got.StateDir, want, got.Conn, len(got.Locations), got.Drill, len(got.Injects))
 	}
@@ -163,6 +167,12 @@ func TestTabletopReadsNoProductionSettings(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "the journal goes in "+filepath.Join(want, "incidents")) {
 		t.Errorf("where the journal goes is not said:\n%s", errb.String())
+	}
+	if cards, _ := filepath.Glob(filepath.Join(prodState, "drconsole", "drills", "*-ransomware-tabletop.json")); len(cards) != 1 {
+		t.Errorf("the tabletop's scorecard is not beside its journals: %v", cards)
+	}
+	if left, _ := filepath.Glob(filepath.Join(home, ".local", "state", "*")); len(left) != 0 {
+		t.Errorf("the tabletop wrote under $HOME/.local/state while XDG_STATE_HOME is set: %v", left)
 	}
 
 	// --dir holding a real incident is refused; so is an inject file with errors.
@@ -199,6 +209,22 @@ func TestSandboxAppliesInjectsForReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sb.Remove()
+	// The fault says what it did, table by table: deleting users took their guilds, API
+	// keys and sessions with them (ON DELETE CASCADE), and the guilds left were renamed.
+	now, err := sb.Fingerprints(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := func(prints map[string]string, table string) int {
+		n, _ := strconv.Atoi(strings.Fields(prints["public."+table])[0])
+		return n
+	}
+	gone := func(table string) int { return rows(sb.BeforeFault, table) - rows(now, table) }
+	said := fmt.Sprintf(`"User" rows deleted (%d of %d), and by cascade their %d guilds, %d API keys and %d sessions; every remaining "Guild" row's name overwritten (%d rows)`,
+		gone("User"), rows(sb.BeforeFault, "User"), gone("Guild"), gone("ApiKey"), gone("Session"), rows(now, "Guild"))
+	if !strings.Contains(sb.Fault, said) || gone("Guild") == 0 {
+		t.Errorf("the fault says:\n  %s\nwhat it did:\n  %s", sb.Fault, said)
+	}
 	env := sb.Env()
 	verify := func(backup string) (int, string) {
 		var out, errb bytes.Buffer
@@ -265,6 +291,101 @@ func TestSandboxAppliesInjectsForReal(t *testing.T) {
 	for table, want := range sb.Prints {
 		if prints[table] != want {
 			t.Errorf("%s restored from %s: %s; the sandbox's answer: %s", table, before, prints[table], want)
+		}
+	}
+}
+
+// A tabletop of one scenario starts its own: the team's first enters start a new drill of
+// it, though a tabletop of another scenario is open in the same directory (untouched, and
+// not the one scored); an open one of the same scenario is offered, after it, by name.
+func TestTabletopStartsItsOwnScenario(t *testing.T) {
+	state := t.TempDir()
+	dir := filepath.Join(state, "drconsole", "drills", "tabletop")
+	rb := checklists.Default()
+	corruption, _ := rb.Scenario(drill.Corruption)
+	open, err := checklists.Start(dir, corruption, true, "bob", "bastion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open.Close()
+	before, _ := os.ReadFile(open.Path())
+
+	var screens []string
+	tabletopConsole = func(_ context.Context, _ *app, opt ui.Options) error {
+		var m tea.Model = ui.New(opt)
+		m, _ = m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+		m = drive(m, m.Init())
+		screens = append(screens, ansi.Strip(m.(ui.Model).Render()))
+		m = press(m, "enter", "enter") // the first choice, then the scenario the picker starts on
+		screens = append(screens, ansi.Strip(m.(ui.Model).Render()))
+		return m.(ui.Model).Close()
+	}
+	defer func() { tabletopConsole = runConsoleProgram }()
+	env := map[string]string{"XDG_STATE_HOME": state, "HOME": t.TempDir(), "USER": "alice"}
+	out, errb, code := runCLI(t, env, "drill", "--tabletop", "--scenario", "ransomware")
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out, errb)
+	}
+	if !strings.Contains(screens[0], "> Start a new drill of Ransomware Attack") || strings.Contains(screens[0], "Database Corruption") ||
+		!strings.Contains(screens[0], "1 open drill(s) of other scenarios: not offered") {
+		t.Errorf("the start screen offers another scenario's tabletop first:\n%s", screens[0])
+	}
+	if !strings.Contains(screens[1], "Ransomware Attack") || !strings.Contains(screens[1], "Contain the Attack") {
+		t.Errorf("enter, enter did not open a ransomware tabletop:\n%s", screens[1])
+	}
+	list, _ := checklists.List(dir)
+	var ransomware string
+	for _, inc := range list {
+		if inc.Scenario == drill.Ransomware {
+			ransomware = inc.ID
+		}
+	}
+	if len(list) != 2 || ransomware == "" {
+		t.Fatalf("tabletops: %+v", list)
+	}
+	if after, _ := os.ReadFile(open.Path()); string(after) != string(before) {
+		t.Errorf("the open corruption tabletop was written to:\n%s", after)
+	}
+	cards, errs := drill.LoadScorecards(filepath.Join(state, "drconsole", "drills"))
+	if len(errs) != 0 || len(cards) != 1 || cards[0].Scenario != drill.Ransomware || cards[0].Incident != ransomware {
+		t.Errorf("the scorecard kept is not of the ransomware tabletop %s: %v %+v", ransomware, errs, cards)
+	}
+
+	// Opened again, the open ransomware tabletop is offered after a new one, by name.
+	tabletopConsole = func(_ context.Context, _ *app, opt ui.Options) error {
+		var m tea.Model = ui.New(opt)
+		m, _ = m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+		m = drive(m, m.Init())
+		screens = append(screens[:0], ansi.Strip(m.(ui.Model).Render()))
+		return m.(ui.Model).Close()
+	}
+	if _, errb, code := runCLI(t, env, "drill", "--tabletop", "--scenario", "ransomware"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb)
+	}
+	if !strings.Contains(screens[0], "> Start a new drill of Ransomware Attack") || !strings.Contains(screens[0], "  Resume this scenario's open drill instead: started") {
+		t.Errorf("the open ransomware tabletop is not offered after a new one:\n%s", screens[0])
+	}
+}
+
+// Mistakes on a drill's command line are usage errors said in one line before anything is
+// built: an unknown scenario names the known ones, an inject file that cannot be read
+// names its path.
+func TestDrillCommandLineMistakes(t *testing.T) {
+	env := map[string]string{"XDG_STATE_HOME": t.TempDir(), "HOME": t.TempDir()}
+	missing := filepath.Join(t.TempDir(), "nonexistent.yaml")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"drill", "--scenario", "databse-corruption"}, `drconsole drill: unknown scenario "databse-corruption" (one of: database-corruption, infrastructure-failure, regional-outage, ransomware)`},
+		{[]string{"drill", "--scenario", "x", "--injects", "example"}, `drconsole drill: unknown scenario "x" (one of: database-corruption, infrastructure-failure, regional-outage, ransomware)`},
+		{[]string{"drill", "--tabletop", "--scenario", "x"}, `drconsole drill: unknown scenario "x" (one of: database-corruption, infrastructure-failure, regional-outage, ransomware)`},
+		{[]string{"drill", "--injects", missing}, "drconsole drill: inject file " + missing + " cannot be read: no such file or directory"},
+		{[]string{"drill", "--tabletop", "--injects", missing}, "drconsole drill: inject file " + missing + " cannot be read: no such file or directory"},
+	} {
+		out, errb, code := runCLI(t, env, c.args...)
+		if code != exitUsage || out != "" || errb != c.want+"\n" {
+			t.Errorf("%v: exit %d (want %d)\nstdout %q\nstderr %q\nwant   %q", c.args, code, exitUsage, out, errb, c.want+"\n")
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -249,6 +250,10 @@ func TestDrillInTheConsoleToItsScoredReport(t *testing.T) {
 		t.Fatalf("the start screen does not name the sandbox's server:\n%s", scr)
 	}
 	sandbox := m[1]
+	alert := regexp.MustCompile(`alert: the first sign of trouble was seen at (\S+ \S+) UTC`).FindStringSubmatch(scr)
+	if alert == nil {
+		t.Fatalf("the start screen does not say when the first sign of trouble was seen:\n%s", scr)
+	}
 	s.keys("Enter")
 	s.waitFor("Which scenario is this?", 5*time.Second)
 	s.keys("Enter")
@@ -269,6 +274,19 @@ func TestDrillInTheConsoleToItsScoredReport(t *testing.T) {
 	s.keys("Enter")
 	s.waitFor("done 0m", 5*time.Second)
 	s.keys("Down", "Down", "Down", "Enter")
+	s.waitFor("Step 4. Restore Database", 5*time.Second)
+	// The point in time is offered at the first sign of trouble, inside the sandbox's
+	// archive: it plans (the incident's start, past the fault, would be refused).
+	s.keys("t")
+	scr = s.waitFor("recover to (UTC): "+alert[1], 10*time.Second)
+	if !strings.Contains(scr, "The first sign of trouble was seen at "+alert[1]+" UTC.") {
+		t.Errorf("the point in time does not say when the first sign of trouble was seen:\n%s", scr)
+	}
+	s.keys("Enter")
+	s.waitFor("type spywatcher to start", 30*time.Second)
+	s.keys("Escape")
+	s.waitFor("recover to (UTC): ", 5*time.Second)
+	s.keys("Escape")
 	s.waitFor("Step 4. Restore Database", 5*time.Second)
 	s.keys("Enter")
 	s.waitFor("Choose the backup to restore", 10*time.Second)
@@ -299,6 +317,7 @@ func TestDrillInTheConsoleToItsScoredReport(t *testing.T) {
 	s.waitFor("This cannot be reopened. (y/n)", 5*time.Second)
 	s.keys("y")
 	scr = s.waitFor(": the right one", 30*time.Second)
+	closed := scr
 	for _, want := range []string{"Database Corruption (console, small, seed 3)", "closed    as drill complete", "step       1 done", "step       4 done", ": the right one", "RTO", "to the swap, of 2h: met"} {
 		if !strings.Contains(scr, want) {
 			t.Errorf("the scored report in the console lacks %q:\n%s", want, scr)
@@ -307,7 +326,8 @@ func TestDrillInTheConsoleToItsScoredReport(t *testing.T) {
 	s.keys("q")
 	s.waitFor("EXIT=", 60*time.Second)
 	out := s.tmux("capture-pane", "-p", "-J", "-t", s.name, "-S", "-200")
-	for _, want := range []string{"answer    restore spywatcher_", "  right   public.User", "  right   public.Event", "score     PASS: the data is right and the RTO met", "EXIT=0"} {
+	for _, want := range []string{"answer    restore spywatcher_", "  right   public.User", "  right   public.Event", "score     PASS: the data is right and the RTO met", "EXIT=0",
+		`"User" rows deleted (`, "and by cascade their "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the drill's last words lack %q:\n%s", want, out)
 		}
@@ -323,10 +343,79 @@ func TestDrillInTheConsoleToItsScoredReport(t *testing.T) {
 	if len(cards) != 1 || len(mds) != 1 {
 		t.Fatalf("the scorecard is not kept: %v %v", cards, mds)
 	}
+	// The close screen showed the report that lasts, whole: not the sandbox's, which is
+	// gone, and its name never broken or cut.
+	if strings.Contains(closed, sandbox) || !strings.Contains(closed, filepath.Base(mds[0])) || !strings.Contains(closed, "report    ") {
+		t.Errorf("the close screen does not show the report kept (%s):\n%s", mds[0], closed)
+	}
+	for _, l := range strings.Split(strings.TrimRight(closed, "\n"), "\n") {
+		if l = strings.TrimRight(l, " "); strings.HasSuffix(l, "…") && !strings.Contains(l, "q quit") {
+			t.Errorf("a line of the close screen is cut: %q", l)
+		}
+	}
 	md, _ := os.ReadFile(mds[0])
 	for _, want := range []string{"score     PASS", "# Drill report: Database Corruption", "Restore Database"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("the kept report lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+// A terminal that hangs up during a sandbox drill ends the drill: its sandbox goes, so
+// drconsole says there is nothing to resume and where the scorecard is kept, and not
+// "resume it". At 80×24 the regional outage's steps fit, step 7's untimed words under them.
+func TestDrillHangUpEndsTheDrill(t *testing.T) {
+	requireTmux(t)
+	bin := drconsoleBinary(t, "")
+	state := t.TempDir()
+	s := &tmuxSession{t: t, name: "drill-hup", sock: filepath.Join(t.TempDir(), "tmux.sock"), bin: bin}
+	env := []string{"NO_COLOR=1", "TERM=xterm-256color", "USER=trainee", "XDG_STATE_HOME=" + state}
+	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", "env "+strings.Join(env, " ")+" "+bin+" drill --seed 5 --scenario regional-outage; echo EXIT=$?; sleep 120")
+	t.Cleanup(func() { exec.Command("tmux", "-S", s.sock, "kill-server").Run() })
+
+	scr := s.waitFor("Start the drill (in the sandbox", 60*time.Second)
+	m := regexp.MustCompile(`server: (/\S+) \(socket`).FindStringSubmatch(scr)
+	if m == nil {
+		t.Fatalf("the start screen does not name the sandbox's server:\n%s", scr)
+	}
+	sandbox := m[1]
+	s.keys("Enter")
+	s.waitFor("Which scenario is this?", 5*time.Second)
+	s.keys("Enter")
+	scr = s.waitFor("7.  Plan for Failback", 5*time.Second)
+	if !regexp.MustCompile(`7\.  Plan for Failback +untimed  pending\n`).MatchString(scr) || !strings.Contains(scr, "7. untimed: When primary region recovers") {
+		t.Errorf("the regional outage's step 7 does not fit at 80×24:\n%s", scr)
+	}
+	for _, l := range strings.Split(scr, "\n") {
+		if l = strings.TrimRight(l, " "); strings.HasSuffix(l, "…") && !strings.Contains(l, "? all keys") {
+			t.Errorf("a line of the scenario view is cut: %q", l)
+		}
+	}
+
+	// The terminal goes away, as a dropped SSH session's does.
+	pane := strings.TrimSpace(s.tmux("display-message", "-p", "-t", s.name, "#{pane_pid}"))
+	child, err := exec.Command("pgrep", "-P", pane, "-f", bin).Output()
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(child)))
+	if err != nil || pid == 0 {
+		t.Fatalf("drconsole's process under the pane %s: %v %q", pane, err, child)
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFor("EXIT=", 60*time.Second)
+	out := s.tmux("capture-pane", "-p", "-J", "-t", s.name, "-S", "-200")
+	cards, _ := filepath.Glob(filepath.Join(state, "drconsole", "drills", "*-regional-outage-console.json"))
+	if len(cards) != 1 {
+		t.Fatalf("no scorecard kept: %v\n%s", cards, out)
+	}
+	want := "drconsole drill: cancelled: the terminal hung up; the drill ended and its sandbox is removed with it: there is nothing to resume; its scorecard is kept at " + cards[0]
+	if !strings.Contains(out, want) || !strings.Contains(out, "EXIT=130") {
+		t.Errorf("the hang-up is not said as what happened (want %q):\n%s", want, out)
+	}
+	if strings.Contains(out, "resume it") {
+		t.Errorf("a hung-up sandbox drill offers to resume it:\n%s", out)
+	}
+	if _, err := os.Stat(sandbox); !os.IsNotExist(err) {
+		t.Errorf("the sandbox %s is left after the hang-up", sandbox)
 	}
 }

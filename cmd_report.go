@@ -103,16 +103,18 @@ type drillsReport struct {
 	Unread    []string           `json:"unread,omitempty"` // scorecards that could not be read
 }
 
-// drillTrend is one scenario's drills: how the time to recovery moved.
+// drillTrend is one scenario's drills: how the time to recovery moved, over the drills
+// that recovered (a drill left open, or closed before its swap, has no time to trend).
 type drillTrend struct {
-	Scenario string  `json:"scenario"`
-	Name     string  `json:"name"`
-	Drills   int     `json:"drills"`
-	Passed   int     `json:"passed"`
-	First    float64 `json:"first_rto_seconds"`
-	Last     float64 `json:"last_rto_seconds"`
-	Median   float64 `json:"median_rto_seconds"`
-	Target   float64 `json:"rto_target_seconds"`
+	Scenario  string   `json:"scenario"`
+	Name      string   `json:"name"`
+	Drills    int      `json:"drills"`
+	Passed    int      `json:"passed"`
+	Recovered int      `json:"recovered"`
+	First     *float64 `json:"first_rto_seconds"` // null: none recovered
+	Last      *float64 `json:"last_rto_seconds"`
+	Median    *float64 `json:"median_rto_seconds"`
+	Target    float64  `json:"rto_target_seconds"`
 }
 
 func runDrillsReport(a *app, asJSON bool, out string) error {
@@ -135,23 +137,36 @@ func runDrillsReport(a *app, asJSON bool, out string) error {
 		if !ok {
 			i = len(r.Scenarios)
 			idx[c.Scenario] = i
-			r.Scenarios = append(r.Scenarios, drillTrend{Scenario: c.Scenario, Name: c.ScenarioName, First: c.RTOSeconds, Target: c.RTOTarget})
+			r.Scenarios = append(r.Scenarios, drillTrend{Scenario: c.Scenario, Name: c.ScenarioName, Target: c.RTOTarget})
 		}
 		t := &r.Scenarios[i]
 		t.Drills++
-		t.Last = c.RTOSeconds
 		if c.Pass {
 			t.Passed++
 		}
-		times[c.Scenario] = append(times[c.Scenario], c.RTOSeconds)
+		took, ok := c.TimeToRecovery()
+		if !ok {
+			continue
+		}
+		s := took.Seconds()
+		t.Recovered++
+		if t.First == nil {
+			t.First = &s
+		}
+		t.Last = &s
+		times[c.Scenario] = append(times[c.Scenario], s)
 	}
 	for i := range r.Scenarios {
 		ts := times[r.Scenarios[i].Scenario]
-		slices.Sort(ts)
-		r.Scenarios[i].Median = ts[len(ts)/2]
-		if len(ts)%2 == 0 {
-			r.Scenarios[i].Median = (ts[len(ts)/2-1] + ts[len(ts)/2]) / 2
+		if len(ts) == 0 {
+			continue
 		}
+		slices.Sort(ts)
+		m := ts[len(ts)/2]
+		if len(ts)%2 == 0 {
+			m = (ts[len(ts)/2-1] + ts[len(ts)/2]) / 2
+		}
+		r.Scenarios[i].Median = &m
 	}
 	return writeReport(a, r, r.markdown, asJSON, out)
 }
@@ -162,9 +177,20 @@ func (r *drillsReport) markdown() string {
 		return checklists.FormatDuration(time.Duration(s * float64(time.Second)).Round(time.Second))
 	}
 	fmt.Fprintf(&b, "# Drills: %d, %s to %s\n\n", len(r.Drills), r.Drills[0].Started.UTC().Format("2006-01-02"), r.Drills[len(r.Drills)-1].Started.UTC().Format("2006-01-02"))
+	opt := func(s *float64) string {
+		if s == nil {
+			return "—"
+		}
+		return dur(*s)
+	}
 	b.WriteString("## Time to recovery by scenario\n\n| Scenario | Drills | Passed | First | Last | Median | RTO |\n|---|---|---|---|---|---|---|\n")
+	unrecovered := 0
 	for _, t := range r.Scenarios {
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s |\n", t.Name, t.Drills, t.Passed, dur(t.First), dur(t.Last), dur(t.Median), dur(t.Target))
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s |\n", t.Name, t.Drills, t.Passed, opt(t.First), opt(t.Last), opt(t.Median), dur(t.Target))
+		unrecovered += t.Drills - t.Recovered
+	}
+	if unrecovered > 0 {
+		fmt.Fprintf(&b, "\nThe times are of the drills that recovered; %d did not (left open, or closed before a restore was swapped in) and have none.\n", unrecovered)
 	}
 	b.WriteString("\n## Every drill\n\n| Started (UTC) | Scenario | Mode | Operator | Time to recovery | Data | Mistakes | Score |\n|---|---|---|---|---|---|---|---|\n")
 	for _, c := range r.Drills {
@@ -173,9 +199,9 @@ func (r *drillsReport) markdown() string {
 			data = map[bool]string{true: "right", false: "WRONG"}[c.DataRight]
 		}
 		score := map[bool]string{true: "pass", false: "FAIL"}[c.Pass]
-		ttr := dur(c.RTOSeconds)
-		if !c.Recovered && c.Mode != drill.ModeTabletop {
-			ttr += " (not recovered)"
+		ttr := "not recovered"
+		if took, ok := c.TimeToRecovery(); ok {
+			ttr = dur(took.Seconds())
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %d | %s |\n", c.Started.UTC().Format("2006-01-02 15:04"), c.ScenarioName, c.Mode, c.Operator, ttr, data, len(c.Mistakes), score)
 	}

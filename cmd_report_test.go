@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"drconsole/checklists"
+	"drconsole/drill"
 )
 
 func TestIncidentsAndReport(t *testing.T) {
@@ -73,5 +74,55 @@ func TestIncidentsAndReport(t *testing.T) {
 	}
 	if out, _, code = runCLI(t, map[string]string{"XDG_STATE_HOME": t.TempDir()}, "incidents"); code != 0 || !strings.HasPrefix(out, "No incidents") {
 		t.Errorf("empty: %d %q", code, out)
+	}
+}
+
+// report --drills gives no time to recovery to a drill that never recovered (left open,
+// or closed before a swap): it says so, and the scenario's first, last and median times
+// are of the drills that did.
+func TestDrillsReportCountsOpenDrillsAsNotRecovered(t *testing.T) {
+	state := t.TempDir()
+	env := map[string]string{"XDG_STATE_HOME": state}
+	records := drill.RecordDir(checklists.StateDir("", func(k string) string { return env[k] }))
+	start := time.Date(2024, 1, 25, 14, 0, 0, 0, time.UTC)
+	for i, c := range []drill.Scorecard{
+		{Mode: drill.ModeConsole, Recovered: true, RTOSeconds: 25 * 60, Outcome: "drill complete", Pass: true},
+		{Mode: drill.ModeConsole, RTOSeconds: 7 * 60, Mistakes: []string{"the drill was left open: it was never closed with an outcome"}}, // left open
+		{Mode: drill.ModeConsole, Recovered: true, RTOSeconds: 35 * 60, Outcome: "drill complete", Pass: true},
+		{Mode: drill.ModeTabletop, RTOSeconds: 3 * 60}, // a tabletop left open
+	} {
+		c.Scenario, c.ScenarioName, c.RTOTarget, c.Mistakes = "database-corruption", "Database Corruption", 7200, append([]string{}, c.Mistakes...)
+		c.Started = start.Add(time.Duration(i) * 24 * time.Hour)
+		if _, err := c.Save(records, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errb, code := runCLI(t, env, "report", "--drills")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb)
+	}
+	for _, want := range []string{
+		"| Database Corruption | 4 | 2 | 25m | 35m | 30m | 2h |", // first, last, median of the two recovered
+		"| 2024-01-26 14:00 | Database Corruption | console |  | not recovered |",
+		"| 2024-01-28 14:00 | Database Corruption | tabletop |  | not recovered |",
+		"2 did not (left open, or closed before a restore was swapped in)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report --drills lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "7m") || strings.Contains(out, "3m") {
+		t.Errorf("a drill that never recovered is given a time:\n%s", out)
+	}
+	out, _, _ = runCLI(t, env, "report", "--drills", "--json")
+	var r struct {
+		Scenarios []struct {
+			Recovered int      `json:"recovered"`
+			First     *float64 `json:"first_rto_seconds"`
+			Median    *float64 `json:"median_rto_seconds"`
+		} `json:"scenarios"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || len(r.Scenarios) != 1 || r.Scenarios[0].Recovered != 2 || r.Scenarios[0].First == nil || *r.Scenarios[0].First != 1500 || *r.Scenarios[0].Median != 1800 {
+		t.Errorf("report --drills --json: %v\n%s", err, out)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,6 +43,17 @@ const (
 	Regional       = "regional-outage"
 	Ransomware     = "ransomware"
 )
+
+// Scenarios are the scenarios a sandbox can be built for, in the runbook's order.
+var Scenarios = []string{Corruption, Infrastructure, Regional, Ransomware}
+
+// CheckScenario says, in one line, when id is not a scenario a sandbox can be built for.
+func CheckScenario(id string) error {
+	if slices.Contains(Scenarios, id) {
+		return nil
+	}
+	return fmt.Errorf("unknown scenario %q (one of: %s)", id, strings.Join(Scenarios, ", "))
+}
 
 // Options say what sandbox to build.
 type Options struct {
@@ -131,10 +143,8 @@ func Build(ctx context.Context, o Options) (s *Sandbox, err error) {
 	if !ok {
 		return nil, fmt.Errorf("size %q: small, medium or large", o.Size)
 	}
-	switch o.Scenario {
-	case Corruption, Infrastructure, Regional, Ransomware:
-	default:
-		return nil, fmt.Errorf("scenario %q: %s, %s, %s or %s", o.Scenario, Corruption, Infrastructure, Regional, Ransomware)
+	if err := CheckScenario(o.Scenario); err != nil {
+		return nil, err
 	}
 	bin, err := serverBinaries()
 	if err != nil {
@@ -369,13 +379,18 @@ func (s *Sandbox) archiveWAL(ctx context.Context, keys openpgp.EntityList) error
 	return os.RemoveAll(stage)
 }
 
-// inject does the scenario's damage, for real, in the sandbox.
+// inject does the scenario's damage, for real, in the sandbox, and says what it did from
+// the rows before and after: deleting users deletes their guilds, API keys and sessions
+// too (the schema's ON DELETE CASCADE), and the facilitator's answer must say so.
 func (s *Sandbox) inject(ctx context.Context, scenario string, r *rand.Rand) error {
 	switch scenario {
 	case Corruption:
 		cut := 5 + r.IntN(10)
-		s.Fault = fmt.Sprintf(`%d%% of "User" rows deleted (their API keys with them) and "Guild" damaged: its rows' names overwritten`, cut)
-		return s.sql(ctx, s.Database, fmt.Sprintf(`DELETE FROM "User" WHERE id %% 100 < %d; UPDATE "Guild" SET name = 'x'`, cut))
+		return s.deleteUsers(ctx, fmt.Sprintf(`DELETE FROM "User" WHERE id %% 100 < %d; UPDATE "Guild" SET name = 'x'`, cut),
+			func(users, cascade string, after map[string]int64) string {
+				return fmt.Sprintf(`%d%% of "User" rows deleted (%s)%s; every remaining "Guild" row's name overwritten (%d rows)`,
+					cut, users, cascade, after["public.Guild"])
+			})
 	case Infrastructure:
 		s.Fault = "the database server is gone: the cluster holds no " + s.Database + " database any more (a new, empty server to restore onto)"
 		return s.sql(ctx, "postgres", "DROP DATABASE "+s.Database+" WITH (FORCE)")
@@ -383,16 +398,54 @@ func (s *Sandbox) inject(ctx context.Context, scenario string, r *rand.Rand) err
 		// The primary region's bucket cannot be reached: its directory is gone from
 		// where the configuration points.
 		primary := filepath.Join(s.Dir, "backups", "primary")
-		s.Fault = "the primary location is unreachable (its region is down); the secondary holds the same backups; the database lost 20% of its users"
 		if err := os.Rename(primary, primary+".unreachable"); err != nil {
 			return err
 		}
-		return s.sql(ctx, s.Database, `DELETE FROM "User" WHERE id % 5 = 0`)
+		return s.deleteUsers(ctx, `DELETE FROM "User" WHERE id % 5 = 0`, func(users, cascade string, _ map[string]int64) string {
+			return "the primary location is unreachable (its region is down); the secondary holds the same backups; the database lost 20% of its users (" + users + ")" + cascade
+		})
 	case Ransomware:
 		s.Fault = `ransomware: every "User" bio overwritten with a ransom note; the last two backups were taken after the attack began and hold it too: only the one before is clean`
 		return s.sql(ctx, s.Database, ransom)
 	}
 	return nil
+}
+
+// deleteUsers runs a fault that deletes users and sets Fault to what say makes of the
+// users deleted ("260 of 2010") and the rows the deletes took with them by cascade.
+func (s *Sandbox) deleteUsers(ctx context.Context, sql string, say func(users, cascade string, after map[string]int64) string) error {
+	before, err := s.counts(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.sql(ctx, s.Database, sql); err != nil {
+		return err
+	}
+	after, err := s.counts(ctx)
+	if err != nil {
+		return err
+	}
+	var took []string
+	for _, t := range []struct{ table, rows string }{{"Guild", "guilds"}, {"ApiKey", "API keys"}, {"Session", "sessions"}} {
+		if n := before["public."+t.table] - after["public."+t.table]; n > 0 {
+			took = append(took, fmt.Sprintf("%d %s", n, t.rows))
+		}
+	}
+	cascade := ""
+	if len(took) > 0 {
+		cascade = ", and by cascade their " + joinAnd(took)
+	}
+	users := fmt.Sprintf("%d of %d", before["public.User"]-after["public.User"], before["public.User"])
+	s.Fault = say(users, cascade, after)
+	return nil
+}
+
+// joinAnd joins words as a sentence does: "a, b and c".
+func joinAnd(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
 }
 
 // ransom is what the attack writes.

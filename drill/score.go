@@ -40,8 +40,10 @@ type Scorecard struct {
 	RTOSeconds    float64      `json:"rto_seconds"`        // incident start to the swap's end (or to the end when nothing was swapped)
 	RTOTarget     float64      `json:"rto_target_seconds"` // the scenario's RTO
 	RTOMet        bool         `json:"rto_met"`            //
-	RPOSeconds    *float64     `json:"rpo_seconds"`        // incident start minus the restored backup's time
+	RPOSeconds    *float64     `json:"rpo_seconds"`        // the data lost: the fault's moment (else the incident's start) minus the recovery point
 	RPOTarget     float64      `json:"rpo_target_seconds"` //
+	RPOMet        bool         `json:"rpo_met"`            // within the target, and no data lost that a better choice keeps
+	RPOFrom       string       `json:"rpo_from,omitempty"` // what RPOSeconds is measured from and to, in words
 	Backup        string       `json:"backup,omitempty"`   // the backup swapped in
 	BackupVerdict string       `json:"backup_verdict,omitempty"`
 	Tables        []TableScore `json:"tables,omitempty"`
@@ -57,6 +59,9 @@ type Scorecard struct {
 	rto, rpoGoal  time.Duration // as durations, for the text
 	recoveryPoint time.Time
 	against       string
+	// avoidable: a mistake names data lost that the sandbox held (an older backup, a
+	// point in time earlier than needed): the RPO is not met, whatever its figure.
+	avoidable bool
 }
 
 // StepScore is one step's time against its budget.
@@ -138,17 +143,24 @@ func Score(in ScoreInput) *Scorecard {
 	if in.Mode == ModeTabletop {
 		c.RTOMet = took <= sc.RTO // nothing is restored in a tabletop: the time is the team's
 	}
+	// The data lost runs from the recovery point to the last good moment: in a sandbox the
+	// moment just before its fault, which it knows; else the incident's start.
+	lastGood, to := inc.Started, "the incident's start"
+	if in.Sandbox != nil && !in.Sandbox.FaultAt.IsZero() {
+		lastGood, to = in.Sandbox.FaultAt, "the fault"
+	}
 	if t, ok := backupTime(c.Backup); ok {
-		rpo := inc.Started.Sub(t).Seconds()
-		c.RPOSeconds = &rpo
+		rpo := max(lastGood.Sub(t), 0).Seconds()
+		c.RPOSeconds, c.RPOFrom = &rpo, "the backup's time to "+to
 	}
 	// A recovery to a point in time: the swapped copy came from it.
 	if p := inc.PITR; swapped != nil && p != nil && p.Result == checklists.ResultOK && !swapped.Started.Before(p.Time) {
 		c.PointInTime = p.Target()
 		c.Backup = "point in time: " + p.Target() + ", from base backup " + p.BaseBackup
+		c.RPOSeconds, c.RPOFrom = nil, ""
 		if p.RecoveryPoint != nil {
-			rpo := inc.Started.Sub(*p.RecoveryPoint).Seconds()
-			c.RPOSeconds = &rpo
+			rpo := max(lastGood.Sub(*p.RecoveryPoint), 0).Seconds()
+			c.RPOSeconds, c.RPOFrom = &rpo, "the recovery point to "+to
 			c.recoveryPoint = *p.RecoveryPoint
 		}
 	}
@@ -166,8 +178,21 @@ func Score(in ScoreInput) *Scorecard {
 		}
 	}
 	c.scoreData(in, c.Backup)
+	if c.RPOSeconds != nil {
+		c.RPOMet = secs(*c.RPOSeconds) <= sc.RPO && !c.avoidable
+	}
 	c.Pass = len(c.Mistakes) == 0 && c.RTOMet && (c.DataRight || !c.DataChecked)
 	return c
+}
+
+// TimeToRecovery is how long the drill took to bring the data back, and false when it
+// never did: nothing was swapped in (a drill left open or abandoned before its swap), or
+// a tabletop was not closed as complete. Such a drill has no time to recovery to trend.
+func (c *Scorecard) TimeToRecovery() (time.Duration, bool) {
+	if c.Mode == ModeTabletop {
+		return secs(c.RTOSeconds), c.Outcome != "" && !strings.Contains(c.Outcome, "abandon")
+	}
+	return secs(c.RTOSeconds), c.Recovered
 }
 
 func (c *Scorecard) scoreSteps(in ScoreInput, inc *checklists.Incident, end time.Time) {
@@ -268,6 +293,7 @@ func (c *Scorecard) scoreBackup(in ScoreInput) {
 	default:
 		c.BackupVerdict = "not the newest clean one (" + sb.Clean + ")"
 		c.Mistakes = append(c.Mistakes, "restored "+c.Backup+", older than the clean one "+sb.Clean+": data lost")
+		c.avoidable = true
 	}
 }
 
@@ -295,6 +321,7 @@ func (c *Scorecard) scoreData(in ScoreInput, _ string) {
 		c.Mistakes = append(c.Mistakes, "the sandbox's database cannot be read: "+in.PrintsErr.Error())
 	} else if !c.DataRight && c.PointInTime != "" && !c.recoveryPoint.IsZero() && c.recoveryPoint.Before(in.Sandbox.FaultAt) {
 		c.Mistakes = append(c.Mistakes, "recovered to a point earlier than needed: the writes between it and the fault ("+stampUTC(in.Sandbox.PITRTarget())+") are lost")
+		c.avoidable = true
 	} else if !c.DataRight {
 		c.Mistakes = append(c.Mistakes, "the recovered data is not "+whose)
 	}
@@ -348,19 +375,28 @@ func (c *Scorecard) Text() string {
 	kv("RTO", "%s %s, of %s: %s", clock(secs(c.RTOSeconds)), rto, checklists.FormatDuration(c.rto), metWord(c.RTOMet))
 	if c.RPOSeconds != nil {
 		rpo := secs(*c.RPOSeconds)
-		why := ""
-		if rpo > c.rpoGoal && c.BackupVerdict == "the right one" {
-			why = " (the schedule's: no clean backup was newer)"
+		verdict := metWord(c.RPOMet)
+		switch {
+		case !c.RPOMet && rpo <= c.rpoGoal: // within the figure, but a mistake lost data the sandbox held
+			verdict = "NOT MET: an avoidable loss (the mistake below)"
+		case rpo > c.rpoGoal && c.BackupVerdict == "the right one":
+			verdict += " (the schedule's: no clean backup was newer)"
 		}
-		lost, from := checklists.FormatDuration(rpo.Round(time.Minute)), "the backup's time"
-		if rpo < time.Hour {
+		lost := checklists.FormatDuration(rpo.Round(time.Minute))
+		switch {
+		case rpo < time.Minute: // a point in time a moment too early loses a second's writes
+			lost = fmt.Sprintf("%.1fs", rpo.Seconds())
+		case rpo < time.Hour:
 			lost = clock(rpo)
 		}
-		if c.PointInTime != "" {
-			from = "the recovery point"
+		from := c.RPOFrom
+		if from == "" { // a scorecard kept before it was said
+			from = "the backup's time to the incident's start"
+			if c.PointInTime != "" {
+				from = "the recovery point to the incident's start"
+			}
 		}
-		kv("RPO", "%s of data lost (%s to the incident's start), target %s: %s%s",
-			lost, from, checklists.FormatDuration(c.rpoGoal), metWord(rpo <= c.rpoGoal), why)
+		kv("RPO", "%s of data lost (%s), target %s: %s", lost, from, checklists.FormatDuration(c.rpoGoal), verdict)
 	}
 	if c.DataChecked {
 		b.WriteString("data      each table against " + c.against + ":\n")
@@ -475,7 +511,7 @@ func (c *Scorecard) Save(dir, report string) (string, error) {
 	if report != "" {
 		md += "\n" + report
 	}
-	for _, f := range []struct{ path, data string }{{strings.TrimSuffix(path, ".json") + ".md", md}, {path, string(data) + "\n"}} {
+	for _, f := range []struct{ path, data string }{{ReportPath(path), md}, {path, string(data) + "\n"}} {
 		tmp := f.path + ".tmp"
 		if err := os.WriteFile(tmp, []byte(f.data), 0o600); err != nil {
 			return "", err
@@ -486,6 +522,9 @@ func (c *Scorecard) Save(dir, report string) (string, error) {
 	}
 	return path, nil
 }
+
+// ReportPath is where Save keeps the Markdown report beside the scorecard at path.
+func ReportPath(path string) string { return strings.TrimSuffix(path, ".json") + ".md" }
 
 // LoadScorecards reads the scorecards in dir, oldest first; files that cannot be read
 // are named in errs.

@@ -101,3 +101,118 @@ func TestScoreOfNothingAndItsRecord(t *testing.T) {
 		t.Errorf("read back: %v %v\n%s\nwant\n%s", errs, len(cards), cards[0].Text(), c.Text())
 	}
 }
+
+// recovered records a console drill of database corruption started at start, whose data
+// came back from backup (a dump's name) or, when point is set, from a recovery to a point
+// in time that reached point; the copy is swapped in and the drill closed, every
+// checklist item ticked.
+func recovered(t *testing.T, start time.Time, backup string, point time.Time) (*checklists.Incident, *checklists.Runbook, *checklists.Scenario) {
+	t.Helper()
+	rb := checklists.Default()
+	sc, _ := rb.Scenario(Corruption)
+	now := start
+	j, err := checklists.StartIncident(checklists.StartOptions{StateDir: t.TempDir(), Runbook: rb, Scenario: sc, Drill: true, Operator: "trainee", Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	rec := func(after time.Duration, e checklists.Event) {
+		t.Helper()
+		now = now.Add(after)
+		if err := j.Record(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !point.IsZero() {
+		target := point.Truncate(time.Second).Add(time.Second)
+		rec(10*time.Minute, checklists.Event{Type: checklists.EventPITRRecovered, Step: 4, Result: checklists.ResultOK, Database: "spywatcher",
+			PITR: &checklists.PITRPoint{TargetKind: "time", TargetTime: &target, BaseBackup: "spywatcher_base_20240125_020003.tar.zst.gpg", RecoveryPoint: &point}})
+	}
+	rec(time.Minute, checklists.Event{Type: checklists.EventRestoreStarted, Step: 4, Backup: backup, Database: "spywatcher", Mode: "swap"})
+	rec(5*time.Minute, checklists.Event{Type: checklists.EventSwapStarted, Database: "spywatcher"})
+	rec(time.Second, checklists.Event{Type: checklists.EventSwapFinished, Result: checklists.ResultOK})
+	for _, item := range rb.PostRecovery {
+		rec(time.Second, checklists.Event{Type: checklists.EventChecklistTicked, Title: item, Who: "trainee"})
+	}
+	if err := j.CloseIncident("drill complete", ""); err != nil {
+		t.Fatal(err)
+	}
+	return j.Incident(), rb, sc
+}
+
+// The RPO line measures the data lost from the recovery point to the fault (the sandbox
+// knows when it began), not to when the trainee started the drill, and never says met
+// where a mistake names data lost that a better choice keeps: a point in time earlier than
+// needed, or a backup older than the clean one, even within the target's figure.
+func TestScoreRPOAgreesWithTheDataLost(t *testing.T) {
+	fault := time.Date(2024, 1, 25, 13, 45, 0, 300_000_000, time.UTC)
+	start := fault.Add(2 * time.Minute) // the trainee opened the drill after the fault
+	right := map[string]string{}
+	for _, tb := range Tables {
+		right["public."+tb] = "10 right"
+	}
+	lost := map[string]string{}
+	for k, v := range right {
+		lost[k] = v
+	}
+	lost["public.Event"] = "9 fewer"
+	sb := &Sandbox{FaultAt: fault, BeforeFault: right, Prints: right, Clean: "spywatcher_incremental_20240125_133000.dump.gz.gpg",
+		Backups: []string{"spywatcher_full_20240125_130000.dump.gz.gpg", "spywatcher_incremental_20240125_133000.dump.gz.gpg"}}
+
+	for _, c := range []struct {
+		name   string
+		backup string
+		point  time.Time
+		prints map[string]string
+		rpo    time.Duration
+		met    bool
+		want   []string
+	}{
+		{"a point in time 40s before the fault, losing writes", "spywatcher_full_20240125_134420.dump", fault.Add(-40 * time.Second), lost, 40 * time.Second, false,
+			[]string{"RPO       40.0s of data lost (the recovery point to the fault), target 1h: NOT MET: an avoidable loss", "mistake   recovered to a point earlier than needed"}},
+		{"the point just before the fault", "spywatcher_full_20240125_134500.dump", fault.Add(-200 * time.Millisecond), right, 200 * time.Millisecond, true,
+			[]string{"RPO       0.2s of data lost (the recovery point to the fault), target 1h: met", "score     PASS"}},
+		{"a dump older than the clean one, within the hour", "spywatcher_full_20240125_130000.dump.gz.gpg", time.Time{}, right, 45*time.Minute + 300*time.Millisecond, false,
+			[]string{"RPO       45:00 of data lost (the backup's time to the fault), target 1h: NOT MET: an avoidable loss", "older than the clean one"}},
+		{"the clean dump", sb.Clean, time.Time{}, right, 15*time.Minute + 300*time.Millisecond, true,
+			[]string{"RPO       15:00 of data lost (the backup's time to the fault), target 1h: met", "score     PASS"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			inc, rb, sc := recovered(t, start, c.backup, c.point)
+			card := Score(ScoreInput{Mode: ModeConsole, Incident: inc, Runbook: rb, Scenario: sc, Sandbox: sb, Prints: c.prints, Now: start.Add(time.Hour)})
+			text := card.Text()
+			if card.RPOSeconds == nil || secs(*card.RPOSeconds) != c.rpo || card.RPOMet != c.met {
+				t.Errorf("RPO %v, met %v; want %s, met %v\n%s", card.RPOSeconds, card.RPOMet, c.rpo, c.met, text)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(text, w) {
+					t.Errorf("the scorecard lacks %q:\n%s", w, text)
+				}
+			}
+			// The two agree: a data-loss mistake named, and the RPO met, never together.
+			if strings.Contains(text, "data lost") && strings.Contains(text, "mistake") && strings.Contains(text, "target 1h: met") {
+				t.Errorf("the RPO is met beside a data-loss mistake:\n%s", text)
+			}
+		})
+	}
+}
+
+// A drill that never recovered has no time to recovery for the trend; a tabletop has one
+// when it was closed as complete.
+func TestTimeToRecoveryOnlyOfDrillsThatRecovered(t *testing.T) {
+	for _, c := range []struct {
+		card Scorecard
+		ok   bool
+	}{
+		{Scorecard{Mode: ModeConsole, Recovered: true, RTOSeconds: 600}, true},
+		{Scorecard{Mode: ModeConsole, RTOSeconds: 600}, false},                            // left open, nothing swapped in
+		{Scorecard{Mode: ModeConsole, Outcome: "drill complete", RTOSeconds: 600}, false}, // closed before any swap
+		{Scorecard{Mode: ModeTabletop, Outcome: "drill complete", RTOSeconds: 600}, true},
+		{Scorecard{Mode: ModeTabletop, Outcome: "drill abandoned", RTOSeconds: 600}, false},
+		{Scorecard{Mode: ModeTabletop, RTOSeconds: 600}, false}, // left open
+	} {
+		if took, ok := c.card.TimeToRecovery(); ok != c.ok || ok && took != 10*time.Minute {
+			t.Errorf("%s, outcome %q, recovered %v: %s, %v; want %v", c.card.Mode, c.card.Outcome, c.card.Recovered, took, ok, c.ok)
+		}
+	}
+}

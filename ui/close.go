@@ -26,11 +26,19 @@ type closeScreen struct {
 	err      error
 	// A sandbox drill's scored report, shown once it is closed: scoring (running),
 	// score (its lines, scrolled) or scoreErr.
-	scoring   bool
-	score     viewport.Model
-	scored    bool
-	scoreErr  error
-	scoreText string
+	scoring  bool
+	score    viewport.Model
+	scored   bool
+	scoreErr error
+	card     Scored
+}
+
+// Scored is a closed drill's scored report, as its close screen shows it.
+type Scored struct {
+	Text string // the scorecard, in lines of a label and a value
+	// Report is where the drill's report is kept for good (the state directory's
+	// drills/); "" when it could not be. A sandbox's own report goes with the sandbox.
+	Report string
 }
 
 type incidentClosedMsg struct {
@@ -40,7 +48,7 @@ type incidentClosedMsg struct {
 
 // scoredMsg is a drill's scored report.
 type scoredMsg struct {
-	text string
+	card Scored
 	err  error
 }
 
@@ -75,12 +83,12 @@ func (c *closeScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		if s.opt.Score != nil && s.inc.Closed && !c.scoring && !c.scored {
 			c.scoring = true
 			score := s.opt.Score
-			return c, func() tea.Msg { text, err := score(); return scoredMsg{text, err} }
+			return c, func() tea.Msg { card, err := score(); return scoredMsg{card, err} }
 		}
 	case scoredMsg:
 		c.scoring, c.scored, c.scoreErr = false, true, msg.err
 		c.score = viewport.New(viewport.WithWidth(max(s.width, 20)))
-		c.scoreText = msg.text
+		c.card = msg.card
 	case tea.KeyPressMsg:
 		if c.scored {
 			var cmd tea.Cmd
@@ -226,7 +234,19 @@ func (c *closeScreen) scoreView(w, h int) string {
 	s := c.s
 	var b strings.Builder
 	b.WriteString(s.st.Header.Render("Drill closed as "+c.outcomes[c.pick]+": the scored report") + "\n")
-	b.WriteString(s.st.Muted.Render(wrap("Report: "+c.path, w)) + "\n")
+	// The report that lasts: a sandbox's own, beside its journal, goes with the sandbox.
+	report := c.card.Report
+	switch {
+	case report != "":
+	case c.scoring:
+		report = "being kept with the scorecard…"
+	case s.opt.Sandbox:
+		report = c.path + " (in the sandbox: it goes when the drill ends)"
+	default:
+		report = c.path
+	}
+	// Under a label as wide as the scorecard's, so that its path and the scorecard's line up.
+	b.WriteString(s.st.Muted.Render("report    "+strings.TrimPrefix(indentAtSpaces(report, w, 10), strings.Repeat(" ", 10))) + "\n")
 	switch {
 	case c.scoring:
 		b.WriteString("\nScoring: reading the sandbox's database…\n")
@@ -236,14 +256,15 @@ func (c *closeScreen) scoreView(w, h int) string {
 		return b.String()
 	}
 	top := strings.Count(b.String(), "\n")
-	// Each line wrapped at words under its label (the first 10 columns), never cut.
+	// Each line wrapped at spaces under its label (the first 10 columns), and a path after
+	// its slashes: never cut, never broken inside a name.
 	var lines []string
-	for _, l := range strings.Split(strings.TrimRight(c.scoreText, "\n"), "\n") {
+	for _, l := range strings.Split(strings.TrimRight(c.card.Text, "\n"), "\n") {
 		if ansi.StringWidth(l) <= w || len(l) < 10 {
 			lines = append(lines, l)
 			continue
 		}
-		lines = append(lines, l[:10]+strings.TrimPrefix(indent(l[10:], w, 10), strings.Repeat(" ", 10)))
+		lines = append(lines, l[:10]+strings.TrimPrefix(indentAtSpaces(l[10:], w, 10), strings.Repeat(" ", 10)))
 	}
 	c.score.SetContent(strings.Join(lines, "\n"))
 	c.score.SetWidth(w)

@@ -56,8 +56,12 @@ type Options struct {
 	Sandbox bool
 	// Scenario, in a drill, is the one it was built for: the scenario list starts on it.
 	Scenario string
-	// Score, in a sandbox drill, scores it once it is closed: the text is shown.
-	Score    func() (string, error)
+	// Score, in a drill, scores it once it is closed: the scorecard is shown, and where
+	// its report is kept.
+	Score func() (Scored, error)
+	// Alert, in a sandbox drill, is when the first sign of trouble was seen: the moment
+	// just before its fault, which the point in time is offered at.
+	Alert    time.Time
 	Operator string
 	Host     string
 	Now      func() time.Time // nil: time.Now; tests fix it

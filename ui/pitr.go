@@ -103,15 +103,24 @@ func (p *pitrScreen) bases() int {
 	return n
 }
 
-// suggestion is the moment offered first: the incident's start, to the minute. The
-// operator moves it to just before things went wrong.
-func (p *pitrScreen) suggestion() time.Time {
+// suggestion is the moment offered first, and what it is: the target of a recovery to a
+// point in time this incident made already (chosen once, it is the best guess); else, in a
+// drill, the first sign of trouble (Alert: just before the fault, inside the sandbox's
+// archive, where the incident's start is past the fault and refused); else the incident's
+// start, to the minute. The operator moves it to just before things went wrong.
+func (p *pitrScreen) suggestion() (time.Time, string) {
 	s := p.s
+	if s.inc != nil && s.inc.PITR != nil && s.inc.PITR.TargetTime != nil {
+		return s.inc.PITR.TargetTime.UTC(), "the target of this incident's last recovery to a point in time"
+	}
+	if !s.opt.Alert.IsZero() {
+		return s.opt.Alert.UTC(), "the first sign of trouble"
+	}
 	start := s.now
 	if s.inc != nil {
 		start = s.inc.Started
 	}
-	return start.UTC().Truncate(time.Minute)
+	return start.UTC().Truncate(time.Minute), "the incident's start"
 }
 
 func (p *pitrScreen) update(msg tea.Msg) (screen, tea.Cmd) {
@@ -125,7 +134,8 @@ func (p *pitrScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		}
 		p.state = pitrEditing
 		p.field = newField(s, "recover to (UTC): ", false)
-		p.field.SetValue(p.suggestion().Format("2006-01-02 15:04:05"))
+		at, _ := p.suggestion()
+		p.field.SetValue(at.Format("2006-01-02 15:04:05"))
 		return p, p.field.Focus()
 	case pitrPlannedMsg:
 		if msg.attempt != p.attempt || p.state != pitrPlanning {
@@ -395,12 +405,22 @@ func (p *pitrScreen) viewReaches(b *strings.Builder, w int) {
 	}
 }
 
-// hint says what to type; the ransomware scenario's restore is to just before the attack.
+// hint says what to type, and what is offered; the ransomware scenario's restore is to
+// just before the attack. A drill says when its first sign of trouble was seen.
 func (p *pitrScreen) hint(w int) string {
 	s := p.s
-	text := "The moment to go back to, in UTC (YYYY-MM-DD HH:MM:SS, or with an offset such as +02:00): recovery stops before the first commit after it. Offered: the incident's start."
+	_, offered := p.suggestion()
+	text := "The moment to go back to, in UTC (YYYY-MM-DD HH:MM:SS, or with an offset such as +02:00): recovery stops before the first commit after it. Offered: " + offered + "."
 	if s.scenario != nil && s.scenario.ID == "ransomware" {
-		text = "Just before the attack: the moment before the first encrypted write or ransom note, in UTC (YYYY-MM-DD HH:MM:SS, or with an offset). Recovery stops before the first commit after it. Offered: the incident's start; move it earlier."
+		text = "Just before the attack: the moment before the first encrypted write or ransom note, in UTC (YYYY-MM-DD HH:MM:SS, or with an offset). Recovery stops before the first commit after it. Offered: " + offered
+		if offered == "the incident's start" {
+			text += "; move it earlier."
+		} else {
+			text += "."
+		}
+	}
+	if !s.opt.Alert.IsZero() {
+		text = "The first sign of trouble was seen at " + s.opt.Alert.UTC().Format("2006-01-02 15:04:05") + " UTC. " + text
 	}
 	return wrap(text, w)
 }

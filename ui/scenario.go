@@ -6,6 +6,7 @@ import (
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 
 	"drconsole/checklists"
 )
@@ -100,8 +101,16 @@ func (sc *scenarioScreen) view(w, h int) string {
 	scen := s.scenario
 	var b strings.Builder
 	c := checklists.ClockAt(s.inc, s.opt.Runbook.Escalation, s.now)
-	b.WriteString(s.st.Header.Render(scen.Name) + s.st.Muted.Render(fmt.Sprintf("  RTO %s · RPO %s · %s", checklists.FormatDuration(scen.RTO), checklists.FormatDuration(scen.RPO), s.inc.ID)) + "\n")
 	extra := 0
+	// The incident's id goes on a line of its own when the name and targets leave it too
+	// little room (a drill's ids are long): cut, it could not be read or copied.
+	head := fmt.Sprintf("  RTO %s · RPO %s", checklists.FormatDuration(scen.RTO), checklists.FormatDuration(scen.RPO))
+	if ansi.StringWidth(scen.Name+head+" · "+s.inc.ID) <= w {
+		b.WriteString(s.st.Header.Render(scen.Name) + s.st.Muted.Render(head+" · "+s.inc.ID) + "\n")
+	} else {
+		b.WriteString(s.st.Header.Render(scen.Name) + s.st.Muted.Render(head) + "\n" + s.st.Muted.Render(s.inc.ID) + "\n")
+		extra++
+	}
 	left := fmt.Sprintf("Clock %s elapsed, %s left of the RTO", clockText(c.Elapsed), clockText(c.RTORemaining))
 	if c.OverRTO {
 		b.WriteString(s.st.Danger.Render(fmt.Sprintf("Clock %s elapsed: %s OVER the RTO", clockText(c.Elapsed), clockText(-c.RTORemaining))) + "\n")
@@ -126,14 +135,35 @@ func (sc *scenarioScreen) view(w, h int) string {
 		b.WriteString(s.st.Warning.Render(ws) + "\n")
 	}
 	b.WriteString("\n")
-	titleW := max(w-2-4-8-24, 20)
-	b.WriteString("  " + s.st.Muted.Render(fmt.Sprintf("%-4s%-*s%8s  %s", "#", titleW, "Step", "Budget", "State")) + "\n")
+	// An untimed step's words go in the budget column when they fit it ("Immediate");
+	// longer ones ("When primary region recovers") would push the row past the screen's
+	// edge and have its state cut, so they are said under the list.
+	budgets := make([]string, len(scen.Steps))
+	budgetW := len("Budget  ")
+	var notes []string
+	for i, st := range scen.Steps {
+		switch {
+		case st.Budget > 0:
+			budgets[i] = checklists.FormatDuration(st.Budget)
+		case len([]rune(st.Timing)) <= maxBudgetW:
+			budgets[i] = st.Timing
+		default:
+			budgets[i] = "untimed"
+			notes = append(notes, fmt.Sprintf("%d. untimed: %s", i+1, st.Timing))
+		}
+		budgetW = max(budgetW, len([]rune(budgets[i])))
+	}
+	var foot strings.Builder
+	for _, n := range notes {
+		foot.WriteString(s.st.Muted.Render(indent(n, w, 2)) + "\n")
+	}
+	if len(notes) > 0 {
+		extra += strings.Count(foot.String(), "\n") + 1 // and the blank line above them
+	}
+	titleW := max(w-2-4-budgetW-24, 20)
+	b.WriteString("  " + s.st.Muted.Render(fmt.Sprintf("%-4s%-*s%*s  %s", "#", titleW, "Step", budgetW, "Budget", "State")) + "\n")
 	for _, l := range s.rows(sc.cur, h-7-extra, func(i int) string {
 		st := scen.Steps[i]
-		budget := st.Timing
-		if st.Budget > 0 {
-			budget = checklists.FormatDuration(st.Budget)
-		}
 		state, paint := "pending", s.st.Muted.Render
 		if i < len(c.Steps) {
 			state, paint = s.stepState(c.Steps[i])
@@ -142,12 +172,18 @@ func (sc *scenarioScreen) view(w, h int) string {
 		if len([]rune(title)) > titleW-1 {
 			title = string([]rune(title)[:titleW-2]) + "…"
 		}
-		return fmt.Sprintf("%-4s%-*s%8s  ", fmt.Sprintf("%d.", i+1), titleW, title, budget) + paint(state)
+		return fmt.Sprintf("%-4s%-*s%*s  ", fmt.Sprintf("%d.", i+1), titleW, title, budgetW, budgets[i]) + paint(state)
 	}) {
 		b.WriteString(l + "\n")
 	}
+	if len(notes) > 0 {
+		b.WriteString("\n" + foot.String())
+	}
 	return b.String()
 }
+
+// maxBudgetW is the widest an untimed step's words may be in the budget column.
+const maxBudgetW = len("Immediate")
 
 func (sc *scenarioScreen) title() string {
 	return "scenario"

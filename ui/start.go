@@ -14,6 +14,7 @@ import (
 // startScreen offers to resume an open incident or to start a new one or a drill.
 type startScreen struct {
 	hidden  int // real incidents open, which a drill console does not offer
+	others  int // drills of other scenarios open, which a drill of one scenario does not offer
 	s       *session
 	loaded  bool
 	err     error
@@ -50,6 +51,26 @@ func (st *startScreen) init() tea.Cmd {
 
 func (st *startScreen) build() {
 	st.choices = nil
+	label := "Start a drill (tabletop or training: nothing is run for real)"
+	if st.s.opt.Sandbox {
+		label = "Start the drill (in the sandbox: restores, swaps and psql run for real there)"
+	}
+	// A drill made for one scenario (drconsole drill, drill --tabletop) starts it first:
+	// an open one of the same scenario is offered after it, as what it is.
+	if sc, ok := st.s.opt.Runbook.Scenario(st.s.opt.Scenario); ok && st.s.opt.Drill {
+		if !st.s.opt.Sandbox {
+			label = "Start a new drill of " + sc.Name + " (nothing is run for real)"
+		}
+		st.choices = append(st.choices, startChoice{label: label, drill: true})
+		for _, inc := range st.open {
+			st.choices = append(st.choices, startChoice{
+				label:  fmt.Sprintf("Resume this scenario's open drill instead: started %s ago, %d/%d steps done", checklistsAge(st.s, inc), inc.StepsDone, inc.Steps),
+				resume: inc.ID, drill: true,
+			})
+		}
+		st.cur.setLen(len(st.choices))
+		return
+	}
 	for _, inc := range st.open {
 		kind := "incident"
 		if inc.Drill {
@@ -63,10 +84,6 @@ func (st *startScreen) build() {
 	}
 	if !st.s.opt.Drill {
 		st.choices = append(st.choices, startChoice{label: "Start a new incident (real recovery)"})
-	}
-	label := "Start a drill (tabletop or training: nothing is run for real)"
-	if st.s.opt.Sandbox {
-		label = "Start the drill (in the sandbox: restores, swaps and psql run for real there)"
 	}
 	st.choices = append(st.choices, startChoice{label: label, drill: true})
 	st.cur.setLen(len(st.choices))
@@ -85,12 +102,14 @@ func (st *startScreen) update(msg tea.Msg) (screen, tea.Cmd) {
 		}
 	case incidentsListedMsg:
 		st.loaded, st.err = true, msg.err
-		st.open, st.hidden = nil, 0
+		st.open, st.hidden, st.others = nil, 0, 0
 		for _, inc := range msg.list {
 			switch {
 			case inc.Closed || inc.Err != "":
 			case st.s.opt.Drill && !inc.Drill:
 				st.hidden++ // a drill console never resumes or joins a real incident
+			case st.s.opt.Drill && st.s.opt.Scenario != "" && inc.Scenario != st.s.opt.Scenario:
+				st.others++ // nor a drill of another scenario than the one asked for
 			default:
 				st.open = append(st.open, inc)
 			}
@@ -149,6 +168,8 @@ func (st *startScreen) view(w, h int) string {
 		b.WriteString(s.st.Danger.Render("Could not list incidents: "+st.err.Error()) + "\n")
 	} else if len(st.open) == 0 {
 		b.WriteString(s.st.Muted.Render("No incident is open.") + "\n")
+	} else if s.opt.Drill && s.opt.Scenario != "" {
+		b.WriteString(s.st.Warning.Render(wrap(fmt.Sprintf("%d drill(s) of this scenario open: start a new one, or resume it below.", len(st.open)), w)) + "\n")
 	} else {
 		b.WriteString(s.st.Warning.Render(fmt.Sprintf("%d incident(s) still open: resume rather than start over.", len(st.open))) + "\n")
 	}
@@ -194,6 +215,9 @@ func (st *startScreen) view(w, h int) string {
 		if st.hidden > 0 {
 			b.WriteString(s.st.Warning.Render(wrap(fmt.Sprintf("%d real incident(s) open: not offered in a drill (run drconsole without --drill to resume one).", st.hidden), w)) + "\n")
 		}
+	}
+	if st.others > 0 {
+		b.WriteString(s.st.Muted.Render(wrap(fmt.Sprintf("%d open drill(s) of other scenarios: not offered in a drill of this one.", st.others), w)) + "\n")
 	}
 	return b.String()
 }
