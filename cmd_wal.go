@@ -142,7 +142,11 @@ a wrong key, a segment missing while later ones are archived, a bad command line
 126, so that PostgreSQL stops recovery instead of ending it early. For the recovering
 server's configuration:
 
-  restore_command = 'drconsole wal-fetch --gpg-key /etc/drconsole/ops-secret.asc %f %p'`,
+  restore_command = 'drconsole wal-fetch --gpg-key /etc/drconsole/ops-secret.asc %f %p'
+
+or, taking a segment already fetched ahead with mv (what drconsole configures itself):
+
+  restore_command = 'mv -f pg_wal/drconsole-prefetch/%f %p 2>/dev/null || drconsole wal-fetch --gpg-key /etc/drconsole/ops-secret.asc %f %p'`,
 		Example: "  drconsole wal-fetch --gpg-key ops-secret.asc 000000010000000000000001 pg_wal/RECOVERYXLOG",
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) != 2 {
