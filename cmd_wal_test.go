@@ -22,6 +22,7 @@ import (
 	"drconsole/internal/gpgtest"
 	"drconsole/internal/pgtest"
 	"drconsole/internal/s3test"
+	"drconsole/wal"
 )
 
 // walCycle is a cluster that archives its WAL through drconsole wal-push into a local
@@ -212,12 +213,91 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 		t.Errorf("the prefetch spool is left in pg_wal: %v", err)
 	}
 
+	t.Run("prefetch killed", func(t *testing.T) { w.prefetchKilled(t) })
 	t.Run("refusals", func(t *testing.T) { w.refusals(t) })
 	t.Run("targets refused", func(t *testing.T) { w.targetsRefused(t) })
 	t.Run("to a WAL location", func(t *testing.T) { w.toLSN(t) })
 	t.Run("into the live database", func(t *testing.T) { w.intoLive(t) })
 	t.Run("console", func(t *testing.T) { w.console(t) })
 	t.Run("console hang-up", func(t *testing.T) { w.consoleHangUp(t) })
+}
+
+// prefetchKilled: the prefetch process is killed -9 as soon as it runs, wherever it is;
+// restore_command as drconsole writes it (mv from the spool, else wal-fetch) still gives
+// every segment whole, the next fetch starts another prefetch, and the end of the archive
+// leaves nothing behind: no spool, no temporary file, no process.
+func (w *walCycle) prefetchKilled(t *testing.T) {
+	pgwal := filepath.Join(t.TempDir(), "pg_wal")
+	os.Mkdir(pgwal, 0o700)
+	first := w.c.Query(t, "postgres", `SELECT pg_walfile_name('`+w.lsn1+`'::pg_lsn)`)[0][0]
+	restore := func(name string) (string, int) {
+		cmd := exec.Command("sh", "-c", wal.RestoreCommand(w.wrapper+" wal-fetch --gpg-key "+w.secret+" --prefetch 3 %f %p"))
+		cmd.Dir = filepath.Dir(pgwal) // as the server runs it: in its data directory
+		cmd.Args[2] = strings.NewReplacer("%f", name, "%p", "pg_wal/RECOVERYXLOG").Replace(cmd.Args[2])
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return string(out), cmd.ProcessState.ExitCode()
+		}
+		return string(out), 0
+	}
+	// The prefetch of this pg_wal: its working directory is the data directory.
+	prefetches := func() (pids []int) {
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			b, err := os.ReadFile(p)
+			cwd, _ := os.Readlink(filepath.Join(filepath.Dir(p), "cwd"))
+			if err == nil && bytes.Contains(b, []byte("--prefetch-size")) && cwd == filepath.Dir(pgwal) {
+				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+				pids = append(pids, pid)
+			}
+		}
+		return pids
+	}
+	killPrefetch := func() bool {
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, pid := range prefetches() {
+				if proc, err := os.FindProcess(pid); err == nil && proc.Kill() == nil {
+					return true
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return false
+	}
+	seg, _ := strconv.ParseUint(first[16:], 16, 32)
+	name := first
+	killed := 0
+	for {
+		out, code := restore(name)
+		if code == 1 {
+			break // the end of the archive
+		}
+		if code != 0 {
+			t.Fatalf("restore_command for %s: exit %d: %s", name, code, out)
+		}
+		if st, err := os.Stat(filepath.Join(pgwal, "RECOVERYXLOG")); err != nil || st.Size() != 16<<20 {
+			t.Fatalf("%s restored: %v %v, want a whole segment", name, st, err)
+		}
+		if killed < 2 && killPrefetch() {
+			killed++
+		}
+		seg++
+		name = fmt.Sprintf("%s%08X", first[:16], seg)
+	}
+	if name <= w.last || killed == 0 {
+		t.Fatalf("restored up to %s (the archive ends at %s), %d prefetch processes killed", name, w.last, killed)
+	}
+	time.Sleep(200 * time.Millisecond)
+	left, _ := os.ReadDir(pgwal)
+	for _, e := range left {
+		if e.Name() != "RECOVERYXLOG" {
+			t.Errorf("left in pg_wal after the end of the archive: %s", e.Name())
+		}
+	}
+	if pids := prefetches(); len(pids) > 0 {
+		t.Errorf("a prefetch still runs after the end of the archive: pids %v", pids)
+	}
 }
 
 // startConsole runs the console at 80×24 in tmux on the archiving cluster's app, its
