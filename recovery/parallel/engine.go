@@ -47,8 +47,9 @@ type Config struct {
 	PgRestore func(ctx context.Context, phase Phase, archive []byte, list []int) error
 	// Progress receives progress; it must not block for long. nil: none.
 	Progress func(Progress)
-	// MaintenanceWorkMem is maintenance_work_mem for each connection's index builds, in
-	// bytes; 0: DefaultMaintenanceWorkMem.
+	// MaintenanceWorkMem is maintenance_work_mem for each process of an index build, in
+	// bytes (a build with parallel workers gets it times 1 + its workers); 0:
+	// DefaultMaintenanceWorkMem.
 	MaintenanceWorkMem int64
 	// MaintenanceWorkers is max_parallel_maintenance_workers for every index build; -1:
 	// decided for each build, from the CPUs that no other work claims (see CPUs and take).
@@ -57,11 +58,13 @@ type Config struct {
 	CPUs int
 }
 
-// DefaultMaintenanceWorkMem is the engine's maintenance_work_mem, the server's default.
-// More is slower here: on PostgreSQL 15 an index on 5 M rows built in about 4 s with
-// 64 MB (an external sort, its runs fitting the CPU caches) and in 7 s with 512 MB or
-// 1 GB (one quicksort); 16 to 64 MB came out alike.
-const DefaultMaintenanceWorkMem = 64 << 20
+// DefaultMaintenanceWorkMem is the engine's maintenance_work_mem for each process of an
+// index build: the least for which the server gives a build parallel workers (32 MB a
+// process, plan_create_index_workers). More costs CPU here: on PostgreSQL 15 the
+// benchmark's two indexes on 5 M rows, built side by side without workers, took 5.6-5.9
+// CPU-s of the server with 16 or 32 MB, 6.9 with 64 MB (the server's default), 7.6-9.8
+// with 256 MB to 1 GB (one quicksort, its memory far beyond the CPU caches).
+const DefaultMaintenanceWorkMem = 32 << 20
 
 // Progress is one report of the engine's progress.
 type Progress struct {
@@ -163,6 +166,7 @@ type engine struct {
 	notes     []Progress
 	rowsOf    map[int]*tableLoad // TABLE entry → its data
 	claimed   int                // the server's CPUs the work under way keeps busy: a COPY one, a build 1 + its workers
+	running   int                // connections loading rows or building
 }
 
 type tableLock struct {
@@ -660,10 +664,12 @@ func (e *engine) load(c *pgconn.PgConn, first *chunk) (*chunk, error) {
 	s := &tableStream{e: e, t: t, cur: first}
 	e.mu.Lock()
 	e.claimed++
+	e.running++
 	e.mu.Unlock()
 	tag, err := c.CopyFrom(e.ctx, s, t.sql)
 	e.mu.Lock()
 	e.claimed--
+	e.running--
 	e.wakeAll() // a build waiting for a CPU may start
 	e.mu.Unlock()
 	if err != nil {
@@ -735,14 +741,10 @@ func (s *tableStream) Read(p []byte) (int, error) {
 // for a free CPU rather than share one, and takes the parallel workers there are CPUs
 // for; lighter work starts at once, with no workers. On 2 CPUs, the benchmark's two
 // indexes on 5 M rows built in 3.9 s one after the other with a worker each, in 3.9 s
-// side by side without, and in 5.0–5.5 s side by side with a worker for the first (three
-// processes on two CPUs, the longest build left alone on one at the end).
+// side by side without (and with 1.2 fewer CPU-s), and in 5.0–5.5 s side by side with a
+// worker for the first (three processes on two CPUs, the longest build left alone on one
+// at the end).
 const heavyBytes = 32 << 20
-
-// workersFor is how many parallel workers the server would give an index build on a big
-// table in a session with maintenance_work_mem mwm: it wants 32 MB for each process
-// (plan_create_index_workers).
-func workersFor(mwm int64) int { return max(0, int(mwm/(32<<20))-1) }
 
 // take returns the next item whose dependencies are done and whose locks are free, the
 // biggest tables' first; finished is true when no item is left at all.
@@ -753,6 +755,12 @@ func (e *engine) take() (it *item, finished bool) {
 		return nil, true
 	}
 	waiting := map[int]bool{} // tables an exclusive item waits for: no new shared work on them
+	heavyReady := 0
+	for _, cand := range e.ready {
+		if cand.builds && cand.size >= heavyBytes {
+			heavyReady++
+		}
+	}
 	for i, cand := range e.ready {
 		free := true
 		for _, t := range cand.tables {
@@ -783,14 +791,18 @@ func (e *engine) take() (it *item, finished bool) {
 		e.ready = append(e.ready[:i], e.ready[i+1:]...)
 		cand.workers = 0
 		if heavy {
-			// The CPUs no other work claims, as many as the server would use.
-			cand.workers = max(0, min(e.cfg.CPUs-e.claimed-1, workersFor(e.cfg.MaintenanceWorkMem)))
+			// The CPUs no other work claims, shared among the heavy builds ready to start
+			// that have a connection: builds side by side use the CPUs better than one
+			// build's workers (a parallel sort ends in one process).
+			share := (e.cfg.CPUs - e.claimed) / max(1, min(heavyReady, e.cfg.Jobs-e.running))
+			cand.workers = max(0, share-1)
 			if e.cfg.MaintenanceWorkers >= 0 {
-				cand.workers = min(e.cfg.MaintenanceWorkers, workersFor(e.cfg.MaintenanceWorkMem))
+				cand.workers = e.cfg.MaintenanceWorkers
 			}
 		}
 		cand.claim = 1 + cand.workers
 		e.claimed += cand.claim
+		e.running++
 		return cand, false
 	}
 	return nil, false
@@ -807,6 +819,7 @@ func (e *engine) build(c *pgconn.PgConn, it *item) error {
 	}
 	e.mu.Lock()
 	e.claimed -= it.claim
+	e.running--
 	for _, t := range it.tables {
 		if it.exclusive {
 			e.locks[t].exclusive = false
@@ -852,6 +865,10 @@ func (e *engine) exec(c *pgconn.PgConn, it *item) error {
 		// As many parallel workers as there are CPUs no other work claims (take): none
 		// while the connections all load, one or more for a big index built alone.
 		stmts = append([]string{fmt.Sprintf("SET LOCAL max_parallel_maintenance_workers = %d", it.workers)}, stmts...)
+	}
+	if it.workers > 0 {
+		// The same memory for each of the build's processes.
+		stmts = append([]string{fmt.Sprintf("SET LOCAL maintenance_work_mem = '%dkB'", e.cfg.MaintenanceWorkMem*int64(1+it.workers)>>10)}, stmts...)
 	}
 	if it.tablespace {
 		ts := "''"
