@@ -39,10 +39,12 @@ const (
 // is as good.
 const autoParallelSize = 64 << 20
 
-// autoParallelCPUs: on 2 CPUs, shared by the server, drconsole's own decoding and the
-// connections, the parallel engine loaded the benchmark's big table 1.24× faster but
-// restored it no faster overall (0.97×, bench/parallel): the index builds already use
-// both CPUs under pg_restore. A second stream needs a core of its own.
+// autoParallelCPUs: on 2 CPUs the restore is CPU-bound (bench/parallel, CPU seconds of
+// the 5 M-row dump): loading costs the server ~5 CPU-s and drconsole's decoding ~2.4, so
+// two streams cannot load in less than ~3.8 s against pg_restore's ~4.4 (whose one
+// backend leaves the second CPU to its decompression), the index builds cost the same
+// for both engines, and the checks add their count(*). Measured: 0.9–1.1× overall. A
+// second stream needs a CPU of its own beside the server's and the decoding's.
 const autoParallelCPUs = 4
 
 // validEngine refuses an engine name that is not one of the three.

@@ -9,6 +9,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -22,6 +23,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -69,6 +71,7 @@ func die(format string, args ...any) {
 }
 
 type bench struct {
+	pm                       int // the server's postmaster, when it runs on this machine; 0 otherwise
 	app, many, key, url, bin string
 	jobs                     []int
 	results                  []result
@@ -85,8 +88,16 @@ type result struct {
 	PostData float64 `json:"post_data"`
 	Checks   float64 `json:"checks"`
 	RSSMiB   float64 `json:"rss_mib"`
-	CPU      float64 `json:"cpu"`
+	CPU      float64 `json:"cpu"` // the restore's client processes: drconsole and the pg_restore it runs, or pg_restore
 	Engine   string  `json:"engine"`
+	// ServerCPU is the server's processes' CPU seconds during the restore (0: not
+	// measured); CPU seconds, unlike seconds, hardly change with other work on the box.
+	ServerCPU float64 `json:"server_cpu"`
+	// By phase (pre-data, load, post-data, checks): drconsole's own CPU seconds (not its
+	// pg_restore children's) and the server's. For raw-sections: pg_restore's and the
+	// server's in each section.
+	PhaseOwn    [4]float64 `json:"phase_own"`
+	PhaseServer [4]float64 `json:"phase_server"`
 }
 
 const db = "bench_parallel"
@@ -150,47 +161,55 @@ func cpu(ru *syscall.Rusage) float64 {
 
 func (b *bench) add(r result) {
 	r.Round = b.round
-	fmt.Fprintf(os.Stderr, "  %-28s %7.2f s (pre %5.2f load %6.2f post %6.2f checks %5.2f)  %6.1f MiB  %6.2f cpu-s  %s\n",
-		r.Variant, r.Seconds, r.PreData, r.Load, r.PostData, r.Checks, r.RSSMiB, r.CPU, r.Engine)
+	fmt.Fprintf(os.Stderr, "  %-28s %7.2f s (pre %5.2f load %6.2f post %6.2f checks %5.2f)  %6.1f MiB  %6.2f cpu-s  server %6.2f cpu-s (load %5.2f)  %s\n",
+		r.Variant, r.Seconds, r.PreData, r.Load, r.PostData, r.Checks, r.RSSMiB, r.CPU, r.ServerCPU, r.PhaseServer[1], r.Engine)
 	b.results = append(b.results, r)
 }
 
 // raw is `createdb && pg_restore FILE` with extra pg_restore arguments.
 func (b *bench) raw(variant, file string, extra ...string) {
 	b.fresh()
-	start := time.Now()
+	start, srv := time.Now(), serverCPU(b.pm)
 	b.timed(filepath.Join(b.bin, "createdb"), db)
 	_, ru := b.timed(filepath.Join(b.bin, "pg_restore"), append(append([]string{"-d", db}, extra...), file)...)
-	b.add(result{Variant: variant, Seconds: time.Since(start).Seconds(), RSSMiB: float64(ru.Maxrss) / 1024, CPU: cpu(ru), Engine: "pg_restore"})
+	b.add(result{Variant: variant, Seconds: time.Since(start).Seconds(), RSSMiB: float64(ru.Maxrss) / 1024, CPU: cpu(ru), Engine: "pg_restore",
+		ServerCPU: serverCPU(b.pm) - srv})
 }
 
 // rawSections is the same restore as raw, one section at a time: its load phase is the
 // data section.
 func (b *bench) rawSections(variant, file string) {
 	b.fresh()
-	start := time.Now()
+	start, srv0 := time.Now(), serverCPU(b.pm)
 	b.timed(filepath.Join(b.bin, "createdb"), db)
 	var took [3]time.Duration
+	r := result{Variant: variant, Engine: "pg_restore"}
 	for i, s := range []string{"pre-data", "data", "post-data"} {
-		took[i], _ = b.timed(filepath.Join(b.bin, "pg_restore"), "-d", db, "--section="+s, file)
+		srv := serverCPU(b.pm)
+		var ru *syscall.Rusage
+		took[i], ru = b.timed(filepath.Join(b.bin, "pg_restore"), "-d", db, "--section="+s, file)
+		r.PhaseOwn[i], r.PhaseServer[i] = cpu(ru), serverCPU(b.pm)-srv
+		r.CPU += cpu(ru)
 	}
-	b.add(result{Variant: variant, Seconds: time.Since(start).Seconds(), PreData: took[0].Seconds(), Load: took[1].Seconds(), PostData: took[2].Seconds(), Engine: "pg_restore"})
+	r.Seconds, r.PreData, r.Load, r.PostData = time.Since(start).Seconds(), took[0].Seconds(), took[1].Seconds(), took[2].Seconds()
+	r.ServerCPU = serverCPU(b.pm) - srv0
+	b.add(r)
 }
 
 // pipeline is `gpg -d | gunzip | pg_restore`: what pg_restore takes on the backup as stored.
 func (b *bench) pipeline(variant, backup string) {
 	b.fresh()
-	start := time.Now()
+	start, srv := time.Now(), serverCPU(b.pm)
 	b.timed(filepath.Join(b.bin, "createdb"), db)
-	b.timed("bash", "-o", "pipefail", "-c", `gpg -q --batch -d "$1" 2>/dev/null | gunzip | "$2/pg_restore" -d "$3"`, "_", backup, b.bin, db)
-	b.add(result{Variant: variant, Seconds: time.Since(start).Seconds(), Engine: "pg_restore"})
+	_, ru := b.timed("bash", "-o", "pipefail", "-c", `gpg -q --batch -d "$1" 2>/dev/null | gunzip | "$2/pg_restore" -d "$3"`, "_", backup, b.bin, db)
+	b.add(result{Variant: variant, Seconds: time.Since(start).Seconds(), Engine: "pg_restore", CPU: cpu(ru), ServerCPU: serverCPU(b.pm) - srv})
 }
 
 // drconsole restores backup with an engine, in a child process.
 func (b *bench) drconsole(variant, backup, engine string, jobs int) {
 	b.fresh()
 	self, _ := os.Executable()
-	cmd := exec.Command(self, "restore", "-key", b.key, "-db", b.url, "-engine", engine, "-jobs", strconv.Itoa(jobs), backup)
+	cmd := exec.Command(self, "restore", "-key", b.key, "-db", b.url, "-engine", engine, "-jobs", strconv.Itoa(jobs), "-server-pid", strconv.Itoa(b.pm), backup)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -206,6 +225,7 @@ func (b *bench) drconsole(variant, backup, engine string, jobs int) {
 }
 
 func (b *bench) run(reps int) {
+	b.pm = postmaster(b.url)
 	app := filepath.Join(b.app, NAME)
 	appGPG := app + ".gz.gpg"
 	for _, f := range []string{app, appGPG, filepath.Join(b.many, NAME), filepath.Join(b.many, NAME) + ".gz.gpg"} {
@@ -296,15 +316,29 @@ func (b *bench) report(reps int) {
 	}
 	fmt.Printf("\n%d rounds, %d CPUs. Best and median of the rounds; load = the data phase (best);\n"+
 		"pre, post (to the checks) and checks (drconsole's, with every table's count(*)): medians.\n", reps, runtimeCPUs())
-	fmt.Printf("%-24s %8s %8s %8s %8s %8s %8s %8s %9s %8s\n", "variant", "best s", "median s", "pre s", "load s", "post s", "checks s", "load med", "RSS MiB", "cpu s")
+	fmt.Printf("%-24s %8s %8s %8s %8s %8s %8s %8s %9s %8s %8s\n", "variant", "best s", "median s", "pre s", "load s", "post s", "checks s", "load med", "RSS MiB", "cpu s", "srv cpu")
 	for _, v := range variants {
 		s := b.values(v, secs)
 		l := b.values(v, load)
 		med := func(f func(result) float64) float64 { return median(b.values(v, f)) }
-		fmt.Printf("%-24s %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %9.1f %8.2f\n", v, best(s), median(s),
+		fmt.Printf("%-24s %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %9.1f %8.2f %8.2f\n", v, best(s), median(s),
 			med(func(r result) float64 { return r.PreData }), best(l), med(func(r result) float64 { return r.PostData }),
 			med(func(r result) float64 { return r.Checks }), median(l),
-			b.values(v, rss)[len(b.values(v, rss))-1], med(func(r result) float64 { return r.CPU }))
+			b.values(v, rss)[len(b.values(v, rss))-1], med(func(r result) float64 { return r.CPU }), med(func(r result) float64 { return r.ServerCPU }))
+	}
+	// CPU seconds by phase: where the work goes, whatever else ran on the box.
+	fmt.Printf("\nCPU seconds by phase (medians): client (drconsole's own; pg_restore for raw-sections) / server\n")
+	fmt.Printf("%-24s %13s %13s %13s %13s\n", "variant", "pre", "load", "post", "checks")
+	for _, v := range variants {
+		if b.values(v, func(r result) float64 { return r.PhaseServer[1] })[0] == 0 {
+			continue
+		}
+		fmt.Printf("%-24s", v)
+		for i := range 4 {
+			fmt.Printf("  %5.2f / %5.2f", median(b.values(v, func(r result) float64 { return r.PhaseOwn[i] })),
+				median(b.values(v, func(r result) float64 { return r.PhaseServer[i] })))
+		}
+		fmt.Println()
 	}
 	// ratio is num/den within each round (the mean where a variant ran twice in one),
 	// then the median and the range of those.
@@ -369,7 +403,11 @@ func restoreChild(args []string) error {
 	jobs := fs.Int("jobs", 0, "connections")
 	verbose := fs.Bool("v", false, "log the restore's messages to stderr")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
+	pm := fs.Int("server-pid", 0, "the server's postmaster `pid`, to measure its CPU; 0: found from -db when the server runs here")
 	fs.Parse(args)
+	if *pm == 0 {
+		*pm = postmaster(*dbURL)
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -396,27 +434,37 @@ func restoreChild(args []string) error {
 	if err != nil {
 		return err
 	}
-	start := time.Now()
+	start, startOwn, startSrv := time.Now(), ownCPU(), serverCPU(*pm)
 	plan, err := recovery.Prepare(ctx, recovery.Source{Location: loc, Backup: backup},
 		recovery.Options{Conn: conn, Keys: &recovery.Keys{Entities: ents}, TestDB: db, Engine: *engine, Jobs: *jobs})
 	if err != nil {
 		return err
 	}
-	// Phases as the operator sees them: from the first event of each.
+	// Phases as the operator sees them: from the first event of each, with the CPU
+	// seconds used by then (drconsole's own, the server's).
 	var streamAt, loadAt, postAt, checksAt time.Time
+	var mu sync.Mutex
+	var own, srv [5]float64 // at the start of each phase, then at the end
+	mark := func(i int) { own[i], srv[i] = ownCPU(), serverCPU(*pm) }
 	r, err := plan.Restore(ctx, recovery.ReporterFunc(func(e recovery.Event) {
+		mu.Lock()
+		defer mu.Unlock()
 		if *verbose && e.Message != "" {
 			fmt.Fprintf(os.Stderr, "%7.3f %-9s %s\n", e.Time.Sub(start).Seconds(), e.Phase, e.Message)
 		}
 		switch {
 		case e.Stage == recovery.StageStream && streamAt.IsZero():
 			streamAt = e.Time
+			mark(0)
 		case e.Phase == "load" && loadAt.IsZero():
 			loadAt = e.Time
+			mark(1)
 		case e.Phase == "post-data" && postAt.IsZero():
 			postAt = e.Time
+			mark(2)
 		case e.Stage == recovery.StageChecks && checksAt.IsZero():
 			checksAt = e.Time
+			mark(3)
 		}
 	}))
 	if err != nil {
@@ -426,9 +474,17 @@ func restoreChild(args []string) error {
 		return fmt.Errorf("checks failed: %+v", failed)
 	}
 	end := time.Now()
-	res := result{Seconds: end.Sub(start).Seconds(), Engine: r.Engine, RSSMiB: peakRSS()}
+	mu.Lock()
+	defer mu.Unlock()
+	mark(4)
+	res := result{Seconds: end.Sub(start).Seconds(), Engine: r.Engine, RSSMiB: peakRSS(), ServerCPU: srv[4] - startSrv}
 	if !loadAt.IsZero() && !postAt.IsZero() && !checksAt.IsZero() {
 		res.PreData, res.Load, res.PostData = loadAt.Sub(streamAt).Seconds(), postAt.Sub(loadAt).Seconds(), checksAt.Sub(postAt).Seconds()
+		for i := range 4 {
+			res.PhaseOwn[i], res.PhaseServer[i] = own[i+1]-own[i], srv[i+1]-srv[i]
+		}
+		// The pre-data phase counts from the start: the pre-flight is the restore's too.
+		res.PhaseOwn[0], res.PhaseServer[0] = own[1]-startOwn, srv[1]-startSrv
 	}
 	if !checksAt.IsZero() {
 		res.Checks = end.Sub(checksAt).Seconds()
@@ -439,6 +495,84 @@ func restoreChild(args []string) error {
 		}
 	}
 	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// ownCPU is this process's CPU seconds so far (not its children's).
+func ownCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return cpu(&ru)
+}
+
+// postmaster is the pid of the server's postmaster when it runs on this machine (the
+// parent of a backend of ours, as /proc shows it); 0 otherwise.
+func postmaster(url string) int {
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0
+	}
+	defer c.Close(ctx)
+	var pid int
+	if c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid) != nil {
+		return 0
+	}
+	f, err := procStat(pid)
+	if err != nil || c.PgConn().PID() != uint32(pid) {
+		return 0
+	}
+	pm, _ := strconv.Atoi(f[1])
+	return pm
+}
+
+// procStat is the fields of /proc/PID/stat after the command's name: f[0] is the state,
+// f[1] the parent, f[11:15] utime, stime, cutime, cstime in ticks of 1/100 s.
+func procStat(pid int) ([]string, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 15 {
+		return nil, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return f, nil
+}
+
+// serverCPU is the CPU seconds the server's processes have used so far: the postmaster's
+// own, its exited children's (it waited for them) and its live children's. 0 when pm is 0.
+func serverCPU(pm int) float64 {
+	if pm == 0 {
+		return 0
+	}
+	ticks := func(f []string, from, to int) int {
+		n := 0
+		for _, v := range f[from:to] {
+			t, _ := strconv.Atoi(v)
+			n += t
+		}
+		return n
+	}
+	f, err := procStat(pm)
+	if err != nil {
+		return 0
+	}
+	total := ticks(f, 11, 15)
+	ents, _ := os.ReadDir("/proc")
+	want := strconv.Itoa(pm)
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if f, err := procStat(pid); err == nil && f[1] == want {
+			total += ticks(f, 11, 13)
+		}
+	}
+	return float64(total) / 100
 }
 
 // peakRSS is this process's peak resident set (VmHWM), in MiB: its own, not that of the

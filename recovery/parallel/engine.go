@@ -47,21 +47,24 @@ type Config struct {
 	PgRestore func(ctx context.Context, phase Phase, archive []byte, list []int) error
 	// Progress receives progress; it must not block for long. nil: none.
 	Progress func(Progress)
-	// MaintenanceWorkMem is maintenance_work_mem for each connection's index builds, in
-	// bytes; 0: DefaultMaintenanceWorkMem.
+	// MaintenanceWorkMem is maintenance_work_mem for each process of an index build, in
+	// bytes (a build with parallel workers gets it times 1 + its workers); 0:
+	// DefaultMaintenanceWorkMem.
 	MaintenanceWorkMem int64
 	// MaintenanceWorkers is max_parallel_maintenance_workers for every index build; -1:
-	// decided for each build, the CPUs that no other connection keeps busy (see CPUs).
+	// decided for each build, from the CPUs that no other work claims (see CPUs and take).
 	MaintenanceWorkers int
 	// CPUs is the server's CPUs, for MaintenanceWorkers -1; 0: this machine's.
 	CPUs int
 }
 
-// DefaultMaintenanceWorkMem is the engine's maintenance_work_mem, the server's default.
-// More is slower here: on PostgreSQL 15 an index on 5 M rows built in about 4 s with
-// 64 MB (an external sort, its runs fitting the CPU caches) and in 7 s with 512 MB or
-// 1 GB (one quicksort); 16 to 64 MB came out alike.
-const DefaultMaintenanceWorkMem = 64 << 20
+// DefaultMaintenanceWorkMem is the engine's maintenance_work_mem for each process of an
+// index build: the least for which the server gives a build parallel workers (32 MB a
+// process, plan_create_index_workers). More costs CPU here: on PostgreSQL 15 the
+// benchmark's two indexes on 5 M rows, built side by side without workers, took 5.6-5.9
+// CPU-s of the server with 16 or 32 MB, 6.9 with 64 MB (the server's default), 7.6-9.8
+// with 256 MB to 1 GB (one quicksort, its memory far beyond the CPU caches).
+const DefaultMaintenanceWorkMem = 32 << 20
 
 // Progress is one report of the engine's progress.
 type Progress struct {
@@ -162,7 +165,8 @@ type engine struct {
 	loadStart time.Time
 	notes     []Progress
 	rowsOf    map[int]*tableLoad // TABLE entry → its data
-	busy      int                // connections loading rows or building
+	claimed   int                // the server's CPUs the work under way keeps busy: a COPY one, a build 1 + its workers
+	running   int                // connections loading rows or building
 }
 
 type tableLock struct {
@@ -466,6 +470,7 @@ func (e *engine) readTable(blocks *pgarchive.Blocks, t *tableLoad) error {
 			e.mu.Lock()
 			t.pending++
 			t.sent += rows
+			t.bytes += int64(len(data))
 			e.mu.Unlock()
 			select {
 			case e.chunks <- &chunk{t: t, buf: buf, data: data, rows: rows}:
@@ -578,10 +583,11 @@ func (e *engine) release(it *item) {
 // makeReady queues an item, the ones on the biggest tables first: they are the longest to
 // build. Called with e.mu held.
 func (e *engine) makeReady(it *item) {
-	it.weight = 0
+	it.weight, it.size = 0, 0
 	for _, t := range it.tables {
 		if d := e.rowsOf[t]; d != nil {
 			it.weight += d.rows
+			it.size += d.bytes
 		}
 	}
 	i := sort.Search(len(e.ready), func(i int) bool { return e.ready[i].weight < it.weight })
@@ -657,11 +663,14 @@ func (e *engine) load(c *pgconn.PgConn, first *chunk) (*chunk, error) {
 	t := first.t
 	s := &tableStream{e: e, t: t, cur: first}
 	e.mu.Lock()
-	e.busy++
+	e.claimed++
+	e.running++
 	e.mu.Unlock()
 	tag, err := c.CopyFrom(e.ctx, s, t.sql)
 	e.mu.Lock()
-	e.busy--
+	e.claimed--
+	e.running--
+	e.wakeAll() // a build waiting for a CPU may start
 	e.mu.Unlock()
 	if err != nil {
 		// The whole restore fails: s may still be read by pgconn's goroutine, its buffers
@@ -728,6 +737,15 @@ func (s *tableStream) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// heavyBytes: an index build on tables with this much COPY data or more is heavy. It waits
+// for a free CPU rather than share one, and takes the parallel workers there are CPUs
+// for; lighter work starts at once, with no workers. On 2 CPUs, the benchmark's two
+// indexes on 5 M rows built in 3.9 s one after the other with a worker each, in 3.9 s
+// side by side without (and with 1.2 fewer CPU-s), and in 5.0–5.5 s side by side with a
+// worker for the first (three processes on two CPUs, the longest build left alone on one
+// at the end).
+const heavyBytes = 32 << 20
+
 // take returns the next item whose dependencies are done and whose locks are free, the
 // biggest tables' first; finished is true when no item is left at all.
 func (e *engine) take() (it *item, finished bool) {
@@ -737,6 +755,12 @@ func (e *engine) take() (it *item, finished bool) {
 		return nil, true
 	}
 	waiting := map[int]bool{} // tables an exclusive item waits for: no new shared work on them
+	heavyReady := 0
+	for _, cand := range e.ready {
+		if cand.builds && cand.size >= heavyBytes {
+			heavyReady++
+		}
+	}
 	for i, cand := range e.ready {
 		free := true
 		for _, t := range cand.tables {
@@ -744,6 +768,10 @@ func (e *engine) take() (it *item, finished bool) {
 			if l.exclusive || cand.exclusive && l.shared > 0 || !cand.exclusive && waiting[t] {
 				free = false
 			}
+		}
+		heavy := cand.builds && cand.size >= heavyBytes
+		if free && heavy && e.claimed > 0 && e.claimed >= e.cfg.CPUs {
+			continue // no CPU for it: the work under way would share its own with it
 		}
 		if !free {
 			if cand.exclusive {
@@ -761,8 +789,20 @@ func (e *engine) take() (it *item, finished bool) {
 			}
 		}
 		e.ready = append(e.ready[:i], e.ready[i+1:]...)
-		e.busy++
-		cand.workers = max(0, e.cfg.CPUs-e.busy)
+		cand.workers = 0
+		if heavy {
+			// The CPUs no other work claims, shared among the heavy builds ready to start
+			// that have a connection: builds side by side use the CPUs better than one
+			// build's workers (a parallel sort ends in one process).
+			share := (e.cfg.CPUs - e.claimed) / max(1, min(heavyReady, e.cfg.Jobs-e.running))
+			cand.workers = max(0, share-1)
+			if e.cfg.MaintenanceWorkers >= 0 {
+				cand.workers = e.cfg.MaintenanceWorkers
+			}
+		}
+		cand.claim = 1 + cand.workers
+		e.claimed += cand.claim
+		e.running++
 		return cand, false
 	}
 	return nil, false
@@ -778,7 +818,8 @@ func (e *engine) build(c *pgconn.PgConn, it *item) error {
 		}
 	}
 	e.mu.Lock()
-	e.busy--
+	e.claimed -= it.claim
+	e.running--
 	for _, t := range it.tables {
 		if it.exclusive {
 			e.locks[t].exclusive = false
@@ -821,9 +862,13 @@ func (e *engine) exec(c *pgconn.PgConn, it *item) error {
 	}
 	stmts := it.stmts
 	if e.cfg.MaintenanceWorkers < 0 {
-		// As many parallel workers as there are CPUs no other connection keeps busy: none
-		// while the connections all work, all of them for the last big index.
+		// As many parallel workers as there are CPUs no other work claims (take): none
+		// while the connections all load, one or more for a big index built alone.
 		stmts = append([]string{fmt.Sprintf("SET LOCAL max_parallel_maintenance_workers = %d", it.workers)}, stmts...)
+	}
+	if it.workers > 0 {
+		// The same memory for each of the build's processes.
+		stmts = append([]string{fmt.Sprintf("SET LOCAL maintenance_work_mem = '%dkB'", e.cfg.MaintenanceWorkMem*int64(1+it.workers)>>10)}, stmts...)
 	}
 	if it.tablespace {
 		ts := "''"

@@ -37,6 +37,7 @@ type tableLoad struct {
 	done     bool  // read and every chunk loaded
 	rows     int64 // rows loaded
 	sent     int64 // rows sent
+	bytes    int64 // bytes of COPY data sent
 	waiters  []*item
 	hasBlock bool
 	end      chan struct{} // closed when every chunk of it has been handed out
@@ -59,7 +60,10 @@ type item struct {
 	pending    int
 	done       bool
 	weight     int64 // rows of its tables: the biggest go first
+	size       int64 // bytes of COPY data of its tables
+	builds     bool  // it builds an index (the server may give it parallel workers)
 	workers    int   // max_parallel_maintenance_workers for it
+	claim      int   // CPUs it keeps busy while it runs: 1 + workers
 }
 
 // effectiveSections gives each entry the section pg_restore restores it in (an ACL or a
@@ -366,6 +370,7 @@ func (p *plan) newItem(e *pgarchive.Entry) (*item, error) {
 		}
 	}
 	it.stmts = stmts
+	it.builds = e.Desc == "INDEX" || it.unique != nil
 	return it, nil
 }
 
@@ -482,10 +487,10 @@ func (p *plan) split(it *item) *item {
 		idx += " WITH " + u.with
 	}
 	build := &item{entry: it.entry, what: it.what + " (its index)", stmts: []string{idx}, tablespace: true,
-		tables: it.tables, table: it.table, waitItems: it.waitItems, waitData: it.waitData}
+		tables: it.tables, table: it.table, waitItems: it.waitItems, waitData: it.waitData, builds: true}
 	attach := "ALTER TABLE ONLY " + table + " ADD CONSTRAINT " + pgarchive.QuoteIdent(u.name) + " " + u.kind + " USING INDEX " + pgarchive.QuoteIdent(u.name)
 	it.stmts = append([]string{attach}, it.stmts[1:]...)
-	it.waitItems, it.waitData, it.tablespace = []*item{build}, nil, false
+	it.waitItems, it.waitData, it.tablespace, it.builds = []*item{build}, nil, false, false
 	return build
 }
 

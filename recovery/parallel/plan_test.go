@@ -210,3 +210,34 @@ func TestPlanRefuses(t *testing.T) {
 		}
 	})
 }
+
+// Heavy index builds share the CPUs no other work claims, side by side rather than one
+// with workers; one waits for a CPU rather than share one; light work starts at once.
+func TestTakeClaimsCPUs(t *testing.T) {
+	heavy1 := &item{what: "heavy 1", tables: []int{1}, builds: true, size: heavyBytes}
+	heavy2 := &item{what: "heavy 2", tables: []int{1}, builds: true, size: heavyBytes}
+	heavy3 := &item{what: "heavy 3", tables: []int{1}, builds: true, size: heavyBytes}
+	light := &item{what: "light", tables: []int{2}, builds: true, size: 1 << 20}
+	e := &engine{cfg: Config{CPUs: 2, Jobs: 3, MaintenanceWorkMem: 32 << 20, MaintenanceWorkers: -1},
+		locks: map[int]*tableLock{1: {}, 2: {}}, ready: []*item{heavy1, heavy2, heavy3, light}, left: 4}
+	take := func(want *item, workers int) {
+		t.Helper()
+		it, _ := e.take()
+		if it != want {
+			name := "nothing"
+			if it != nil {
+				name = it.what
+			}
+			t.Fatalf("took %s, want %v", name, want)
+		}
+		if it != nil && it.workers != workers {
+			t.Fatalf("%s: %d workers, want %d", it.what, it.workers, workers)
+		}
+	}
+	take(heavy1, 0) // three ready, three connections, two CPUs: one each, no workers
+	take(heavy2, 0)
+	take(light, 0) // light work does not wait
+	take(nil, 0)   // heavy 3 waits for a CPU
+	e.claimed, e.running = 0, 0
+	take(heavy3, 1) // alone: both CPUs, itself and a worker
+}
