@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -285,6 +286,20 @@ func (w *headWriter) Write(p []byte) (int, error) {
 	return w.h.Write(p)
 }
 
+// zstdDecoders are decoders a fetch has finished with: a prefetch decodes one segment
+// after another, and a new decoder's buffers cost it more than the decoding.
+var zstdDecoders sync.Pool
+
+func zstdDecoder(r io.Reader) (*zstd.Decoder, error) {
+	if z, ok := zstdDecoders.Get().(*zstd.Decoder); ok {
+		if err := z.Reset(r); err == nil {
+			return z, nil
+		}
+		z.Close()
+	}
+	return zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+}
+
 // peel takes off encryption and compression, as many layers as there are (at most
 // three: OpenPGP, then gzip or zstd), deciding by the bytes, not the name.
 func peel(r io.Reader, keys *recovery.Keys) (io.Reader, func(), error) {
@@ -317,12 +332,16 @@ func peel(r io.Reader, keys *recovery.Keys) (io.Reader, func(), error) {
 			closers = append(closers, func() { z.Close() })
 			r = z
 		case storage.LayerZstd:
-			z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+			z, err := zstdDecoder(br)
 			if err != nil {
 				closeAll()
 				return nil, nil, fmt.Errorf("zstd: %v", err)
 			}
-			closers = append(closers, z.Close)
+			closers = append(closers, func() {
+				if z.Reset(nil) == nil {
+					zstdDecoders.Put(z)
+				}
+			})
 			r = z
 		default:
 			return br, closeAll, nil

@@ -101,7 +101,7 @@ func asked(spool string) string {
 // prefetchJobs is how many segments are fetched at once ahead of recovery: enough to
 // hide a distant bucket's latency, few enough to bound the memory (each download holds
 // up to the location's concurrency × part size).
-const prefetchJobs = 2
+const prefetchJobs = 3
 
 // inflightWait is how long a fetch waits for a segment a running prefetch may bring
 // before it fetches it itself.

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -161,6 +162,8 @@ func run(work, data, pgbin string, port, rounds int, latency time.Duration, ahea
 			exec.Command("sync").Run()
 
 			watch := newRSSWatch()
+			var before syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 			start := time.Now()
 			cmd := exec.Command("runuser", "-u", "postgres", "--", filepath.Join(pgbin, "pg_ctl"), "-D", dir, "-l", logf, "start")
 			cmd.Env = env
@@ -170,14 +173,19 @@ func run(work, data, pgbin string, port, rounds int, latency time.Duration, ahea
 			restored, err := waitRecovered(logf, 15*time.Minute)
 			secs := time.Since(start).Seconds()
 			fetchRSS, prefetchRSS, cpu, prefetchCPU := watch.stop()
+			var after syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+			// This process serves S3 (and watches /proc, a little): CPU a real bucket
+			// spends elsewhere.
+			s3CPU := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano()).Seconds()
 			exec.Command("runuser", "-u", "postgres", "--", filepath.Join(pgbin, "pg_ctl"), "-D", dir, "-m", "immediate", "stop").Run()
 			if err != nil {
 				return false, fmt.Errorf("%s: %v", v.name, err)
 			}
 			rssFetch, rssPrefetch = max(rssFetch, fetchRSS), max(rssPrefetch, prefetchRSS)
 			times[i] = append(times[i], secs)
-			fmt.Printf("round %d  %-28s %6.2f s  %3d segments restored  %6.1f MiB/s  wal-fetch CPU %5.2f s (prefetch %.2f)\n",
-				round+1, v.name, secs, restored, float64(restored)*16/secs, cpu, prefetchCPU)
+			fmt.Printf("round %d  %-26s %6.2f s  %3d segments  %5.1f MiB/s  CPU: wal-fetch %5.2f s (prefetch %.2f), S3 server %.2f s\n",
+				round+1, v.name, secs, restored, float64(restored)*16/secs, cpu, prefetchCPU, s3CPU)
 			time.Sleep(time.Second) // a last prefetch finds its spool gone and ends
 			os.RemoveAll(dir)
 		}
@@ -250,6 +258,12 @@ type rssWatch struct {
 func newRSSWatch() *rssWatch {
 	w := &rssWatch{done: make(chan struct{}), cpu: map[string]float64{}, prefetchPIDs: map[string]bool{}}
 	w.wg.Add(1)
+	const (
+		other = iota
+		fetchProc
+		prefetchProc
+	)
+	kinds := map[string]int{}
 	go func() {
 		defer w.wg.Done()
 		t := time.NewTicker(10 * time.Millisecond)
@@ -260,21 +274,47 @@ func newRSSWatch() *rssWatch {
 				return
 			case <-t.C:
 			}
-			procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-			for _, p := range procs {
-				b, err := os.ReadFile(p)
-				if err != nil || !strings.Contains(string(b), "wal-fetch") {
+			// Each process's command line is read once: reading every one each tick
+			// cost the machine most of a core, which the recovery then lacked.
+			entries, _ := os.ReadDir("/proc")
+			live := map[string]bool{}
+			for _, e := range entries {
+				pid := e.Name()
+				if pid[0] < '0' || pid[0] > '9' {
 					continue
 				}
-				hwm := vmHWM(filepath.Join(filepath.Dir(p), "status"))
-				if c, ok := cpuSeconds(filepath.Join(filepath.Dir(p), "stat")); ok {
+				live[pid] = true
+				k, seen := kinds[pid]
+				if !seen {
+					b, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+					switch {
+					case !strings.Contains(string(b), "wal-fetch"):
+						k = other
+					case strings.Contains(string(b), "--prefetch-size"):
+						k = prefetchProc
+					default:
+						k = fetchProc
+					}
+					kinds[pid] = k
+				}
+				if k == other {
+					continue
+				}
+				p := filepath.Join("/proc", pid, "cmdline")
+				hwm := vmHWM(filepath.Join("/proc", pid, "status"))
+				if c, ok := cpuSeconds(filepath.Join("/proc", pid, "stat")); ok {
 					w.cpu[p] = c
 				}
-				if strings.Contains(string(b), "--prefetch-size") {
+				if k == prefetchProc {
 					w.prefetch = max(w.prefetch, hwm)
 					w.prefetchPIDs[p] = true
 				} else {
 					w.fetch = max(w.fetch, hwm)
+				}
+			}
+			for pid := range kinds {
+				if !live[pid] {
+					delete(kinds, pid) // a pid used again is another process
 				}
 			}
 		}
