@@ -175,7 +175,11 @@ func TestPrefetchFollowsRecovery(t *testing.T) {
 	f.MakeSpool()
 	ended := make(chan struct{})
 	go func() { f.Prefetch(ctx, names[0], 1<<20); close(ended) }()
-	for !prefetching(f.Spool, names[1]) {
+	// It holds its lock as long as it runs (Idle is a minute here), however far it got.
+	for deadline := time.Now().Add(10 * time.Second); !Prefetching(f.Spool); {
+		if time.Now().After(deadline) {
+			t.Fatal("no prefetch runs")
+		}
 		time.Sleep(time.Millisecond)
 	}
 	for _, n := range names[1:6] {
