@@ -182,7 +182,22 @@ func TestPrefetchFollowsRecovery(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	// With 2 ahead, the spool can hold a segment only if the prefetch followed every
+	// fetch before it. (Waiting for it keeps a starved prefetch from failing the test: a
+	// fetch that finds its segment neither spooled nor planned fetches it itself.)
+	waitSpooled := func(n string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			if _, err := os.Stat(filepath.Join(f.Spool, n)); err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never reached the spool: the prefetch did not follow recovery (spool %v, asked %s)", n, spooledSegments(f.Spool), asked(f.Spool))
+			}
+		}
+	}
 	for _, n := range names[1:6] {
+		waitSpooled(n)
 		from, err := f.Fetch(ctx, n, dest)
 		if err != nil || from != "prefetched" {
 			plan, _ := os.ReadFile(filepath.Join(f.Spool, ".plan"))
@@ -202,6 +217,7 @@ func TestPrefetchFollowsRecovery(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("the fetch of a segment the prefetch could not fetch waited %v for it", d)
 	}
+	waitSpooled(names[7])
 	if from, err := f.Fetch(ctx, names[7], dest); err != nil || from != "prefetched" {
 		t.Fatalf("fetch of %s after the damaged one: %q %v", names[7], from, err)
 	}

@@ -157,8 +157,13 @@ func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) erro
 		return nil
 	}
 	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return nil // another prefetch is under way
+	// A fetch looking whether a prefetch runs holds the lock shared for a moment; another
+	// prefetch holds it for as long as it runs.
+	for try := 0; syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil; try++ {
+		if try == 5 {
+			return nil // another prefetch is under way
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	type result struct {
