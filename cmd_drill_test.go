@@ -239,17 +239,7 @@ func TestDrillInTheConsoleToItsScoredReport(t *testing.T) {
 	requireTmux(t)
 	bin := drconsoleBinary(t, "")
 	state := t.TempDir()
-	s := &tmuxSession{t: t, name: "drill", sock: filepath.Join(t.TempDir(), "tmux.sock"), bin: bin}
-	env := []string{"NO_COLOR=1", "TERM=xterm-256color", "USER=trainee", "XDG_STATE_HOME=" + state, "PGHOST=203.0.113.1", "DB_HOST=203.0.113.1"}
-	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", "env "+strings.Join(env, " ")+" "+bin+" drill --seed 3; echo EXIT=$?; sleep 120")
-	t.Cleanup(func() { exec.Command("tmux", "-S", s.sock, "kill-server").Run() })
-
-	scr := s.waitFor("Start the drill (in the sandbox", 60*time.Second)
-	m := regexp.MustCompile(`server: (/\S+) \(socket`).FindStringSubmatch(scr)
-	if m == nil {
-		t.Fatalf("the start screen does not name the sandbox's server:\n%s", scr)
-	}
-	sandbox := m[1]
+	s, scr, sandbox := startDrillInTmux(t, bin, "drill", "drill --seed 3", "XDG_STATE_HOME="+state, "PGHOST=203.0.113.1", "DB_HOST=203.0.113.1")
 	alert := regexp.MustCompile(`alert: the first sign of trouble was seen at (\S+ \S+) UTC`).FindStringSubmatch(scr)
 	if alert == nil {
 		t.Fatalf("the start screen does not say when the first sign of trouble was seen:\n%s", scr)
@@ -368,17 +358,7 @@ func TestDrillHangUpEndsTheDrill(t *testing.T) {
 	requireTmux(t)
 	bin := drconsoleBinary(t, "")
 	state := t.TempDir()
-	s := &tmuxSession{t: t, name: "drill-hup", sock: filepath.Join(t.TempDir(), "tmux.sock"), bin: bin}
-	env := []string{"NO_COLOR=1", "TERM=xterm-256color", "USER=trainee", "XDG_STATE_HOME=" + state}
-	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", "env "+strings.Join(env, " ")+" "+bin+" drill --seed 5 --scenario regional-outage; echo EXIT=$?; sleep 120")
-	t.Cleanup(func() { exec.Command("tmux", "-S", s.sock, "kill-server").Run() })
-
-	scr := s.waitFor("Start the drill (in the sandbox", 60*time.Second)
-	m := regexp.MustCompile(`server: (/\S+) \(socket`).FindStringSubmatch(scr)
-	if m == nil {
-		t.Fatalf("the start screen does not name the sandbox's server:\n%s", scr)
-	}
-	sandbox := m[1]
+	s, scr, sandbox := startDrillInTmux(t, bin, "drill-hup", "drill --seed 5 --scenario regional-outage", "XDG_STATE_HOME="+state)
 	s.keys("Enter")
 	s.waitFor("Which scenario is this?", 5*time.Second)
 	s.keys("Enter")
@@ -418,4 +398,21 @@ func TestDrillHangUpEndsTheDrill(t *testing.T) {
 	if _, err := os.Stat(sandbox); !os.IsNotExist(err) {
 		t.Errorf("the sandbox %s is left after the hang-up", sandbox)
 	}
+}
+
+// startDrillInTmux runs drconsole ARGS (a sandbox drill) at 80×24 in tmux session name,
+// with env added to a plain terminal's, and waits for its start screen: the session, that
+// screen and the sandbox's directory (its server's, as the screen names it).
+func startDrillInTmux(t *testing.T, bin, name, args string, env ...string) (*tmuxSession, string, string) {
+	t.Helper()
+	s := &tmuxSession{t: t, name: name, sock: filepath.Join(t.TempDir(), "tmux.sock"), bin: bin}
+	env = append([]string{"NO_COLOR=1", "TERM=xterm-256color", "USER=trainee"}, env...)
+	s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", "env "+strings.Join(env, " ")+" "+bin+" "+args+"; echo EXIT=$?; sleep 120")
+	t.Cleanup(func() { exec.Command("tmux", "-S", s.sock, "kill-server").Run() })
+	scr := s.waitFor("Start the drill (in the sandbox", 60*time.Second)
+	m := regexp.MustCompile(`server: (/\S+) \(socket`).FindStringSubmatch(scr)
+	if m == nil {
+		t.Fatalf("the start screen does not name the sandbox's server:\n%s", scr)
+	}
+	return s, scr, m[1]
 }

@@ -16,9 +16,12 @@ func wrap(text string, w int) string {
 }
 
 // indent wraps text to w columns and indents every line by n spaces.
-func indent(text string, w, n int) string {
+func indent(text string, w, n int) string { return indentWrapped(wrap(text, w-n), n) }
+
+// indentWrapped indents every line of wrapped text by n spaces.
+func indentWrapped(wrapped string, n int) string {
 	pad := strings.Repeat(" ", n)
-	lines := strings.Split(wrap(text, w-n), "\n")
+	lines := strings.Split(wrapped, "\n")
 	for i := range lines {
 		lines[i] = pad + lines[i]
 	}
@@ -113,10 +116,5 @@ func pathPieces(path string, w int) []string {
 
 // indentAtSpaces is indent with wrapAtSpaces: for text that holds paths.
 func indentAtSpaces(text string, w, n int) string {
-	pad := strings.Repeat(" ", n)
-	lines := strings.Split(wrapAtSpaces(text, w-n), "\n")
-	for i := range lines {
-		lines[i] = pad + lines[i]
-	}
-	return strings.Join(lines, "\n")
+	return indentWrapped(wrapAtSpaces(text, w-n), n)
 }

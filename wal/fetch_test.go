@@ -130,16 +130,30 @@ func spooledSegments(spool string) []string {
 	return got
 }
 
+// damage flips a byte in the middle of name's archived copy.
+func damage(t *testing.T, loc storage.Folder, name string) {
+	t.Helper()
+	objs, err := loc.Find(context.Background(), name)
+	if err != nil || len(objs) == 0 {
+		t.Fatalf("%s is not archived: %v", name, err)
+	}
+	p := filepath.Join(loc.String(), objs[0].Key)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A spooled segment was checked before it was spooled: a damaged archive copy never
 // gets there, and the fetch that needs it reports the damage.
 func TestPrefetchSpoolsOnlyGoodCopies(t *testing.T) {
 	loc, names, _ := archiveOf(t, 3)
 	ctx := context.Background()
-	objs, _ := loc.Find(ctx, names[1])
-	p := filepath.Join(loc.String(), objs[0].Key)
-	b, _ := os.ReadFile(p)
-	b[len(b)/2] ^= 0xff
-	os.WriteFile(p, b, 0o600)
+	damage(t, loc, names[1])
 	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
 	f := &Fetcher{Locations: []storage.Folder{loc}, Spool: SpoolFor(dest), Ahead: 2, Idle: 100 * time.Millisecond}
 	f.MakeSpool()
@@ -159,11 +173,7 @@ func TestPrefetchSpoolsOnlyGoodCopies(t *testing.T) {
 func TestPrefetchFollowsRecovery(t *testing.T) {
 	loc, names, data := archiveOf(t, 8)
 	ctx := context.Background()
-	objs, _ := loc.Find(ctx, names[6])
-	p := filepath.Join(loc.String(), objs[0].Key)
-	b, _ := os.ReadFile(p)
-	b[len(b)/2] ^= 0xff
-	os.WriteFile(p, b, 0o600)
+	damage(t, loc, names[6])
 
 	wal := filepath.Join(t.TempDir(), "pg_wal")
 	os.Mkdir(wal, 0o700)
