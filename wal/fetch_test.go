@@ -174,17 +174,7 @@ func TestPrefetchFollowsRecovery(t *testing.T) {
 	loc, names, data := archiveOf(t, 8)
 	ctx := context.Background()
 	damage(t, loc, names[6])
-
-	wal := filepath.Join(t.TempDir(), "pg_wal")
-	os.Mkdir(wal, 0o700)
-	dest := filepath.Join(wal, "RECOVERYXLOG")
-	f := &Fetcher{Locations: []storage.Folder{loc}, Spool: SpoolFor(dest), Ahead: 2, Idle: time.Minute}
-	if _, err := f.Fetch(ctx, names[0], dest); err != nil {
-		t.Fatal(err)
-	}
-	f.MakeSpool()
-	ended := make(chan struct{})
-	go func() { f.Prefetch(ctx, names[0], 1<<20); close(ended) }()
+	f, dest, ended := startRecovery(t, loc, names[0])
 	// It holds its lock as long as it runs (Idle is a minute here), however far it got.
 	for deadline := time.Now().Add(10 * time.Second); !Prefetching(f.Spool); {
 		if time.Now().After(deadline) {
@@ -245,21 +235,31 @@ func TestPrefetchFollowsRecovery(t *testing.T) {
 	}
 }
 
-// RestoreCommand takes a spooled segment with mv, which tells the prefetch nothing: it
-// follows recovery by the segments taken from its spool.
-func TestPrefetchFollowsTakenSegments(t *testing.T) {
-	loc, names, data := archiveOf(t, 8)
+// startRecovery fetches first into a new pg_wal, as recovery's first restore_command
+// does, and starts the prefetch after it (2 ahead, idle for a minute): the fetcher, the
+// destination, and a channel closed when the prefetch ends.
+func startRecovery(t *testing.T, loc storage.Folder, first string) (*Fetcher, string, chan struct{}) {
+	t.Helper()
 	ctx := context.Background()
 	wal := filepath.Join(t.TempDir(), "pg_wal")
 	os.Mkdir(wal, 0o700)
 	dest := filepath.Join(wal, "RECOVERYXLOG")
 	f := &Fetcher{Locations: []storage.Folder{loc}, Spool: SpoolFor(dest), Ahead: 2, Idle: time.Minute}
-	if _, err := f.Fetch(ctx, names[0], dest); err != nil {
+	if _, err := f.Fetch(ctx, first, dest); err != nil {
 		t.Fatal(err)
 	}
 	f.MakeSpool()
 	ended := make(chan struct{})
-	go func() { f.Prefetch(ctx, names[0], 1<<20); close(ended) }()
+	go func() { f.Prefetch(ctx, first, 1<<20); close(ended) }()
+	return f, dest, ended
+}
+
+// RestoreCommand takes a spooled segment with mv, which tells the prefetch nothing: it
+// follows recovery by the segments taken from its spool.
+func TestPrefetchFollowsTakenSegments(t *testing.T) {
+	loc, names, data := archiveOf(t, 8)
+	ctx := context.Background()
+	f, dest, ended := startRecovery(t, loc, names[0])
 	for _, n := range names[1:] {
 		deadline := time.Now().Add(10 * time.Second)
 		for os.Rename(filepath.Join(f.Spool, n), dest) != nil { // restore_command's mv
