@@ -58,17 +58,20 @@ func BenchmarkPushSegment(b *testing.B) {
 }
 
 // BenchmarkFetchSegment is one 16 MiB segment, encrypted and compressed, fetched from a
-// directory location: the CPU a fetch costs, without the network.
+// directory location: the CPU a fetch costs, without the network. WALPUSH_SEGMENT=FILE
+// fetches that file (say, real WAL) instead of a made-up one.
 func BenchmarkFetchSegment(b *testing.B) {
 	ent, err := openpgp.NewEntity("Bench", "", "bench@example.com", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
 	if err != nil {
 		b.Fatal(err)
 	}
 	loc := storage.WALOf(storage.NewDir("local", b.TempDir()))
-	name := "000000010000000000000001"
-	src := filepath.Join(b.TempDir(), name)
-	seg := fakeSegment(&testing.T{}, name, 16<<20)
-	os.WriteFile(src, seg, 0o600)
+	src := os.Getenv("WALPUSH_SEGMENT")
+	if src == "" {
+		src = filepath.Join(b.TempDir(), "000000010000000000000001")
+		os.WriteFile(src, fakeSegment(&testing.T{}, filepath.Base(src), 16<<20), 0o600)
+	}
+	name := filepath.Base(src)
 	p := &Pusher{Locations: []storage.Folder{loc}, Recipients: openpgp.EntityList{ent}}
 	if _, err := p.Push(context.Background(), src); err != nil {
 		b.Fatal(err)

@@ -99,7 +99,10 @@ func run(work, data, pgbin string, port, rounds int, latency time.Duration, ahea
 	cfg := filepath.Join(work, "drconsole.yaml")
 	os.WriteFile(cfg, fmt.Appendf(nil, "locations:\n  - name: primary\n    bucket: bench\n    endpoint: %s\n    region: us-east-1\n    path_style: true\n", proxy.Endpoint), 0o600)
 	own(cfg)
-	env := append(os.Environ(), "AWS_ACCESS_KEY_ID=bench", "AWS_SECRET_ACCESS_KEY=bench", "AWS_REGION=us-east-1",
+	// No AWS_CA_BUNDLE (some machines set one for every tool), as in bench/walpush: each
+	// wal-fetch would read and parse every certificate in it at start (~10 ms here) for
+	// a plain-HTTP endpoint that needs none.
+	env := append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "AWS_CA_BUNDLE=") }), "AWS_ACCESS_KEY_ID=bench", "AWS_SECRET_ACCESS_KEY=bench", "AWS_REGION=us-east-1",
 		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
 
 	bin := filepath.Join(work, "drconsole")
@@ -147,7 +150,10 @@ func run(work, data, pgbin string, port, rounds int, latency time.Duration, ahea
 			if out, err := exec.Command("cp", "-a", filepath.Join(data, "base"), dir).CombinedOutput(); err != nil {
 				return false, fmt.Errorf("cp base: %v: %s", err, out)
 			}
-			conf := fmt.Sprintf("\nport = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\narchive_mode = off\nhot_standby = off\nrestore_command = '%s'\n",
+			// Every variant's server is set up as drconsole sets up the servers it
+			// recovers (wal/pitr.go): the backup's timeline named, so no history file is
+			// looked for before the first segment. The log's timestamps give phasesOf.
+			conf := fmt.Sprintf("\nlog_line_prefix = '%%m '\nport = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\narchive_mode = off\nhot_standby = off\nrecovery_target_timeline = '1'\nrestore_command = '%s'\n",
 				port, work, v.restore)
 			f, err := os.OpenFile(filepath.Join(dir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
 			if err != nil {
@@ -172,7 +178,12 @@ func run(work, data, pgbin string, port, rounds int, latency time.Duration, ahea
 			}
 			restored, err := waitRecovered(logf, 15*time.Minute)
 			secs := time.Since(start).Seconds()
+			phases := phasesOf(logf)
+			if keep := os.Getenv("WALREPLAY_LOGS"); keep != "" {
+				exec.Command("cp", logf, filepath.Join(keep, fmt.Sprintf("round%d-variant%d.log", round+1, i))).Run()
+			}
 			fetchRSS, prefetchRSS, cpu, prefetchCPU := watch.stop()
+			fetches := watch.fetches
 			var after syscall.Rusage
 			syscall.Getrusage(syscall.RUSAGE_SELF, &after)
 			// This process serves S3 (and watches /proc, a little): CPU a real bucket
@@ -186,6 +197,7 @@ func run(work, data, pgbin string, port, rounds int, latency time.Duration, ahea
 			times[i] = append(times[i], secs)
 			fmt.Printf("round %d  %-26s %6.2f s  %3d segments  %5.1f MiB/s  CPU: wal-fetch %5.2f s (prefetch %.2f), S3 server %.2f s\n",
 				round+1, v.name, secs, restored, float64(restored)*16/secs, cpu, prefetchCPU, s3CPU)
+			fmt.Printf("         %s, %d wal-fetch processes\n", phases, fetches)
 			time.Sleep(time.Second) // a last prefetch finds its spool gone and ends
 			os.RemoveAll(dir)
 		}
@@ -240,6 +252,42 @@ func waitRecovered(logf string, limit time.Duration) (int, error) {
 	return 0, fmt.Errorf("recovery did not end within %v", limit)
 }
 
+// phasesOf says when, after the server's first log line, restore_command restored its
+// first and last file and recovery ended: where a variant's time goes.
+func phasesOf(logf string) string {
+	b, _ := os.ReadFile(logf)
+	var first, firstRestored, lastRestored, ready time.Time
+	var gaps []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if len(line) < 27 {
+			continue
+		}
+		t, err := time.Parse("2006-01-02 15:04:05.000 MST", line[:27])
+		if err != nil {
+			continue
+		}
+		if first.IsZero() {
+			first = t
+		}
+		switch {
+		case strings.Contains(line, "restored log file"):
+			if firstRestored.IsZero() {
+				firstRestored = t
+			} else if g := t.Sub(lastRestored); g > 80*time.Millisecond {
+				gaps = append(gaps, fmt.Sprintf("%d:%dms", strings.Count(string(b[:strings.Index(string(b), line)]), "restored log file"), g.Milliseconds()))
+			}
+			lastRestored = t
+		case strings.Contains(line, "ready to accept connections"):
+			ready = t
+		}
+	}
+	at := func(t time.Time) float64 { return t.Sub(first).Seconds() }
+	if len(gaps) > 8 {
+		gaps = append(gaps[:8], fmt.Sprintf("and %d more", len(gaps)-8))
+	}
+	return fmt.Sprintf("first file restored at +%.2f s, last at +%.2f s, ready at +%.2f s; over 80 ms before file %s", at(firstRestored), at(lastRestored), at(ready), strings.Join(gaps, " "))
+}
+
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
@@ -253,6 +301,7 @@ type rssWatch struct {
 	fetch, prefetch int64
 	cpu             map[string]float64 // CPU seconds of each wal-fetch process, last seen
 	prefetchPIDs    map[string]bool
+	fetches         int // wal-fetch processes seen, the prefetch apart
 }
 
 func newRSSWatch() *rssWatch {
@@ -285,14 +334,24 @@ func newRSSWatch() *rssWatch {
 				}
 				live[pid] = true
 				k, seen := kinds[pid]
-				if !seen {
+				// A wal-fetch's child is read again until it is seen as the prefetch:
+				// between fork and exec it still has its parent's command line.
+				if !seen || k == fetchProc {
 					b, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+					argv := strings.Split(string(b), "\x00")
 					switch {
-					case !strings.Contains(string(b), "wal-fetch"):
+					case filepath.Base(argv[0]) != "drconsole" || !strings.Contains(string(b), "wal-fetch"):
+						// restore_command's sh -c names wal-fetch too
 						k = other
 					case strings.Contains(string(b), "--prefetch-size"):
+						if seen {
+							w.fetches-- // counted before its exec
+						}
 						k = prefetchProc
 					default:
+						if !seen {
+							w.fetches++
+						}
 						k = fetchProc
 					}
 					kinds[pid] = k
