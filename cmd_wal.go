@@ -132,9 +132,10 @@ func newWALFetchCmd(a *app) *cobra.Command {
 		Use:   "wal-fetch [flags] NAME DEST",
 		Short: "restore one WAL file from the archive (restore_command)",
 		Long: `Writes WAL file NAME from the archive to DEST, whole (a temporary file beside it, synced,
-then renamed). It reads what wal-push stored (checking the content against the SHA-256 in
-its name) and files another tool archived under PostgreSQL's names, raw, gzip, zstd or
-OpenPGP, deciding by their bytes. A segment's header must say it is that segment.
+then renamed). It reads what wal-push stored and files another tool archived under
+PostgreSQL's names, raw, gzip, zstd or OpenPGP, deciding by their bytes. Every copy is
+proved whole (OpenPGP's MDC, a zstd frame's checksum, or else the SHA-256 in the name wal-push
+gave it), and a segment's header must say it is that segment.
 
 Exit 0: written. Exit 1: every location answered and none holds NAME (PostgreSQL takes this
 as the end of the WAL). Any other failure (a location that cannot be asked, a damaged copy,
@@ -144,9 +145,9 @@ server's configuration:
 
   restore_command = 'drconsole wal-fetch --gpg-key /etc/drconsole/ops-secret.asc %f %p'
 
-or, taking a segment already fetched ahead with mv (what drconsole configures itself):
+or, taking a segment already fetched ahead with a hard link (what drconsole configures itself):
 
-  restore_command = 'mv -f pg_wal/drconsole-prefetch/%f %p 2>/dev/null || drconsole wal-fetch --gpg-key /etc/drconsole/ops-secret.asc %f %p'`,
+  restore_command = 'ln -f pg_wal/drconsole-prefetch/%f %p 2>/dev/null || drconsole wal-fetch --gpg-key /etc/drconsole/ops-secret.asc %f %p'`,
 		Example: "  drconsole wal-fetch --gpg-key ops-secret.asc 000000010000000000000001 pg_wal/RECOVERYXLOG",
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) != 2 {
@@ -178,7 +179,7 @@ func runWALFetch(ctx context.Context, a *app, o *walFetchOptions, name, dest str
 		Said: func(s string) { fmt.Fprintln(a.stderr, "drconsole wal-fetch: "+s) }}
 	if o.prefetchSize == 0 && o.ahead > 0 && f.TakeSpooled(name, dest) {
 		// Checked when it was spooled: no key or location is needed to hand it over.
-		a.keepPrefetching(o, name, dest, spool)
+		a.keepPrefetching(o, name, dest, spool, 0)
 		return nil
 	}
 	keys, err := o.keys.keys(a)
@@ -194,26 +195,46 @@ func runWALFetch(ctx context.Context, a *app, o *walFetchOptions, name, dest str
 		// Its downloads' buffers are garbage as soon as a segment is spooled: collect
 		// them rather than let the heap grow to twice what is live.
 		debug.SetMemoryLimit(prefetchMemory)
+		// Replaying the WAL is recovery's critical path, and the server's startup
+		// process does it on one CPU: where CPUs are short, it comes first.
+		lowerPriority(prefetchNice)
 		return f.Prefetch(ctx, name, o.prefetchSize)
+	}
+	// The prefetch starts as soon as the segment's first page says how big segments
+	// are, while the rest is fetched: recovery asks for the next one as soon as it has
+	// replayed this one.
+	started := o.ahead == 0
+	f.Header = func(segSize int64) {
+		if !started {
+			started = true
+			a.keepPrefetching(o, name, dest, spool, segSize)
+		}
 	}
 	if _, err := f.Fetch(ctx, name, dest); err != nil {
 		return err
 	}
-	if o.ahead > 0 {
-		a.keepPrefetching(o, name, dest, spool)
+	if !started {
+		a.keepPrefetching(o, name, dest, spool, 0)
 	}
 	return nil
 }
 
-// keepPrefetching starts a prefetch after the segment just restored to dest, unless one
-// is running: it follows recovery for as long as recovery asks for segments.
-func (a *app) keepPrefetching(o *walFetchOptions, name, dest, spool string) {
+// keepPrefetching starts a prefetch after the segment being restored to dest, of segSize
+// bytes (0: dest's size), unless one is running: it follows recovery for as long as
+// recovery asks for segments.
+func (a *app) keepPrefetching(o *walFetchOptions, name, dest, spool string, segSize int64) {
 	if kind, _ := wal.Kind(name); kind != wal.KindSegment || wal.Prefetching(spool) {
 		return
 	}
-	f := &wal.Fetcher{Spool: spool}
-	if st, err := os.Stat(dest); err == nil && f.MakeSpool() == nil {
-		a.startPrefetch(o, name, dest, spool, st.Size())
+	if segSize == 0 {
+		st, err := os.Stat(dest)
+		if err != nil {
+			return
+		}
+		segSize = st.Size()
+	}
+	if (&wal.Fetcher{Spool: spool}).MakeSpool() == nil {
+		a.startPrefetch(o, name, dest, spool, segSize)
 	}
 }
 
@@ -245,6 +266,39 @@ func (a *app) startPrefetch(o *walFetchOptions, name, dest, spool string, segSiz
 
 // prefetchMemory is the soft limit of the prefetch's heap.
 const prefetchMemory = 96 << 20
+
+// prefetchNice is how much lower than the fetch that started it the prefetch runs.
+const prefetchNice = 10
+
+// lowerPriority raises this process's niceness by by (anyone may lower their own
+// priority). Linux keeps a niceness per thread, and a new thread takes its creator's:
+// each thread running now is reniced, so every later one is too.
+func lowerPriority(by int) {
+	// Linux's getpriority returns 20 - nice, so as never to return a negative value.
+	raw, err := syscall.Getpriority(syscall.PRIO_PROCESS, os.Getpid())
+	if err != nil {
+		return
+	}
+	nice := min(20-raw+by, 19)
+	// A thread started meanwhile by one not reniced yet is found by the next pass.
+	for range 10 {
+		tasks, _ := os.ReadDir("/proc/self/task")
+		changed := false
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil {
+				continue
+			}
+			if raw, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid); err == nil && 20-raw != nice {
+				syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice)
+				changed = true
+			}
+		}
+		if !changed {
+			return
+		}
+	}
+}
 
 // Exit codes of wal-fetch, as restore_command: PostgreSQL ends recovery on 1 and stops on
 // anything above 125.

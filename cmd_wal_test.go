@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -223,9 +225,10 @@ func TestWALArchiveRecoversToAPointInTime(t *testing.T) {
 }
 
 // prefetchKilled: the prefetch process is killed -9 as soon as it runs, wherever it is;
-// restore_command as drconsole writes it (mv from the spool, else wal-fetch) still gives
-// every segment whole, the next fetch starts another prefetch, and the end of the archive
-// leaves nothing behind: no spool, no temporary file, no process.
+// restore_command as drconsole writes it (ln from the spool, else wal-fetch) still gives
+// every segment whole, the next fetch starts another prefetch (at a lower priority than
+// recovery's), and the end of recovery leaves nothing behind: no spool, no temporary
+// file, no process.
 func (w *walCycle) prefetchKilled(t *testing.T) {
 	pgwal := filepath.Join(t.TempDir(), "pg_wal")
 	os.Mkdir(pgwal, 0o700)
@@ -265,10 +268,42 @@ func (w *walCycle) prefetchKilled(t *testing.T) {
 		}
 		return false
 	}
+	// Every thread of the prefetch runs 10 nicer than this process (at most 19).
+	niceOf := func(pid int) (nices []int) {
+		stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		for _, st := range stats {
+			b, _ := os.ReadFile(st)
+			if i := bytes.LastIndexByte(b, ')'); i > 0 {
+				if f := strings.Fields(string(b[i+1:])); len(f) > 16 {
+					n, _ := strconv.Atoi(f[16]) // field 19 of the line
+					nices = append(nices, n)
+				}
+			}
+		}
+		return nices
+	}
+	ours, _ := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	wantNice := min(20-ours+10, 19)
+	niceChecked := false
+	checkNice := func() {
+		var got []int
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			for _, pid := range prefetches() {
+				got = niceOf(pid)
+				if len(got) > 0 && !slices.ContainsFunc(got, func(n int) bool { return n != wantNice }) {
+					niceChecked = true
+					return
+				}
+			}
+		}
+		t.Errorf("the prefetch's threads run at niceness %v, want all %d", got, wantNice)
+		niceChecked = true
+	}
 	seg, _ := strconv.ParseUint(first[16:], 16, 32)
-	name := first
+	name, last := first, ""
 	killed := 0
 	for {
+		os.Remove(filepath.Join(pgwal, "RECOVERYXLOG")) // as PostgreSQL does before restore_command
 		out, code := restore(name)
 		if code == 1 {
 			break // the end of the archive
@@ -279,20 +314,33 @@ func (w *walCycle) prefetchKilled(t *testing.T) {
 		if st, err := os.Stat(filepath.Join(pgwal, "RECOVERYXLOG")); err != nil || st.Size() != 16<<20 {
 			t.Fatalf("%s restored: %v %v, want a whole segment", name, st, err)
 		}
+		// PostgreSQL keeps a restored segment under its own name.
+		os.Rename(filepath.Join(pgwal, "RECOVERYXLOG"), filepath.Join(pgwal, name))
+		if !niceChecked {
+			checkNice() // then killed
+		}
 		if killed < 2 && killPrefetch() {
 			killed++
 		}
+		last = name
 		seg++
 		name = fmt.Sprintf("%s%08X", first[:16], seg)
 	}
-	if name <= w.last || killed == 0 {
-		t.Fatalf("restored up to %s (the archive ends at %s), %d prefetch processes killed", name, w.last, killed)
+	if name <= w.last || killed == 0 || !niceChecked {
+		t.Fatalf("restored up to %s (the archive ends at %s), %d prefetch processes killed, niceness checked: %v", name, w.last, killed, niceChecked)
+	}
+	// As recovery ends: the last segment read again, the next timeline looked for.
+	if out, code := restore(last); code != 0 {
+		t.Fatalf("%s read again at the end: exit %d: %s", last, code, out)
+	}
+	if out, code := restore("00000002.history"); code != 1 {
+		t.Fatalf("the next timeline's history: exit %d, want 1: %s", code, out)
 	}
 	time.Sleep(200 * time.Millisecond)
 	left, _ := os.ReadDir(pgwal)
 	for _, e := range left {
-		if e.Name() != "RECOVERYXLOG" {
-			t.Errorf("left in pg_wal after the end of the archive: %s", e.Name())
+		if n := e.Name(); n != "RECOVERYXLOG" && (len(n) != 24 || strings.Trim(n, "0123456789ABCDEF") != "") {
+			t.Errorf("left in pg_wal after the end of recovery: %s", e.Name())
 		}
 	}
 	if pids := prefetches(); len(pids) > 0 {

@@ -51,6 +51,9 @@ type Fetcher struct {
 	// Idle is how long a prefetch runs without recovery asking for a new segment
 	// (default prefetchIdle).
 	Idle time.Duration
+	// Header, if set, is told the segment size a segment's first page gives, as soon as
+	// it is decoded (before the rest is, or checked): when to start the prefetch.
+	Header func(segSize int64)
 }
 
 func (f *Fetcher) say(format string, args ...any) {
@@ -69,6 +72,17 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) (string, error) 
 	if kind == KindSegment && f.TakeSpooled(name, dest) {
 		return "prefetched", nil
 	}
+	// A segment a running prefetch neither holds nor means to fetch is most likely past
+	// the end of the archive: whether a later one is archived (a hole, not the end) is
+	// asked at once, beside the segment itself, rather than after it.
+	later := func() string { return laterSegment(ctx, f.Locations, name) }
+	if kind == KindSegment && f.Spool != "" && Prefetching(f.Spool) {
+		lctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		found := make(chan string, 1)
+		go func() { found <- laterSegment(lctx, f.Locations, name) }()
+		later = func() string { return <-found }
+	}
 	var unreachable, damaged []string
 	var answered []storage.Folder
 	for _, w := range f.Locations {
@@ -82,7 +96,7 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) (string, error) 
 		}
 		answered = append(answered, w)
 		for _, o := range candidates(objs, name) {
-			err := fetchOne(ctx, w, o, name, dest, f.Keys)
+			err := fetchOne(ctx, w, o, name, dest, f.Keys, f.Header)
 			if err == nil {
 				if len(unreachable) > 0 || len(damaged) > 0 {
 					f.say("%s served by %s; %s", name, w.Name(), strings.Join(append(unreachable, damaged...), "; "))
@@ -110,11 +124,14 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) (string, error) 
 		return "", fmt.Errorf("%w: %s is not in %s, and %s could not be asked; recovery stops rather than end early (to end it without them, name the locations that answer with --location)",
 			ErrUnanswered, name, where, strings.Join(unreachable, ", "))
 	}
-	if later := laterSegment(ctx, answered, name); later != "" {
+	if later := later(); later != "" {
 		return "", fmt.Errorf("%w: %s is not archived, but %s is: the archive has a hole here, and recovery stops rather than end early at it", ErrHole, name, later)
 	}
-	if kind == KindSegment || kind == KindHistory {
-		f.dropSpool() // the end of the archive, or a new timeline looked for: recovery ends
+	if kind == KindHistory {
+		// A new timeline looked for and none found: recovery ends (PostgreSQL does this
+		// before it promotes). Not at a segment found nowhere: recovery then reads its
+		// last segment once more, and the spool still holds it.
+		f.dropSpool()
 	}
 	return "", fmt.Errorf("%w: %s", ErrNotFound, name)
 }
@@ -142,28 +159,40 @@ func laterSegment(ctx context.Context, locs []storage.Folder, name string) strin
 	if !ok {
 		return ""
 	}
+	// Every location's listings at once: restore_command's "not found" waits for them,
+	// and so does recovery's end.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	first := ""
 	for _, w := range locs {
 		for _, prefix := range []string{name[:16], fmt.Sprintf("%08X%08X", s.tli, s.log+1)} {
-			objs, err := w.Find(ctx, prefix)
-			if err != nil {
-				continue
-			}
-			for _, o := range objs {
-				b := path.Base(o.Key)
-				if len(b) >= 24 && segmentRE.MatchString(b[:24]) && b[:24] > name {
-					if _, ok := parseStored(b, b[:24]); ok { // a copy of that segment, not a .backup or .partial
-						return b[:24]
+			wg.Go(func() {
+				objs, err := w.Find(ctx, prefix)
+				if err != nil {
+					return
+				}
+				for _, o := range objs {
+					b := path.Base(o.Key)
+					if len(b) >= 24 && segmentRE.MatchString(b[:24]) && b[:24] > name {
+						if _, ok := parseStored(b, b[:24]); ok { // a copy of that segment, not a .backup or .partial
+							mu.Lock()
+							if first == "" || b[:24] < first {
+								first = b[:24]
+							}
+							mu.Unlock()
+						}
 					}
 				}
-			}
+			})
 		}
 	}
-	return ""
+	wg.Wait()
+	return first
 }
 
 // fetchOne decodes one archived copy into dest and checks it: the checksum its name
 // carries, and a segment's header.
-func fetchOne(ctx context.Context, w storage.Folder, o storage.Backup, name, dest string, keys *recovery.Keys) error {
+func fetchOne(ctx context.Context, w storage.Folder, o storage.Backup, name, dest string, keys *recovery.Keys, header func(int64)) error {
 	st, _ := parseStored(path.Base(o.Key), name)
 	dir := filepath.Dir(dest)
 	pattern := "." + filepath.Base(dest) + ".drconsole-*"
@@ -186,7 +215,7 @@ func fetchOne(ctx context.Context, w storage.Folder, o storage.Backup, name, des
 			os.Remove(tmp.Name())
 		}
 	}()
-	got, err := decodeTo(ctx, w, o, keys, tmp)
+	got, err := decodeTo(ctx, w, o, keys, tmp, header)
 	if err != nil {
 		return err
 	}
@@ -232,56 +261,82 @@ var errLocal = errors.New("writing the WAL file")
 // decoded is what a copy decoded to.
 type decoded struct {
 	size int64
-	sum  []byte
-	head []byte
-	data []byte // readAll only
+	// sum is the content's SHA-256, taken only when no layer checked the content on the
+	// way (checked says which did).
+	sum     []byte
+	checked string
+	head    []byte
+	data    []byte // readAll only
 }
 
+// check compares the content with the SHA-256 its stored name carries, unless a layer
+// already proved it is what was archived: OpenPGP's MDC covers every byte of what was
+// encrypted, and a zstd frame's checksum every byte it decompresses to. Either catches
+// the damage the SHA-256 would, so the prefetch does not hash 16 MiB a segment twice.
+// The segment's header is checked whatever the layers.
 func (d decoded) check(name string, st stored) error {
-	if st.sum != "" && hex.EncodeToString(d.sum)[:sumLen] != st.sum {
+	if st.sum != "" && d.checked == "" && hex.EncodeToString(d.sum)[:sumLen] != st.sum {
 		return fmt.Errorf("its content is not what was archived (SHA-256 %s…, archived %s…)", hex.EncodeToString(d.sum)[:12], st.sum[:12])
 	}
 	return checkSegment(name, d.head, d.size)
 }
 
 // decodeTo streams an archived copy into out, peeling its layers by content, and
-// returns its size, SHA-256 and first bytes.
-func decodeTo(ctx context.Context, w storage.Folder, o storage.Backup, keys *recovery.Keys, out io.Writer) (decoded, error) {
+// returns its size, first bytes, and either what checked it on the way or its SHA-256.
+// header, if not nil, is told a segment's size as soon as its first page says it.
+func decodeTo(ctx context.Context, w storage.Folder, o storage.Backup, keys *recovery.Keys, out io.Writer, header func(int64)) (decoded, error) {
 	rc, err := w.Open(ctx, o)
 	if err != nil {
 		return decoded{}, err
 	}
 	defer rc.Close()
-	r, closeAll, err := peel(rc, keys)
+	r, closeAll, checked, err := peel(rc, keys)
 	if err != nil {
 		return decoded{}, err
 	}
 	defer closeAll()
-	h := sha256.New()
-	hw := &headWriter{h: h}
+	hw := &headWriter{header: header}
+	if checked == "" {
+		hw.h = sha256.New()
+	}
 	n, err := io.Copy(io.MultiWriter(out, hw), r)
 	if err != nil {
 		return decoded{}, err
 	}
-	return decoded{size: n, sum: h.Sum(nil), head: hw.head}, nil
+	d := decoded{size: n, checked: checked, head: hw.head}
+	if hw.h != nil {
+		d.sum = hw.h.Sum(nil)
+	}
+	return d, nil
 }
 
 // readAll decodes an archived copy into memory.
 func readAll(ctx context.Context, w storage.Folder, o storage.Backup, keys *recovery.Keys) (decoded, error) {
 	var buf strings.Builder
-	d, err := decodeTo(ctx, w, o, keys, &buf)
+	d, err := decodeTo(ctx, w, o, keys, &buf, nil)
 	d.data = []byte(buf.String())
 	return d, err
 }
 
+// headWriter keeps the first headerLen bytes written, and hashes them all with h if
+// there is one.
 type headWriter struct {
-	h    hash.Hash
-	head []byte
+	h      hash.Hash
+	head   []byte
+	header func(segSize int64)
 }
 
 func (w *headWriter) Write(p []byte) (int, error) {
 	if len(w.head) < headerLen {
 		w.head = append(w.head, p[:min(len(p), headerLen-len(w.head))]...)
+		if len(w.head) == headerLen && w.header != nil {
+			if size := headerSegSize(w.head); size > 0 {
+				w.header(size)
+			}
+		}
+	}
+	if w.h == nil {
+		return len(p), nil
 	}
 	return w.h.Write(p)
 }
@@ -301,8 +356,11 @@ func zstdDecoder(r io.Reader) (*zstd.Decoder, error) {
 }
 
 // peel takes off encryption and compression, as many layers as there are (at most
-// three: OpenPGP, then gzip or zstd), deciding by the bytes, not the name.
-func peel(r io.Reader, keys *recovery.Keys) (io.Reader, func(), error) {
+// three: OpenPGP, then gzip or zstd), deciding by the bytes, not the name. checked names
+// the layer that will have proved the content whole once it is read to its end without
+// an error, "" if none will: OpenPGP (go-crypto refuses a message without an MDC or
+// AEAD), or a zstd frame that carries its content's checksum (which the decoder checks).
+func peel(r io.Reader, keys *recovery.Keys) (_ io.Reader, _ func(), checked string, _ error) {
 	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -320,14 +378,15 @@ func peel(r io.Reader, keys *recovery.Keys) (io.Reader, func(), error) {
 			d, err := recovery.Decrypt(br, keys)
 			if err != nil {
 				closeAll()
-				return nil, nil, err
+				return nil, nil, "", err
 			}
+			checked = "OpenPGP's MDC"
 			r = d
 		case storage.LayerGzip:
 			z, err := gzip.NewReader(br)
 			if err != nil {
 				closeAll()
-				return nil, nil, fmt.Errorf("gzip: %v", err)
+				return nil, nil, "", fmt.Errorf("gzip: %v", err)
 			}
 			closers = append(closers, func() { z.Close() })
 			r = z
@@ -335,7 +394,12 @@ func peel(r io.Reader, keys *recovery.Keys) (io.Reader, func(), error) {
 			z, err := zstdDecoder(br)
 			if err != nil {
 				closeAll()
-				return nil, nil, fmt.Errorf("zstd: %v", err)
+				return nil, nil, "", fmt.Errorf("zstd: %v", err)
+			}
+			// The frame header's descriptor follows the magic number; its bit 2 says
+			// the frame ends with a checksum of its content.
+			if checked == "" && len(head) > 4 && head[4]&0x04 != 0 {
+				checked = "zstd's checksum"
 			}
 			closers = append(closers, func() {
 				if z.Reset(nil) == nil {
@@ -344,8 +408,8 @@ func peel(r io.Reader, keys *recovery.Keys) (io.Reader, func(), error) {
 			})
 			r = z
 		default:
-			return br, closeAll, nil
+			return br, closeAll, checked, nil
 		}
 	}
-	return r, closeAll, nil
+	return r, closeAll, checked, nil
 }

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,10 +11,16 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/klauspost/compress/zstd"
+
+	"drconsole/recovery"
 	"drconsole/storage"
 )
 
@@ -64,33 +71,22 @@ func archiveOf(t *testing.T, n int) (storage.Folder, []string, map[string][]byte
 }
 
 // After a fetch, Prefetch fetches the next segments into the spool; the fetches that
-// follow take them from there, checked as any fetch; the end of the archive removes it.
+// follow take them from there, checked as any fetch, and the spool keeps the one taken
+// last; the end of recovery removes it, and so does a prefetch nobody asks anything of.
 func TestPrefetch(t *testing.T) {
 	loc, names, data := archiveOf(t, 6)
 	ctx := context.Background()
 	wal := filepath.Join(t.TempDir(), "pg_wal")
 	os.Mkdir(wal, 0o700)
 	dest := filepath.Join(wal, "RECOVERYXLOG")
-	f := &Fetcher{Locations: []storage.Folder{loc}, Spool: SpoolFor(dest), Ahead: 3, Idle: 100 * time.Millisecond}
+	f := &Fetcher{Locations: []storage.Folder{loc}, Spool: SpoolFor(dest), Ahead: 3, Idle: time.Minute}
 	if from, err := f.Fetch(ctx, names[0], dest); err != nil || from != "local" {
 		t.Fatalf("first fetch: %q %v", from, err)
 	}
 	if err := f.MakeSpool(); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Prefetch(ctx, names[0], 1<<20); err != nil {
-		t.Fatal(err)
-	}
-	spooled, _ := os.ReadDir(f.Spool)
-	var got []string
-	for _, e := range spooled {
-		if !strings.HasPrefix(e.Name(), ".") {
-			got = append(got, e.Name())
-		}
-	}
-	if len(got) != 3 || got[0] != names[1] || got[2] != names[3] {
-		t.Fatalf("spooled after %s: %v, want the next 3", names[0], got)
-	}
+	prefetchUntil(t, f, names[0], names[1:4])
 	for _, n := range names[1:4] {
 		from, err := f.Fetch(ctx, n, dest)
 		if err != nil || from != "prefetched" {
@@ -100,22 +96,57 @@ func TestPrefetch(t *testing.T) {
 			t.Fatalf("%s from the spool differs", n)
 		}
 	}
-	// Ahead of the archive's end: only what there is; a passed segment is dropped.
-	f.Prefetch(ctx, names[3], 1<<20)
-	if got := spooledSegments(f.Spool); !slices.Equal(got, names[4:6]) {
-		t.Errorf("spool after %s: %v, want the 2 segments left", names[3], got)
+	// Ahead of the archive's end: only what there is; the segment taken last and the one
+	// before it stay, older ones go.
+	prefetchUntil(t, f, names[3], names[2:6])
+	for _, n := range names[4:6] {
+		if from, err := f.Fetch(ctx, n, dest); err != nil || from != "prefetched" {
+			t.Fatalf("fetch of %s: %q %v, want it prefetched", n, from, err)
+		}
 	}
 	end := segment{tli: 1, seg: 7}.String()
 	if _, err := f.Fetch(ctx, end, dest); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("fetch past the end: %v", err)
 	}
+	if from, err := f.Fetch(ctx, names[5], dest); err != nil || from != "prefetched" {
+		t.Fatalf("%s read again at the end of the archive: %q %v, want it from the spool", names[5], from, err)
+	}
+	if b, _ := os.ReadFile(dest); !bytes.Equal(b, data[names[5]]) {
+		t.Fatalf("%s read again differs", names[5])
+	}
+	if _, err := f.Fetch(ctx, "00000002.history", dest); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("fetch of the next timeline's history: %v", err)
+	}
 	if _, err := os.Stat(f.Spool); !os.IsNotExist(err) {
-		t.Errorf("the spool is still there at the end of the archive: %v", err)
+		t.Errorf("the spool is still there at the end of recovery: %v", err)
 	}
 	// A prefetch started when recovery had already ended leaves nothing behind.
 	f.Prefetch(ctx, names[0], 1<<20)
 	if _, err := os.Stat(f.Spool); !os.IsNotExist(err) {
 		t.Errorf("a late prefetch made the spool again")
+	}
+	// Nothing asked for Idle: the prefetch ends and takes its spool with it.
+	f.MakeSpool()
+	f.Idle = 100 * time.Millisecond
+	if err := f.Prefetch(ctx, names[0], 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.Spool); !os.IsNotExist(err) {
+		t.Errorf("an idle prefetch left its spool: %v", err)
+	}
+}
+
+// prefetchUntil runs a prefetch after name until the spool holds want.
+func prefetchUntil(t *testing.T, f *Fetcher, name string, want []string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Prefetch(ctx, name, 1<<20); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); !slices.Equal(spooledSegments(f.Spool), want); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("spooled after %s: %v, want %v", name, spooledSegments(f.Spool), want)
+		}
 	}
 }
 
@@ -168,7 +199,7 @@ func TestPrefetchSpoolsOnlyGoodCopies(t *testing.T) {
 
 // One prefetch follows recovery: as each fetch asks for the next segment it keeps the
 // Ahead after it spooled, so every fetch after the first takes its segment from the
-// spool; the end of the archive removes the spool and the prefetch ends with it. A
+// spool; the end of recovery removes the spool and the prefetch ends with it. A
 // segment it could not fetch is not waited for: the fetch that needs it reports why.
 func TestPrefetchFollowsRecovery(t *testing.T) {
 	loc, names, data := archiveOf(t, 8)
@@ -221,18 +252,7 @@ func TestPrefetchFollowsRecovery(t *testing.T) {
 	if from, err := f.Fetch(ctx, names[7], dest); err != nil || from != "prefetched" {
 		t.Fatalf("fetch of %s after the damaged one: %q %v", names[7], from, err)
 	}
-	end := segment{tli: 1, seg: 9}.String()
-	if _, err := f.Fetch(ctx, end, dest); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("fetch past the end: %v", err)
-	}
-	select {
-	case <-ended:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the prefetch still runs after recovery reached the end of the archive")
-	}
-	if _, err := os.Stat(f.Spool); !os.IsNotExist(err) {
-		t.Errorf("the spool is still there at the end of the archive: %v", err)
-	}
+	endRecovery(t, f, dest, data, names[7], ended)
 }
 
 // startRecovery fetches first into a new pg_wal, as recovery's first restore_command
@@ -254,31 +274,70 @@ func startRecovery(t *testing.T, loc storage.Folder, first string) (*Fetcher, st
 	return f, dest, ended
 }
 
-// RestoreCommand takes a spooled segment with mv, which tells the prefetch nothing: it
-// follows recovery by the segments taken from its spool.
+// RestoreCommand takes a spooled segment with ln, which tells the prefetch nothing: it
+// follows recovery by the segments linked out of its spool, or, for a restore_command
+// written with mv, by those gone from it.
 func TestPrefetchFollowsTakenSegments(t *testing.T) {
-	loc, names, data := archiveOf(t, 8)
-	ctx := context.Background()
-	f, dest, ended := startRecovery(t, loc, names[0])
-	for _, n := range names[1:] {
-		deadline := time.Now().Add(10 * time.Second)
-		for os.Rename(filepath.Join(f.Spool, n), dest) != nil { // restore_command's mv
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never reached the spool: the prefetch did not follow the segments taken (spool %v)", n, spooledSegments(f.Spool))
+	for _, take := range []struct {
+		how  string
+		take func(src, dest string) error
+	}{
+		{"ln", os.Link},
+		{"mv", os.Rename},
+	} {
+		t.Run(take.how, func(t *testing.T) {
+			loc, names, data := archiveOf(t, 8)
+			f, dest, ended := startRecovery(t, loc, names[0])
+			for _, n := range names[1:] {
+				os.Remove(dest) // as PostgreSQL does before restore_command
+				deadline := time.Now().Add(10 * time.Second)
+				for take.take(filepath.Join(f.Spool, n), dest) != nil { // restore_command's ln, or mv
+					if time.Now().After(deadline) {
+						t.Fatalf("%s never reached the spool: the prefetch did not follow the segments taken (spool %v)", n, spooledSegments(f.Spool))
+					}
+					time.Sleep(time.Millisecond)
+				}
+				// PostgreSQL keeps a restored segment under its own name in pg_wal
+				// (KeepFileRestoredFromArchive), until a restartpoint removes it.
+				kept := filepath.Join(filepath.Dir(dest), n)
+				if err := os.Rename(dest, kept); err != nil {
+					t.Fatal(err)
+				}
+				if b, _ := os.ReadFile(kept); !bytes.Equal(b, data[n]) {
+					t.Fatalf("%s from the spool differs", n)
+				}
 			}
-			time.Sleep(time.Millisecond)
-		}
-		if b, _ := os.ReadFile(dest); !bytes.Equal(b, data[n]) {
-			t.Fatalf("%s from the spool differs", n)
-		}
+			endRecovery(t, f, dest, data, names[7], ended)
+		})
 	}
-	if _, err := f.Fetch(ctx, segment{tli: 1, seg: 9}.String(), dest); !errors.Is(err, ErrNotFound) {
+}
+
+// endRecovery does what recovery does at the end of the archive after last: asks for the
+// segment after it (not found), reads last again (the spool still has it), and looks for
+// the next timeline's history (not found), which ends the prefetch and removes its spool.
+func endRecovery(t *testing.T, f *Fetcher, dest string, data map[string][]byte, last string, ended chan struct{}) {
+	t.Helper()
+	ctx := context.Background()
+	s, _ := parseSegment(last)
+	if _, err := f.Fetch(ctx, s.next(1<<20).String(), dest); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("fetch past the end: %v", err)
+	}
+	if _, err := f.Fetch(ctx, last, dest); err != nil {
+		t.Fatalf("%s read again at the end: %v", last, err)
+	}
+	if b, _ := os.ReadFile(dest); !bytes.Equal(b, data[last]) {
+		t.Fatalf("%s read again differs", last)
+	}
+	if _, err := f.Fetch(ctx, "00000002.history", dest); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("fetch of the next timeline's history: %v", err)
 	}
 	select {
 	case <-ended:
 	case <-time.After(5 * time.Second):
-		t.Fatal("the prefetch still runs after recovery reached the end of the archive")
+		t.Fatal("the prefetch still runs after recovery ended")
+	}
+	if _, err := os.Stat(f.Spool); !os.IsNotExist(err) {
+		t.Errorf("the spool is still there after recovery ended: %v", err)
 	}
 }
 
@@ -309,5 +368,159 @@ func TestFetchRemovesAKilledFetchsFile(t *testing.T) {
 	}
 	if _, err := os.Stat(held); err != nil {
 		t.Errorf("a file another fetch holds was removed: %v", err)
+	}
+}
+
+// Every archived copy is proved whole before it is written out: by OpenPGP's MDC, by the
+// checksum of a zstd frame, or, where no layer checks the content, by the SHA-256 its
+// name carries. A damaged copy of each kind is refused and nothing is written.
+func TestFetchProvesEveryCopyWhole(t *testing.T) {
+	ent, err := openpgp.NewEntity("Test", "", "test@example.com", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	name := segment{tli: 1, seg: 1}.String()
+	seg := fakeSegment(t, name, 1<<20)
+	other := bytes.Clone(seg)
+	other[4096] ^= 0xff // the same segment's header, another content
+	compress := func(b []byte, opts ...zstd.EOption) []byte {
+		var out bytes.Buffer
+		z, err := zstd.NewWriter(&out, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z.Write(b)
+		z.Close()
+		return out.Bytes()
+	}
+	gz := func(b []byte) []byte {
+		var out bytes.Buffer
+		z := gzip.NewWriter(&out)
+		z.Write(b)
+		z.Close()
+		return out.Bytes()
+	}
+	for _, c := range []struct {
+		what      string
+		encrypted bool
+		// stored is what the archived copy is made into.
+		stored func(b []byte) []byte
+		want   string
+	}{
+		{"encrypted, a byte in the middle flipped", true, func(b []byte) []byte { b[len(b)/2] ^= 0xff; return b }, ""},
+		{"encrypted, cut short", true, func(b []byte) []byte { return b[:len(b)-100] }, ""},
+		{"zstd, its checksum flipped", false, func(b []byte) []byte { b[len(b)-1] ^= 0xff; return b }, ""},
+		{"zstd, a byte in the middle flipped", false, func(b []byte) []byte { b[len(b)/2] ^= 0xff; return b }, ""},
+		{"another content, zstd without a checksum", false, func([]byte) []byte { return compress(other, zstd.WithEncoderCRC(false)) }, "not what was archived"},
+		{"another content, gzip", false, func([]byte) []byte { return gz(other) }, "not what was archived"},
+		{"another content, raw", false, func([]byte) []byte { return other }, "not what was archived"},
+	} {
+		t.Run(c.what, func(t *testing.T) {
+			loc := storage.WALOf(storage.NewDir("local", t.TempDir()))
+			p := &Pusher{Locations: []storage.Folder{loc}}
+			keys := &recovery.Keys{}
+			if c.encrypted {
+				p.Recipients = openpgp.EntityList{ent}
+				keys.Entities = openpgp.EntityList{ent}
+			}
+			src := filepath.Join(t.TempDir(), name)
+			os.WriteFile(src, seg, 0o600)
+			if _, err := p.Push(ctx, src); err != nil {
+				t.Fatal(err)
+			}
+			f := &Fetcher{Locations: []storage.Folder{loc}, Keys: keys}
+			dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+			if _, err := f.Fetch(ctx, name, dest); err != nil {
+				t.Fatalf("the whole copy: %v", err)
+			}
+			os.Remove(dest)
+			objs, _ := loc.Find(ctx, name)
+			path := filepath.Join(loc.String(), objs[0].Key)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(path, c.stored(b), 0o600)
+			_, err = f.Fetch(ctx, name, dest)
+			if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("fetch: %v, want it damaged (%q)", err, c.want)
+			}
+			if _, err := os.Stat(dest); !os.IsNotExist(err) {
+				t.Errorf("something was written: %v", err)
+			}
+		})
+	}
+}
+
+// countingFolder counts the listings asked of a folder.
+type countingFolder struct {
+	storage.Folder
+	finds atomic.Int32
+}
+
+func (c *countingFolder) Find(ctx context.Context, prefix string) ([]storage.Backup, error) {
+	c.finds.Add(1)
+	return c.Folder.Find(ctx, prefix)
+}
+
+// The prefetch lists a window of sixteen segments at once, not each segment, and a
+// segment archived after its window was listed is still found: a name missing from a
+// listing is always listed again.
+func TestPrefetchListsAWindowAtATime(t *testing.T) {
+	loc, names, data := archiveOf(t, 12)
+	counting := &countingFolder{Folder: loc}
+	pf := (&Fetcher{Locations: []storage.Folder{counting}}).prefetcher()
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, n := range names[:10] {
+		if _, err := pf.Fetch(ctx, n, filepath.Join(dir, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := counting.finds.Load(); n != 1 {
+		t.Errorf("%d listings for 10 segments of one window, want 1", n)
+	}
+	// A segment archived now, after the listing.
+	late := segment{tli: 1, seg: 13}.String()
+	src := filepath.Join(t.TempDir(), late)
+	os.WriteFile(src, fakeSegment(t, late, 1<<20), 0o600)
+	if _, err := (&Pusher{Locations: []storage.Folder{loc}}).Push(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pf.Fetch(ctx, late, filepath.Join(dir, late)); err != nil {
+		t.Fatalf("a segment archived after its window was listed: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, names[9])); !bytes.Equal(b, data[names[9]]) {
+		t.Error("a segment fetched through the window's listing differs")
+	}
+	// Not archived: found nowhere, listed afresh, and no later segment.
+	if _, err := pf.Fetch(ctx, segment{tli: 1, seg: 14}.String(), filepath.Join(dir, "x")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("past the end: %v", err)
+	}
+}
+
+// A segment missing while later ones are archived is a hole, whether or not a prefetch
+// runs (a fetch beside one asks about later segments at once): recovery stops there.
+func TestFetchBesideAPrefetchFindsAHole(t *testing.T) {
+	loc, names, _ := archiveOf(t, 8)
+	ctx := context.Background()
+	objs, _ := loc.Find(ctx, names[4])
+	if err := os.Remove(filepath.Join(loc.String(), objs[0].Key)); err != nil {
+		t.Fatal(err)
+	}
+	f, dest, _ := startRecovery(t, loc, names[0])
+	defer EndPrefetch(filepath.Dir(filepath.Dir(dest)))
+	for _, n := range names[1:4] {
+		if _, err := f.Fetch(ctx, n, dest); err != nil {
+			t.Fatalf("fetch of %s: %v", n, err)
+		}
+	}
+	if !Prefetching(f.Spool) {
+		t.Fatal("no prefetch runs")
+	}
+	_, err := f.Fetch(ctx, names[4], dest)
+	if !errors.Is(err, ErrHole) || !strings.Contains(err.Error(), names[5]) {
+		t.Fatalf("fetch of the missing %s: %v, want a hole before %s", names[4], err, names[5])
 	}
 }

@@ -124,6 +124,17 @@ func (s segment) next(segSize int64) segment {
 	return segment{s.tli, s.log, s.seg + 1}
 }
 
+// prev is the segment before s ("" at the very start of the WAL).
+func (s segment) prev(segSize int64) (segment, bool) {
+	switch {
+	case s.seg > 0:
+		return segment{s.tli, s.log, s.seg - 1}, true
+	case s.log > 0:
+		return segment{s.tli, s.log - 1, uint32((1<<32)/segSize) - 1}, true
+	}
+	return s, false
+}
+
 // startLSN is where s begins in the WAL.
 func (s segment) startLSN(segSize int64) uint64 {
 	return uint64(s.log)<<32 + uint64(s.seg)*uint64(segSize)
@@ -131,6 +142,21 @@ func (s segment) startLSN(segSize int64) uint64 {
 
 // headerLen is how much of a segment checkSegment reads.
 const headerLen = 40
+
+// headerSegSize is the segment size a segment's first page (head, headerLen bytes) gives,
+// 0 if it is no long page header or the size is not one a segment can have. Only a guess
+// until checkSegment has seen the whole file.
+func headerSegSize(head []byte) int64 {
+	const xlpLongHeader = 0x0002
+	if len(head) < headerLen || binary.LittleEndian.Uint16(head[2:4])&xlpLongHeader == 0 {
+		return 0
+	}
+	size := int64(binary.LittleEndian.Uint32(head[32:36]))
+	if size < 1<<20 || size > 1<<30 || bits.OnesCount64(uint64(size)) != 1 {
+		return 0
+	}
+	return size
+}
 
 // checkSegment looks at a segment's first page (head, at least headerLen bytes of a file
 // of size bytes): a long page header (XLogLongPageHeader) whose segment size is the

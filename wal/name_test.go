@@ -92,3 +92,17 @@ func TestCheckSegment(t *testing.T) {
 		t.Errorf("a history file is not a segment: %v", err)
 	}
 }
+
+func TestSegmentPrev(t *testing.T) {
+	for _, size := range []int64{1 << 20, 16 << 20, 1 << 30} {
+		for _, s := range []segment{{1, 0, 1}, {1, 1, 0}, {2, 7, 3}, {1, 0, uint32((1<<32)/size) - 1}} {
+			p, ok := s.next(size).prev(size)
+			if !ok || p != s {
+				t.Errorf("%d-byte segments: prev of next of %v is %v %v", size, s, p, ok)
+			}
+		}
+	}
+	if _, ok := (segment{1, 0, 0}).prev(16 << 20); ok {
+		t.Error("the first segment of the WAL has one before it")
+	}
+}

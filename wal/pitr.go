@@ -633,7 +633,8 @@ func (w *replayWatch) report(ctx context.Context, res *PITRResult, accepting boo
 	fetched := res.Replayed
 	if entries, err := os.ReadDir(w.spool); err == nil {
 		for _, e := range entries {
-			if segmentRE.MatchString(e.Name()) {
+			// The spool keeps the segment restored last, and the one before it.
+			if segmentRE.MatchString(e.Name()) && e.Name() > res.LastSegment {
 				fetched++
 			}
 		}
@@ -718,7 +719,7 @@ func (p *PITRPlan) unpack(ctx context.Context, owner *account) error {
 		return err
 	}
 	defer rc.Close()
-	r, closeAll, err := peel(rc, p.opts.Keys)
+	r, closeAll, _, err := peel(rc, p.opts.Keys)
 	if err != nil {
 		return err
 	}

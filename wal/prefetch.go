@@ -4,29 +4,35 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"drconsole/storage"
 )
 
 // PostgreSQL asks restore_command for one segment at a time and waits for each: from a
 // distant bucket, every segment costs a round trip or more. So after each segment the
 // next ones are fetched ahead, by a process of its own, into a spool beside the
 // destination (pg_wal/drconsole-prefetch: the same file system, so taking one is a
-// rename), checked as any fetch is; pgBackRest's asynchronous archive-get and WAL-G's
-// prefetch do the same. The spool holds at most Ahead segments, and is removed when
-// recovery reaches the end of the archive.
+// hard link), checked as any fetch is; pgBackRest's asynchronous archive-get and WAL-G's
+// prefetch do the same. The spool holds the segment recovery asked for last, the one
+// before it and at most Ahead after it, and is removed when recovery looks for a new timeline (as it does before it
+// promotes) or stops asking.
 
 // RestoreCommand is the restore_command drconsole configures around fetch (a wal-fetch
-// command line ending in %f %p): a segment already in the spool is taken with mv, which
+// command line ending in %f %p): a segment already in the spool is taken with ln, which
 // costs recovery a millisecond where starting wal-fetch costs it tens; anything else,
 // and every failure, is wal-fetch's. A spooled segment was checked before it was spooled,
 // and only a whole one is ever there (renamed in once written and synced). The spool is
-// pg_wal's, as %p is in pg_wal.
+// pg_wal's, as %p is in pg_wal. A link, not a move, because recovery reads its last
+// segment a second time as it ends, and the spool still has it then.
 func RestoreCommand(fetch string) string {
-	return "mv -f pg_wal/drconsole-prefetch/%f %p 2>/dev/null || " + fetch
+	return "ln -f pg_wal/drconsole-prefetch/%f %p 2>/dev/null || " + fetch
 }
 
 // SpoolFor is the spool of a restore_command writing to dest.
@@ -34,7 +40,7 @@ func SpoolFor(dest string) string {
 	return filepath.Join(filepath.Dir(dest), "drconsole-prefetch")
 }
 
-// TakeSpooled tells a running prefetch that recovery now asks for name, and moves the
+// TakeSpooled tells a running prefetch that recovery now asks for name, and links the
 // segment to dest if the spool has it or the prefetch is bringing it: fetching it a second
 // time beside the prefetch would only slow both. A spooled segment was checked as any
 // fetch checks it before it was spooled, so taking it needs neither the keys nor the
@@ -52,14 +58,13 @@ func (f *Fetcher) TakeSpooled(name, dest string) bool {
 	ask(f.Spool, name)
 	deadline := time.Now().Add(inflightWait)
 	for {
-		err := os.Rename(filepath.Join(f.Spool, name), dest)
-		if err == nil {
+		if linkTo(filepath.Join(f.Spool, name), dest) == nil {
 			break
 		}
 		if !prefetching(f.Spool, name) || time.Now().After(deadline) {
 			// It may have landed between the two looks: a segment leaves the plan
 			// once it is in the spool.
-			if os.Rename(filepath.Join(f.Spool, name), dest) != nil {
+			if linkTo(filepath.Join(f.Spool, name), dest) != nil {
 				return false
 			}
 			break
@@ -71,6 +76,20 @@ func (f *Fetcher) TakeSpooled(name, dest string) bool {
 		d.Close()
 	}
 	return true
+}
+
+// linkTo makes dest another name of the file src, replacing whatever dest was at once.
+func linkTo(src, dest string) error {
+	tmp := filepath.Join(filepath.Dir(dest), "."+filepath.Base(dest)+".drconsole-link")
+	os.Remove(tmp)
+	if err := os.Link(src, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // ask records in the spool the segment recovery asks for now: the prefetch keeps the
@@ -139,12 +158,12 @@ func prefetching(spool, name string) bool {
 }
 
 // Prefetch keeps the Ahead segments (of segSize bytes) after the one recovery asked for
-// last (name, until a fetch records another) in the spool, fetching those it does not
-// hold yet, prefetchJobs at a time, and dropping what recovery has passed. It runs as
-// long as recovery asks for segments: until the spool is removed (recovery reached the
-// end of the archive), ctx ends, or nothing new is asked for Idle (default
-// prefetchIdle). One prefetch runs at a time per spool (a lock); a second returns at
-// once. A segment it cannot fetch is left to the fetch that needs it: that one tries
+// last (name, until a fetch records another or recovery links one) in the spool,
+// fetching those it does not hold yet, prefetchJobs at a time, and dropping what
+// recovery has passed. It runs as long as recovery asks for segments: until the spool is
+// removed (recovery ended), ctx ends, or nothing new is asked for Idle (default
+// prefetchIdle), when it removes the spool itself. One prefetch runs at a time per spool
+// (a lock); a second returns at once. A segment it cannot fetch is left to the fetch that needs it: that one tries
 // again and reports why.
 func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) error {
 	if _, ok := parseSegment(name); !ok || f.Spool == "" || f.Ahead <= 0 {
@@ -171,6 +190,7 @@ func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) erro
 		err  error
 	}
 	done := make(chan result, prefetchJobs)
+	pf := f.prefetcher()
 	inflight := map[string]bool{}
 	defer func() {
 		cancel()
@@ -188,8 +208,9 @@ func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) erro
 		name = lastAsk
 	}
 	last, since := name, time.Now()
-	// Segments this prefetch spooled and has not removed: one gone from the spool was
-	// taken by recovery (RestoreCommand's mv does not say so otherwise).
+	// Segments this prefetch spooled and has not removed: one linked elsewhere (a
+	// second name: RestoreCommand's ln) or gone from the spool (a restore_command
+	// written with mv) was taken by recovery, which says so no other way.
 	spooled := map[string]bool{}
 	failed := map[string]bool{} // not to be tried again until recovery moves on
 	end := ""                   // the first segment found nowhere: nothing after it is fetched
@@ -217,20 +238,28 @@ func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) erro
 			}
 		}
 		for n := range spooled {
-			if !have[n] {
+			switch {
+			case !have[n]:
 				delete(spooled, n)
 				if n > last {
 					moved(n)
 				}
+			case n > last && linked(filepath.Join(f.Spool, n)):
+				moved(n)
 			}
 		}
 		if len(inflight) == 0 && time.Since(since) > idle {
+			f.dropSpool() // nobody waits for what it holds
 			return nil
 		}
-		// The segment asked for stays until the fetch takes it; the Ahead after it are
-		// wanted.
+		// The segment asked for stays until the fetch takes it, and the one before it:
+		// at the end of the archive recovery asks for the next (found nowhere), then
+		// reads its last segment again. The Ahead after it are wanted.
 		s, _ := parseSegment(last)
 		keep := map[string]bool{last: true}
+		if p, ok := s.prev(segSize); ok {
+			keep[p.String()] = true
+		}
 		var want []string
 		for range f.Ahead {
 			s = s.next(segSize)
@@ -270,7 +299,10 @@ func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) erro
 				break
 			}
 			inflight[n] = true
-			go func() { done <- result{n, f.fetchInto(ctx, n, filepath.Join(f.Spool, n))} }()
+			go func() {
+				_, err := pf.Fetch(ctx, n, filepath.Join(f.Spool, n))
+				done <- result{n, err}
+			}()
 		}
 		select {
 		case r := <-done:
@@ -290,6 +322,12 @@ func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) erro
 			return nil
 		}
 	}
+}
+
+// linked reports whether the file has another name too.
+func linked(path string) bool {
+	var st syscall.Stat_t
+	return syscall.Stat(path, &st) == nil && st.Nlink > 1
 }
 
 // EndPrefetch removes the spool of the server on pgdata, stopped or failed, and waits for
@@ -312,12 +350,66 @@ func EndPrefetch(pgdata string) {
 	os.RemoveAll(spool) // what it wrote meanwhile
 }
 
-// fetchInto is Fetch without the spool and without a word: the prefetch's.
-func (f *Fetcher) fetchInto(ctx context.Context, name, dest string) error {
+// prefetcher is f as the prefetch fetches: without the spool, without a word, each
+// location listed a window of segments at a time.
+func (f *Fetcher) prefetcher() *Fetcher {
 	g := *f
 	g.Spool, g.Said = "", nil
-	_, err := g.Fetch(ctx, name, dest)
-	return err
+	g.Locations = nil
+	for _, w := range f.Locations {
+		g.Locations = append(g.Locations, &windowFolder{Folder: w, listed: map[string][]storage.Backup{}})
+	}
+	return &g
+}
+
+// windowFolder lists a location's WAL archive for the prefetch sixteen segments at a
+// time (the names sharing all but their last digit): one LIST for each sixteen segments
+// instead of one a segment, which a bucket bills twelve times a GET and answers slower.
+// A segment its last listing does not hold is listed again, so it never says "not
+// archived" from memory.
+type windowFolder struct {
+	storage.Folder
+	mu     sync.Mutex
+	listed map[string][]storage.Backup // by window: a segment name but its last digit
+}
+
+func (w *windowFolder) Find(ctx context.Context, prefix string) ([]storage.Backup, error) {
+	if _, ok := parseSegment(prefix); !ok {
+		return w.Folder.Find(ctx, prefix)
+	}
+	window := prefix[:len(prefix)-1]
+	w.mu.Lock()
+	objs, ok := w.listed[window]
+	w.mu.Unlock()
+	if ok {
+		if got := named(objs, prefix); len(got) > 0 {
+			return got, nil
+		}
+	}
+	objs, err := w.Folder.Find(ctx, window)
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	for k := range w.listed {
+		if k < window {
+			delete(w.listed, k) // recovery has passed it
+		}
+	}
+	w.listed[window] = objs
+	w.mu.Unlock()
+	return named(objs, prefix), nil
+}
+
+// named are the files of objs whose names start with prefix.
+func named(objs []storage.Backup, prefix string) []storage.Backup {
+	var got []storage.Backup
+	for _, o := range objs {
+		if strings.HasPrefix(path.Base(o.Key), prefix) {
+			got = append(got, o)
+		}
+	}
+	return got
 }
 
 // MakeSpool makes the spool, before a prefetch is started into it.
@@ -325,9 +417,9 @@ func (f *Fetcher) MakeSpool() error {
 	return os.MkdirAll(f.Spool, 0o700)
 }
 
-// dropSpool removes the spool: recovery has reached the end of the archive, or of its
-// timeline (PostgreSQL looks for the next timeline's history file before it promotes).
-// A prefetch still running finds it gone and stops.
+// dropSpool removes the spool: recovery has ended (PostgreSQL looks for the next
+// timeline's history file before it promotes), or stopped asking. A prefetch still
+// running finds it gone and stops.
 func (f *Fetcher) dropSpool() {
 	if f.Spool == "" || !strings.HasSuffix(f.Spool, "drconsole-prefetch") {
 		return
