@@ -311,6 +311,7 @@ func newRSSWatch() *rssWatch {
 		other = iota
 		fetchProc
 		prefetchProc
+		shProc // restore_command's sh, which may exec wal-fetch itself
 	)
 	kinds := map[string]int{}
 	go func() {
@@ -335,28 +336,30 @@ func newRSSWatch() *rssWatch {
 				live[pid] = true
 				k, seen := kinds[pid]
 				// A wal-fetch's child is read again until it is seen as the prefetch:
-				// between fork and exec it still has its parent's command line.
-				if !seen || k == fetchProc {
+				// between fork and exec it still has its parent's command line; and
+				// restore_command's sh may become the wal-fetch.
+				if !seen || k == fetchProc || k == shProc {
 					b, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
 					argv := strings.Split(string(b), "\x00")
 					switch {
-					case filepath.Base(argv[0]) != "drconsole" || !strings.Contains(string(b), "wal-fetch"):
-						// restore_command's sh -c names wal-fetch too
+					case !strings.Contains(string(b), "wal-fetch"):
 						k = other
+					case filepath.Base(argv[0]) != "drconsole":
+						k = shProc // names wal-fetch too
 					case strings.Contains(string(b), "--prefetch-size"):
-						if seen {
+						if seen && k == fetchProc {
 							w.fetches-- // counted before its exec
 						}
 						k = prefetchProc
 					default:
-						if !seen {
+						if k != fetchProc || !seen {
 							w.fetches++
 						}
 						k = fetchProc
 					}
 					kinds[pid] = k
 				}
-				if k == other {
+				if k == other || k == shProc {
 					continue
 				}
 				p := filepath.Join("/proc", pid, "cmdline")
