@@ -134,8 +134,8 @@ func newWALFetchCmd(a *app) *cobra.Command {
 		Long: `Writes WAL file NAME from the archive to DEST, whole (a temporary file beside it, synced,
 then renamed). It reads what wal-push stored and files another tool archived under
 PostgreSQL's names, raw, gzip, zstd or OpenPGP, deciding by their bytes. Every copy is
-proved whole (OpenPGP's MDC, a zstd frame's checksum, or else the SHA-256 in the name wal-push
-gave it), and a segment's header must say it is that segment.
+proved whole (by OpenPGP's MDC, a zstd frame's checksum, or else the SHA-256 that
+wal-push put in its name), and a segment's header must say it is that segment.
 
 Exit 0: written. Exit 1: every location answered and none holds NAME (PostgreSQL takes this
 as the end of the WAL). Any other failure (a location that cannot be asked, a damaged copy,
