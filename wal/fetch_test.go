@@ -72,7 +72,7 @@ func archiveOf(t *testing.T, n int) (storage.Folder, []string, map[string][]byte
 
 // After a fetch, Prefetch fetches the next segments into the spool; the fetches that
 // follow take them from there, checked as any fetch, and the spool keeps the one taken
-// last; the end of recovery removes it, and so does a prefetch nobody asks anything of.
+// last; the end of recovery removes it.
 func TestPrefetch(t *testing.T) {
 	loc, names, data := archiveOf(t, 6)
 	ctx := context.Background()
@@ -125,14 +125,18 @@ func TestPrefetch(t *testing.T) {
 	if _, err := os.Stat(f.Spool); !os.IsNotExist(err) {
 		t.Errorf("a late prefetch made the spool again")
 	}
-	// Nothing asked for Idle: the prefetch ends and takes its spool with it.
+	// Nothing asked for Idle: the prefetch ends, and what it spooled stays for the next
+	// fetch (a replay that slow is no reason to fetch it all again).
 	f.MakeSpool()
 	f.Idle = 100 * time.Millisecond
 	if err := f.Prefetch(ctx, names[0], 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(f.Spool); !os.IsNotExist(err) {
-		t.Errorf("an idle prefetch left its spool: %v", err)
+	if got := spooledSegments(f.Spool); !slices.Equal(got, names[1:4]) || Prefetching(f.Spool) {
+		t.Errorf("after an idle prefetch: spool %v, still prefetching %v; want %v kept, and no prefetch", got, Prefetching(f.Spool), names[1:4])
+	}
+	if from, err := f.Fetch(ctx, names[1], dest); err != nil || from != "prefetched" {
+		t.Errorf("fetch after an idle prefetch: %q %v, want it from the spool", from, err)
 	}
 }
 

@@ -21,8 +21,8 @@ import (
 // destination (pg_wal/drconsole-prefetch: the same file system, so taking one is a
 // hard link), checked as any fetch is; pgBackRest's asynchronous archive-get and WAL-G's
 // prefetch do the same. The spool holds the segment recovery asked for last, the one
-// before it and at most Ahead after it, and is removed when recovery looks for a new timeline (as it does before it
-// promotes) or stops asking.
+// before it and at most Ahead after it, and is removed when recovery looks for a new
+// timeline, as it does before it promotes.
 
 // RestoreCommand is the restore_command drconsole configures around fetch (a wal-fetch
 // command line ending in %f %p): a segment already in the spool is taken with ln, which
@@ -162,9 +162,9 @@ func prefetching(spool, name string) bool {
 // fetching those it does not hold yet, prefetchJobs at a time, and dropping what
 // recovery has passed. It runs as long as recovery asks for segments: until the spool is
 // removed (recovery ended), ctx ends, or nothing new is asked for Idle (default
-// prefetchIdle), when it removes the spool itself. One prefetch runs at a time per spool
-// (a lock); a second returns at once. A segment it cannot fetch is left to the fetch that needs it: that one tries
-// again and reports why.
+// prefetchIdle; what it spooled stays for the next fetch, which starts another). One
+// prefetch runs at a time per spool (a lock); a second returns at once. A segment it
+// cannot fetch is left to the fetch that needs it: that one tries again and reports why.
 func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) error {
 	if _, ok := parseSegment(name); !ok || f.Spool == "" || f.Ahead <= 0 {
 		return nil
@@ -249,7 +249,6 @@ func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) erro
 			}
 		}
 		if len(inflight) == 0 && time.Since(since) > idle {
-			f.dropSpool() // nobody waits for what it holds
 			return nil
 		}
 		// The segment asked for stays until the fetch takes it, and the one before it:
@@ -418,8 +417,8 @@ func (f *Fetcher) MakeSpool() error {
 }
 
 // dropSpool removes the spool: recovery has ended (PostgreSQL looks for the next
-// timeline's history file before it promotes), or stopped asking. A prefetch still
-// running finds it gone and stops.
+// timeline's history file before it promotes). A prefetch still running finds it gone
+// and stops.
 func (f *Fetcher) dropSpool() {
 	if f.Spool == "" || !strings.HasSuffix(f.Spool, "drconsole-prefetch") {
 		return
