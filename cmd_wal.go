@@ -134,8 +134,8 @@ func newWALFetchCmd(a *app) *cobra.Command {
 		Long: `Writes WAL file NAME from the archive to DEST, whole (a temporary file beside it, synced,
 then renamed). It reads what wal-push stored and files another tool archived under
 PostgreSQL's names, raw, gzip, zstd or OpenPGP, deciding by their bytes. Every copy is
-proved whole (by OpenPGP's MDC, a zstd frame's checksum, or else the SHA-256 that
-wal-push put in its name), and a segment's header must say it is that segment.
+proved whole (by OpenPGP's MDC, or else the SHA-256 that wal-push put in its name), and
+a segment's header must say it is that segment.
 
 Exit 0: written. Exit 1: every location answered and none holds NAME (PostgreSQL takes this
 as the end of the WAL). Any other failure (a location that cannot be asked, a damaged copy,
@@ -195,9 +195,6 @@ func runWALFetch(ctx context.Context, a *app, o *walFetchOptions, name, dest str
 		// Its downloads' buffers are garbage as soon as a segment is spooled: collect
 		// them rather than let the heap grow to twice what is live.
 		debug.SetMemoryLimit(prefetchMemory)
-		// Replaying the WAL is recovery's critical path, and the server's startup
-		// process does it on one CPU: where CPUs are short, it comes first.
-		lowerPriority(prefetchNice)
 		return f.Prefetch(ctx, name, o.prefetchSize)
 	}
 	// The prefetch starts as soon as the segment's first page says how big segments
@@ -266,39 +263,6 @@ func (a *app) startPrefetch(o *walFetchOptions, name, dest, spool string, segSiz
 
 // prefetchMemory is the soft limit of the prefetch's heap.
 const prefetchMemory = 96 << 20
-
-// prefetchNice is how much lower than the fetch that started it the prefetch runs.
-const prefetchNice = 10
-
-// lowerPriority raises this process's niceness by by (anyone may lower their own
-// priority). Linux keeps a niceness per thread, and a new thread takes its creator's:
-// each thread running now is reniced, so every later one is too.
-func lowerPriority(by int) {
-	// Linux's getpriority returns 20 - nice, so as never to return a negative value.
-	raw, err := syscall.Getpriority(syscall.PRIO_PROCESS, os.Getpid())
-	if err != nil {
-		return
-	}
-	nice := min(20-raw+by, 19)
-	// A thread started meanwhile by one not reniced yet is found by the next pass.
-	for range 10 {
-		tasks, _ := os.ReadDir("/proc/self/task")
-		changed := false
-		for _, t := range tasks {
-			tid, err := strconv.Atoi(t.Name())
-			if err != nil {
-				continue
-			}
-			if raw, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid); err == nil && 20-raw != nice {
-				syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice)
-				changed = true
-			}
-		}
-		if !changed {
-			return
-		}
-	}
-}
 
 // Exit codes of wal-fetch, as restore_command: PostgreSQL ends recovery on 1 and stops on
 // anything above 125.

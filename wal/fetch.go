@@ -75,13 +75,20 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) (string, error) 
 	// A segment a running prefetch neither holds nor means to fetch is most likely past
 	// the end of the archive: whether a later one is archived (a hole, not the end) is
 	// asked at once, beside the segment itself, rather than after it.
-	later := func() string { return laterSegment(ctx, f.Locations, name) }
+	later := func() (string, error) { return laterSegment(ctx, f.Locations, name) }
 	if kind == KindSegment && f.Spool != "" && Prefetching(f.Spool) {
 		lctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		found := make(chan string, 1)
-		go func() { found <- laterSegment(lctx, f.Locations, name) }()
-		later = func() string { return <-found }
+		type found struct {
+			later string
+			err   error
+		}
+		done := make(chan found, 1)
+		go func() {
+			l, err := laterSegment(lctx, f.Locations, name)
+			done <- found{l, err}
+		}()
+		later = func() (string, error) { r := <-done; return r.later, r.err }
 	}
 	var unreachable, damaged []string
 	var answered []storage.Folder
@@ -124,8 +131,16 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) (string, error) 
 		return "", fmt.Errorf("%w: %s is not in %s, and %s could not be asked; recovery stops rather than end early (to end it without them, name the locations that answer with --location)",
 			ErrUnanswered, name, where, strings.Join(unreachable, ", "))
 	}
-	if later := later(); later != "" {
-		return "", fmt.Errorf("%w: %s is not archived, but %s is: the archive has a hole here, and recovery stops rather than end early at it", ErrHole, name, later)
+	next, err := later()
+	switch {
+	case next != "":
+		return "", fmt.Errorf("%w: %s is not archived, but %s is: the archive has a hole here, and recovery stops rather than end early at it", ErrHole, name, next)
+	case err != nil:
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", fmt.Errorf("%w: %s is not archived, but whether later segments are could not be asked (%s); recovery stops rather than end early at what may be a hole",
+			ErrUnanswered, name, oneLine(err))
 	}
 	if kind == KindHistory {
 		// A new timeline looked for and none found: recovery ends (PostgreSQL does this
@@ -154,32 +169,33 @@ func candidates(objs []storage.Backup, name string) []storage.Backup {
 
 // laterSegment is an archived segment of name's timeline after it, if any: name is then a
 // hole, not the end of the WAL.
-func laterSegment(ctx context.Context, locs []storage.Folder, name string) string {
+func laterSegment(ctx context.Context, locs []storage.Folder, name string) (string, error) {
 	s, ok := parseSegment(name)
 	if !ok {
-		return ""
+		return "", nil
 	}
 	// Every location's listings at once: restore_command's "not found" waits for them,
-	// and so does recovery's end.
+	// and so does recovery's end. A listing that fails leaves the answer unknown: it
+	// must not read as "no later segment", which would end recovery at a hole.
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	first := ""
+	var failed error
 	for _, w := range locs {
 		for _, prefix := range []string{name[:16], fmt.Sprintf("%08X%08X", s.tli, s.log+1)} {
 			wg.Go(func() {
 				objs, err := w.Find(ctx, prefix)
+				mu.Lock()
+				defer mu.Unlock()
 				if err != nil {
+					failed = fmt.Errorf("%s: %v", w.Name(), err)
 					return
 				}
 				for _, o := range objs {
 					b := path.Base(o.Key)
 					if len(b) >= 24 && segmentRE.MatchString(b[:24]) && b[:24] > name {
-						if _, ok := parseStored(b, b[:24]); ok { // a copy of that segment, not a .backup or .partial
-							mu.Lock()
-							if first == "" || b[:24] < first {
-								first = b[:24]
-							}
-							mu.Unlock()
+						if _, ok := parseStored(b, b[:24]); ok && (first == "" || b[:24] < first) { // a copy of that segment, not a .backup or .partial
+							first = b[:24]
 						}
 					}
 				}
@@ -187,7 +203,10 @@ func laterSegment(ctx context.Context, locs []storage.Folder, name string) strin
 		}
 	}
 	wg.Wait()
-	return first
+	if first != "" {
+		return first, nil
+	}
+	return "", failed
 }
 
 // fetchOne decodes one archived copy into dest and checks it: whole (decoded.check), and
@@ -271,9 +290,9 @@ type decoded struct {
 
 // check compares the content with the SHA-256 its stored name carries, unless a layer
 // already proved it is what was archived: OpenPGP's MDC covers every byte of what was
-// encrypted, and a zstd frame's checksum every byte it decompresses to. Either catches
-// the damage the SHA-256 would, and hashing 16 MiB was a third of a prefetch's CPU.
-// The segment's header is checked whatever the layers.
+// encrypted (here, the compressed segment), so it catches the damage the SHA-256 would,
+// and hashing 16 MiB was a third of a prefetch's CPU. The segment's header is checked
+// whatever the layers.
 func (d decoded) check(name string, st stored) error {
 	if st.sum != "" && d.checked == "" && hex.EncodeToString(d.sum)[:sumLen] != st.sum {
 		return fmt.Errorf("its content is not what was archived (SHA-256 %s…, archived %s…)", hex.EncodeToString(d.sum)[:12], st.sum[:12])
@@ -358,8 +377,9 @@ func zstdDecoder(r io.Reader) (*zstd.Decoder, error) {
 // peel takes off encryption and compression, as many layers as there are (at most
 // three: OpenPGP, then gzip or zstd), deciding by the bytes, not the name. checked names
 // the layer that will have proved the content whole once it is read to its end without
-// an error, "" if none will: OpenPGP (go-crypto refuses a message without an MDC or
-// AEAD), or a zstd frame that carries its content's checksum (which the decoder checks).
+// an error, "" if none will: OpenPGP, as go-crypto refuses a message without an MDC or
+// AEAD. (A zstd frame's checksum, which the decoder checks, is not enough alone: a stream
+// of several frames need not carry one in each.)
 func peel(r io.Reader, keys *recovery.Keys) (_ io.Reader, _ func(), checked string, _ error) {
 	var closers []func()
 	closeAll := func() {
@@ -395,11 +415,6 @@ func peel(r io.Reader, keys *recovery.Keys) (_ io.Reader, _ func(), checked stri
 			if err != nil {
 				closeAll()
 				return nil, nil, "", fmt.Errorf("zstd: %v", err)
-			}
-			// The frame header's descriptor follows the magic number; its bit 2 says
-			// the frame ends with a checksum of its content.
-			if checked == "" && len(head) > 4 && head[4]&0x04 != 0 {
-				checked = "zstd's checksum"
 			}
 			closers = append(closers, func() {
 				if z.Reset(nil) == nil {

@@ -375,9 +375,10 @@ func TestFetchRemovesAKilledFetchsFile(t *testing.T) {
 	}
 }
 
-// Every archived copy is proved whole before it is written out: by OpenPGP's MDC, by the
-// checksum of a zstd frame, or, where no layer checks the content, by the SHA-256 its
-// name carries. A damaged copy of each kind is refused and nothing is written.
+// Every archived copy is proved whole before it is written out: by OpenPGP's MDC, or,
+// where no layer proves the content, by the SHA-256 its name carries (and a zstd frame's
+// checksum, which the decoder checks). A damaged copy of each kind is refused and
+// nothing is written.
 func TestFetchProvesEveryCopyWhole(t *testing.T) {
 	ent, err := openpgp.NewEntity("Test", "", "test@example.com", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
 	if err != nil {
@@ -417,6 +418,7 @@ func TestFetchProvesEveryCopyWhole(t *testing.T) {
 		{"zstd, its checksum flipped", false, func(b []byte) []byte { b[len(b)-1] ^= 0xff; return b }, ""},
 		{"zstd, a byte in the middle flipped", false, func(b []byte) []byte { b[len(b)/2] ^= 0xff; return b }, ""},
 		{"another content, zstd without a checksum", false, func([]byte) []byte { return compress(other, zstd.WithEncoderCRC(false)) }, "not what was archived"},
+		{"another content, zstd with its checksum", false, func([]byte) []byte { return compress(other) }, "not what was archived"},
 		{"another content, gzip", false, func([]byte) []byte { return gz(other) }, "not what was archived"},
 		{"another content, raw", false, func([]byte) []byte { return other }, "not what was archived"},
 	} {
@@ -526,5 +528,77 @@ func TestFetchBesideAPrefetchFindsAHole(t *testing.T) {
 	_, err := f.Fetch(ctx, names[4], dest)
 	if !errors.Is(err, ErrHole) || !strings.Contains(err.Error(), names[5]) {
 		t.Fatalf("fetch of the missing %s: %v, want a hole before %s", names[4], err, names[5])
+	}
+}
+
+// The server restarts mid-recovery: recovery goes back to its last restartpoint and asks
+// again for segments it took before, which pg_wal still holds under their names, linked
+// to the spool's. The prefetch that ran before the restart follows recovery back instead
+// of taking those old links for progress, and what recovery asks for next is spooled.
+// (Found by a blind review.)
+func TestPrefetchAfterARestart(t *testing.T) {
+	loc, names, data := archiveOf(t, 12)
+	ctx := context.Background()
+	f, dest, _ := startRecovery(t, loc, names[0])
+	defer EndPrefetch(filepath.Dir(filepath.Dir(dest)))
+	pgwal := filepath.Dir(dest)
+	take := func(n string) bool { // restore_command's ln, then PostgreSQL keeps it under its name
+		os.Remove(dest)
+		if os.Link(filepath.Join(f.Spool, n), dest) != nil {
+			return false
+		}
+		return os.Rename(dest, filepath.Join(pgwal, n)) == nil
+	}
+	for _, n := range names[1:7] {
+		for deadline := time.Now().Add(10 * time.Second); !take(n); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never reached the spool (spool %v)", n, spooledSegments(f.Spool))
+			}
+		}
+	}
+	// The restart: recovery asks for names[2] again, no longer in the spool.
+	os.Remove(dest)
+	if _, err := f.Fetch(ctx, names[2], dest); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names[3:9] {
+		ok := false
+		for deadline := time.Now().Add(5 * time.Second); !ok && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			ok = take(n)
+		}
+		if !ok {
+			plan, _ := os.ReadFile(filepath.Join(f.Spool, ".plan"))
+			t.Fatalf("after the restart, %s never reached the spool (spool %v, plan %q, asked %s)", n, spooledSegments(f.Spool), plan, asked(f.Spool))
+		}
+		if b, _ := os.ReadFile(filepath.Join(pgwal, n)); !bytes.Equal(b, data[n]) {
+			t.Fatalf("%s differs", n)
+		}
+	}
+}
+
+// flakyListing answers a listing of one name, and fails every wider one.
+type flakyListing struct{ storage.Folder }
+
+func (f flakyListing) Find(ctx context.Context, prefix string) ([]storage.Backup, error) {
+	if len(prefix) < 24 {
+		return nil, errors.New("503 SlowDown")
+	}
+	return f.Folder.Find(ctx, prefix)
+}
+
+// A segment found nowhere is the end of the WAL only if no later one is archived; when
+// that cannot be asked, the answer is not "not found" (which ends recovery, perhaps at a
+// hole) but a failure that stops it. (Found by a blind review.)
+func TestFetchStopsWhenTheHoleCheckCannotAsk(t *testing.T) {
+	loc, names, _ := archiveOf(t, 3)
+	f := &Fetcher{Locations: []storage.Folder{flakyListing{loc}}}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	if _, err := f.Fetch(context.Background(), names[0], dest); err != nil {
+		t.Fatalf("an archived segment: %v", err)
+	}
+	past := segment{tli: 1, seg: 4}.String()
+	_, err := f.Fetch(context.Background(), past, dest)
+	if errors.Is(err, ErrNotFound) || !errors.Is(err, ErrUnanswered) || !strings.Contains(err.Error(), "503 SlowDown") {
+		t.Fatalf("past the end, later segments not listable: %v, want it unanswered (recovery stops)", err)
 	}
 }

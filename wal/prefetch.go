@@ -212,8 +212,13 @@ func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) erro
 	// second name: RestoreCommand's ln) or gone from the spool (a restore_command
 	// written with mv) was taken by recovery, which says so no other way.
 	spooled := map[string]bool{}
-	failed := map[string]bool{} // not to be tried again until recovery moves on
-	end := ""                   // the first segment found nowhere: nothing after it is fetched
+	// When recovery last asked through wal-fetch: only a link made after it is recovery
+	// moving on. One made before it may be from before the server restarted, recovery
+	// having gone back since to its last restartpoint.
+	var askedAt time.Time
+	dropped := map[string]bool{} // removed before their downloads ended
+	failed := map[string]bool{}  // not to be tried again until recovery moves on
+	end := ""                    // the first segment found nowhere: nothing after it is fetched
 	plan := ""
 	tick := time.NewTicker(prefetchPoll)
 	defer tick.Stop()
@@ -228,6 +233,9 @@ func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) erro
 		}
 		if a := asked(f.Spool); a != "" && a != lastAsk {
 			lastAsk = a
+			if st, err := os.Stat(filepath.Join(f.Spool, ".asked")); err == nil {
+				askedAt = st.ModTime()
+			}
 			moved(a)
 		}
 		entries, _ := os.ReadDir(f.Spool)
@@ -244,7 +252,7 @@ func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) erro
 				if n > last {
 					moved(n)
 				}
-			case n > last && linked(filepath.Join(f.Spool, n)):
+			case n > last && linkedSince(filepath.Join(f.Spool, n), askedAt):
 				moved(n)
 			}
 		}
@@ -273,6 +281,11 @@ func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) erro
 				os.Remove(filepath.Join(f.Spool, n)) // passed, or another timeline's
 				delete(have, n)
 				delete(spooled, n)
+				if inflight[n] {
+					// Its file landed, but its download has not said so yet: it
+					// must not count as spooled, then as taken when it is not here.
+					dropped[n] = true
+				}
 			}
 		}
 		var todo, planned []string
@@ -307,6 +320,8 @@ func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) erro
 		case r := <-done:
 			delete(inflight, r.name)
 			switch {
+			case dropped[r.name]:
+				delete(dropped, r.name) // landed, and removed before its download ended
 			case r.err == nil:
 				spooled[r.name] = true
 			case errors.Is(r.err, ErrNotFound) || errors.Is(r.err, ErrHole):
@@ -323,10 +338,11 @@ func (f *Fetcher) Prefetch(ctx context.Context, name string, segSize int64) erro
 	}
 }
 
-// linked reports whether the file has another name too.
-func linked(path string) bool {
+// linkedSince reports whether the file has another name too, given to it after t (a
+// new link changes the file's ctime).
+func linkedSince(path string, t time.Time) bool {
 	var st syscall.Stat_t
-	return syscall.Stat(path, &st) == nil && st.Nlink > 1
+	return syscall.Stat(path, &st) == nil && st.Nlink > 1 && time.Unix(st.Ctim.Unix()).After(t)
 }
 
 // EndPrefetch removes the spool of the server on pgdata, stopped or failed, and waits for
