@@ -79,16 +79,11 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) (string, error) 
 	if kind == KindSegment && f.Spool != "" && Prefetching(f.Spool) {
 		lctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		type found struct {
-			later string
-			err   error
-		}
-		done := make(chan found, 1)
-		go func() {
-			l, err := laterSegment(lctx, f.Locations, name)
-			done <- found{l, err}
-		}()
-		later = func() (string, error) { r := <-done; return r.later, r.err }
+		var next string
+		var listErr error
+		done := make(chan struct{})
+		go func() { next, listErr = laterSegment(lctx, f.Locations, name); close(done) }()
+		later = func() (string, error) { <-done; return next, listErr }
 	}
 	var unreachable, damaged []string
 	var answered []storage.Folder
